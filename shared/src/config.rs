@@ -1,0 +1,553 @@
+//! `pipeline.yaml`: the team's pipeline in one file, read by every worker and by Terraform.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// The whole pipeline definition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// A short name for this pipeline; it prefixes job ids and labels.
+    pub name: String,
+    /// Where the warehouse lives.
+    pub bigquery: BigQueryConfig,
+    /// Where Parquet files are staged and kept for replay.
+    pub lake: LakeConfig,
+    /// Postgres databases to copy from, by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
+    /// Environments: `local`, `dev`, `prod`; pull-request targets (`pr-123`) derive from `dev`.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+/// BigQuery project and the datasets sluice itself owns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigQueryConfig {
+    /// The Google Cloud project of the production warehouse.
+    pub project: String,
+    /// Location of datasets and jobs.
+    #[serde(default = "default_location")]
+    pub location: String,
+    /// Dataset of the run ledger (`runs`) and other operational tables.
+    #[serde(default = "default_ops_dataset")]
+    pub ops_dataset: String,
+    /// Dataset for staging tables; tables in it expire after a day.
+    #[serde(default = "default_staging_dataset")]
+    pub staging_dataset: String,
+}
+
+/// The lake in the cloud.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// GCS bucket that holds `raw/` and `cdc/`.
+    pub bucket: String,
+}
+
+/// Where a connection string comes from; never written inline.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "DsnSpec")]
+pub enum DsnRef {
+    /// The name of an environment variable holding the DSN.
+    Env(String),
+    /// A Secret Manager secret (`projects/P/secrets/S`, optionally `/versions/V`).
+    Secret(String),
+}
+
+/// `dsn:` as written: `{env: VAR}` or `{secret: projects/P/secrets/S}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DsnSpec {
+    /// The name of an environment variable holding the DSN.
+    env: Option<String>,
+    /// A Secret Manager secret name.
+    secret: Option<String>,
+}
+
+impl TryFrom<DsnSpec> for DsnRef {
+    type Error = String;
+
+    fn try_from(s: DsnSpec) -> std::result::Result<Self, String> {
+        match (s.env, s.secret) {
+            (Some(e), None) => Ok(DsnRef::Env(e)),
+            (None, Some(n)) => Ok(DsnRef::Secret(n)),
+            _ => Err("give exactly one of `env: VAR` or `secret: projects/P/secrets/S`".into()),
+        }
+    }
+}
+
+/// One Postgres database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// How to find the connection string.
+    pub dsn: DsnRef,
+    /// BigQuery dataset that receives this source's tables (default: the source's name).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Tables to copy with pg-copy, by name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+}
+
+/// How a table is copied.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Replace the whole BigQuery table on every run.
+    Full,
+    /// Copy rows whose watermark falls on the logical date and replace that date's partition.
+    Incremental,
+}
+
+/// What to do with a column whose type sluice cannot map.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnsupported {
+    /// Fail with a message naming table and column.
+    #[default]
+    Error,
+    /// Leave the column out, with a warning.
+    Skip,
+}
+
+/// How often Cloud Scheduler runs a table's copy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    #[default]
+    Daily,
+    Hourly,
+}
+
+/// One table of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `full` or `incremental`.
+    pub mode: Mode,
+    /// Postgres schema of the table.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// For `incremental`: the date, timestamp or timestamptz column that assigns rows to dates.
+    #[serde(default)]
+    pub watermark_column: Option<String>,
+    /// When Cloud Scheduler starts the copy.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// `numeric` columns to land as exact STRING instead of NUMERIC/BIGNUMERIC.
+    #[serde(default)]
+    pub numeric_as_string: Vec<String>,
+    /// `error` (default) or `skip` columns of unsupported types.
+    #[serde(default)]
+    pub on_unsupported: OnUnsupported,
+    /// BigQuery clustering columns.
+    #[serde(default)]
+    pub cluster_by: Vec<String>,
+}
+
+/// Per-environment settings. Every field is optional; unset ones take the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// BigQuery project to write to (default: `bigquery.project`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// BigQuery REST base URL, for the emulator (default: Google's).
+    #[serde(default)]
+    pub bigquery_endpoint: Option<String>,
+    /// BigQuery Storage Write gRPC URL, for the emulator (default: Google's).
+    #[serde(default)]
+    pub storage_write_endpoint: Option<String>,
+    /// Appended to every dataset sluice writes (`_dev`); PR targets add their own name.
+    #[serde(default)]
+    pub dataset_suffix: Option<String>,
+    /// The lake: a local directory, or `gs://bucket` (default: `gs://<lake.bucket>`).
+    #[serde(default)]
+    pub lake: Option<String>,
+    /// The bucket name that BigQuery load jobs use for a local lake directory (`gs://<name>/…`).
+    #[serde(default)]
+    pub lake_bucket: Option<String>,
+    /// Use no credentials (the emulators); otherwise Application Default Credentials.
+    #[serde(default)]
+    pub no_auth: bool,
+    /// Per-source connection overrides for this target.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceOverride>,
+}
+
+/// A target's override of a source's connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOverride {
+    /// Where the connection string comes from in this target.
+    pub dsn: DsnRef,
+}
+
+fn default_location() -> String {
+    "US".into()
+}
+fn default_ops_dataset() -> String {
+    "ops".into()
+}
+fn default_staging_dataset() -> String {
+    "sluice_staging".into()
+}
+fn default_schema() -> String {
+    "public".into()
+}
+
+/// Where the lake is for a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeLocation {
+    /// A directory; BigQuery (the emulator) reads it as `gs://<bucket>/…`.
+    Local { dir: PathBuf, bucket: String },
+    /// A GCS bucket.
+    Gcs { bucket: String },
+}
+
+impl LakeLocation {
+    /// The bucket name that `gs://` URIs of load jobs use.
+    pub fn bucket(&self) -> &str {
+        match self {
+            LakeLocation::Local { bucket, .. } | LakeLocation::Gcs { bucket } => bucket,
+        }
+    }
+}
+
+/// A target with everything resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub project: String,
+    pub location: String,
+    pub bigquery_endpoint: Option<String>,
+    pub storage_write_endpoint: Option<String>,
+    pub dataset_suffix: String,
+    pub lake: LakeLocation,
+    pub no_auth: bool,
+    source_overrides: BTreeMap<String, DsnRef>,
+}
+
+impl Target {
+    /// The dataset a logical dataset name maps to in this target.
+    pub fn dataset(&self, name: &str) -> String {
+        format!("{name}{}", self.dataset_suffix)
+    }
+
+    /// Where `source`'s DSN comes from in this target.
+    pub fn dsn_ref<'a>(&'a self, source_name: &str, source: &'a Source) -> &'a DsnRef {
+        self.source_overrides.get(source_name).unwrap_or(&source.dsn)
+    }
+}
+
+impl Pipeline {
+    /// Reads and validates `pipeline.yaml`.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+        Pipeline::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates pipeline YAML; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Pipeline> {
+        let p: Pipeline = serde_yaml::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            Error::config(format!("{origin}: {msg}"))
+        })?;
+        p.validate(text, origin)?;
+        Ok(p)
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<()> {
+        let at = |path: &[&str], msg: String| {
+            let line = line_of(text, path)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            Error::config(format!("{origin}: {}{line}: {msg}", path.join(".")))
+        };
+        for (sname, source) in &self.sources {
+            check_name(sname).map_err(|m| at(&["sources", sname], m))?;
+            if let Some(ds) = &source.dataset {
+                check_name(ds).map_err(|m| at(&["sources", sname, "dataset"], m))?;
+            }
+            for (tname, t) in &source.tables {
+                let path = ["sources", sname.as_str(), "tables", tname.as_str()];
+                check_name(tname).map_err(|m| at(&path, m))?;
+                match (t.mode, &t.watermark_column) {
+                    (Mode::Incremental, None) => {
+                        return Err(at(
+                            &path,
+                            "mode incremental needs `watermark_column` (the date or timestamp column that assigns rows to dates)".into(),
+                        ))
+                    }
+                    (Mode::Full, Some(_)) => {
+                        return Err(at(
+                            &[&path[..], &["watermark_column"]].concat(),
+                            "`watermark_column` applies to mode incremental only".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (tname, t) in &self.targets {
+            for s in t.sources.keys() {
+                if !self.sources.contains_key(s) {
+                    return Err(at(
+                        &["targets", tname, "sources", s],
+                        format!("no source named `{s}` in `sources`"),
+                    ));
+                }
+            }
+            if let Some(suffix) = &t.dataset_suffix {
+                if !suffix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(at(
+                        &["targets", tname, "dataset_suffix"],
+                        "may hold letters, digits and underscores only".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The dataset that receives a source's tables (before the target's suffix).
+    pub fn source_dataset<'a>(&'a self, name: &'a str) -> &'a str {
+        self.sources
+            .get(name)
+            .and_then(|s| s.dataset.as_deref())
+            .unwrap_or(name)
+    }
+
+    /// Resolves a target by name. Environment variables `SLUICE_BQ_ENDPOINT`,
+    /// `SLUICE_BQ_GRPC_ENDPOINT` and `SLUICE_LAKE_DIR` (printed by `scripts/local-stack.sh env`)
+    /// override the local target's endpoints, so the ports live in one place.
+    pub fn target(&self, name: &str) -> Result<Target> {
+        let (config, suffix) = match self.targets.get(name) {
+            Some(t) => (t.clone(), t.dataset_suffix.clone().unwrap_or_default()),
+            None if is_pr_target(name) => {
+                let base = self.targets.get("dev").cloned().unwrap_or_default();
+                let pr = name.replace('-', "_");
+                let suffix = format!("{}_{pr}", base.dataset_suffix.clone().unwrap_or_default());
+                (base, suffix)
+            }
+            None => {
+                let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+                return Err(Error::config(format!(
+                    "unknown target `{name}` (pipeline.yaml defines: {}; pull-request targets are named like pr-123)",
+                    known.join(", ")
+                )));
+            }
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let local = name == "local";
+        let bigquery_endpoint = local
+            .then(|| env("SLUICE_BQ_ENDPOINT"))
+            .flatten()
+            .or(config.bigquery_endpoint);
+        let storage_write_endpoint = local
+            .then(|| env("SLUICE_BQ_GRPC_ENDPOINT"))
+            .flatten()
+            .or(config.storage_write_endpoint);
+        let lake_spec = local
+            .then(|| env("SLUICE_LAKE_DIR"))
+            .flatten()
+            .or(config.lake.clone());
+        let lake = match lake_spec {
+            Some(spec) if spec.starts_with("gs://") => LakeLocation::Gcs {
+                bucket: spec.trim_start_matches("gs://").trim_end_matches('/').to_string(),
+            },
+            Some(dir) => {
+                let bucket = config.lake_bucket.clone().unwrap_or_else(|| self.lake.bucket.clone());
+                // A directory holds one folder per bucket, as the emulator's GCS_LOCAL_ROOT reads it.
+                LakeLocation::Local {
+                    dir: PathBuf::from(dir),
+                    bucket,
+                }
+            }
+            None => LakeLocation::Gcs {
+                bucket: self.lake.bucket.clone(),
+            },
+        };
+        Ok(Target {
+            name: name.to_string(),
+            project: config.project.clone().unwrap_or_else(|| self.bigquery.project.clone()),
+            location: self.bigquery.location.clone(),
+            bigquery_endpoint,
+            storage_write_endpoint,
+            dataset_suffix: suffix,
+            lake,
+            no_auth: config.no_auth,
+            source_overrides: config.sources.into_iter().map(|(k, v)| (k, v.dsn)).collect(),
+        })
+    }
+}
+
+/// `pr-123`, `pr_45`: a pull-request target.
+fn is_pr_target(name: &str) -> bool {
+    let rest = name.strip_prefix("pr-").or_else(|| name.strip_prefix("pr_"));
+    matches!(rest, Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// BigQuery dataset and table names: letters, digits, underscores.
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid BigQuery name (letters, digits and underscores only)"
+        ))
+    }
+}
+
+/// The 1-based line of a nested mapping key, found by indentation.
+fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    let mut depth = 0;
+    let mut min_indent: isize = -1;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        let indent = (line.len() - trimmed.len()) as isize;
+        if depth > 0 && indent <= min_indent {
+            // Left the block of the previous key without finding the next one.
+            return None;
+        }
+        let key = trimmed.split(':').next().unwrap_or("").trim().trim_matches('"');
+        if key == path[depth] && trimmed.contains(':') {
+            depth += 1;
+            min_indent = indent;
+            if depth == path.len() {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Resolves a DSN reference to the connection string.
+pub async fn resolve_dsn(r: &DsnRef) -> Result<Secret> {
+    match r {
+        DsnRef::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err(Error::config(format!(
+                "environment variable {var} (the source's dsn) is not set"
+            ))),
+        },
+        DsnRef::Secret(name) => crate::secret_manager::access(name).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+name: shop
+bigquery:
+  project: acme-data
+lake:
+  bucket: acme-lake
+sources:
+  shop:
+    dsn: { env: SHOP_DATABASE_URL }
+    tables:
+      users:
+        mode: full
+      orders:
+        mode: incremental
+        watermark_column: created_at
+targets:
+  local:
+    project: sluice-local
+    bigquery_endpoint: http://127.0.0.1:9050
+    lake: .local/lake
+    no_auth: true
+  dev:
+    dataset_suffix: _dev
+  prod: {}
+"#;
+
+    #[test]
+    fn parses_the_sample() {
+        let p = Pipeline::parse(SAMPLE, "pipeline.yaml").unwrap();
+        let orders = &p.sources["shop"].tables["orders"];
+        assert_eq!(orders.mode, Mode::Incremental);
+        assert_eq!(orders.schema, "public");
+        assert_eq!(p.source_dataset("shop"), "shop");
+        assert_eq!(p.bigquery.ops_dataset, "ops");
+    }
+
+    #[test]
+    fn targets_resolve_datasets_and_lake() {
+        let p = Pipeline::parse(SAMPLE, "pipeline.yaml").unwrap();
+        let prod = p.target("prod").unwrap();
+        assert_eq!(prod.dataset("shop"), "shop");
+        assert_eq!(prod.project, "acme-data");
+        assert_eq!(prod.lake, LakeLocation::Gcs { bucket: "acme-lake".into() });
+        let dev = p.target("dev").unwrap();
+        assert_eq!(dev.dataset("shop"), "shop_dev");
+        let pr = p.target("pr-42").unwrap();
+        assert_eq!(pr.dataset("ops"), "ops_dev_pr_42");
+        let err = p.target("prdo").unwrap_err().to_string();
+        assert!(err.contains("unknown target `prdo`"), "{err}");
+        assert!(err.contains("dev, local, prod"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let bad = SAMPLE.replace("        mode: full", "        mode: full\n        modee: full");
+        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `modee`"), "{err}");
+        assert!(err.contains("line 13"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        let bad = SAMPLE.replace("mode: full", "mode: sometimes");
+        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        assert!(err.contains("unknown variant `sometimes`"), "{err}");
+        assert!(err.contains("line 12"), "{err}");
+    }
+
+    #[test]
+    fn incremental_without_watermark_is_an_error_with_its_line() {
+        let bad = SAMPLE.replace("        watermark_column: created_at\n", "");
+        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        assert!(err.contains("sources.shop.tables.orders (line 13)"), "{err}");
+        assert!(err.contains("watermark_column"), "{err}");
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let bad = SAMPLE.replace(
+            "dsn: { env: SHOP_DATABASE_URL }",
+            "dsn: postgres://u:pw@h/db",
+        );
+        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        assert!(err.contains("sources.shop.dsn"), "{err}");
+    }
+
+    #[test]
+    fn bad_table_names_are_refused() {
+        let bad = SAMPLE.replace("      users:", "      \"us-ers\":");
+        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        assert!(err.contains("not a valid BigQuery name"), "{err}");
+    }
+
+    #[test]
+    fn line_of_follows_nesting() {
+        assert_eq!(line_of(SAMPLE, &["sources", "shop", "tables", "orders"]), Some(13));
+        assert_eq!(line_of(SAMPLE, &["targets", "dev", "dataset_suffix"]), Some(23));
+        assert_eq!(line_of(SAMPLE, &["sources", "nope"]), None);
+    }
+}

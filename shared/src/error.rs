@@ -1,0 +1,188 @@
+//! The one error type of the library, classified as transient (retry) or permanent (fail fast).
+
+use std::fmt;
+
+/// Whether trying the same thing again can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network blips, 5xx, rate limits, serialization failures: retry with backoff, then fail the run.
+    Transient,
+    /// Bad config, permissions, missing tables, bad data: fail fast with a clear message.
+    Permanent,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Permanent => "permanent",
+        })
+    }
+}
+
+/// Errors of the sluice library. Each message says what failed and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `pipeline.yaml` (or a command-line value) is wrong; the message names the key and line.
+    #[error("config: {0}")]
+    Config(String),
+
+    /// A Postgres column has a type sluice cannot map to BigQuery.
+    #[error("unsupported type: column {table}.{column} has type {pg_type}, which sluice does not map to BigQuery (set `on_unsupported: skip` on the table to skip such columns)")]
+    UnsupportedType {
+        table: String,
+        column: String,
+        pg_type: String,
+    },
+
+    /// A value cannot be represented in the BigQuery column chosen for it.
+    #[error("value out of range: {table}.{column}: {detail}")]
+    ValueOutOfRange {
+        table: String,
+        column: String,
+        detail: String,
+    },
+
+    /// Postgres said no or went away.
+    #[error("postgres ({context}): {message}")]
+    Postgres {
+        context: String,
+        message: String,
+        kind: ErrorKind,
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+
+    /// The COPY stream did not have the shape of PostgreSQL's binary format.
+    #[error("decoding COPY data of {table}: {detail}")]
+    Decode { table: String, detail: String },
+
+    /// BigQuery refused a request or failed a job.
+    #[error("bigquery ({context}): {message}")]
+    BigQuery {
+        context: String,
+        message: String,
+        kind: ErrorKind,
+    },
+
+    /// Reading or writing the lake failed.
+    #[error("lake ({context}): {source}")]
+    Lake {
+        context: String,
+        kind: ErrorKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Fetching a secret failed.
+    #[error("secret {name}: {message}")]
+    Secret { name: String, message: String },
+}
+
+impl Error {
+    /// Transient or permanent: only transient errors are retried.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Postgres { kind, .. } | Error::BigQuery { kind, .. } | Error::Lake { kind, .. } => {
+                *kind
+            }
+            Error::Config(_)
+            | Error::UnsupportedType { .. }
+            | Error::ValueOutOfRange { .. }
+            | Error::Decode { .. }
+            | Error::Secret { .. } => ErrorKind::Permanent,
+        }
+    }
+
+    /// Shorthand for `kind() == Transient`.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+
+    pub fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+
+    /// A Postgres error, classified by its SQLSTATE: connection trouble, serialization
+    /// failures and deadlocks are transient; auth, missing objects and syntax are permanent.
+    pub fn postgres(context: impl Into<String>, e: tokio_postgres::Error) -> Self {
+        let (kind, message) = classify_postgres(&e);
+        Error::Postgres {
+            context: context.into(),
+            message,
+            kind,
+            source: Some(e),
+        }
+    }
+
+    pub fn bigquery(context: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::BigQuery {
+            context: context.into(),
+            message: message.into(),
+            kind,
+        }
+    }
+
+    pub fn lake(context: impl Into<String>, e: object_store::Error) -> Self {
+        let kind = match &e {
+            object_store::Error::NotFound { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::UnknownConfigurationKey { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => ErrorKind::Permanent,
+            _ => ErrorKind::Transient,
+        };
+        Error::Lake {
+            context: context.into(),
+            kind,
+            source: Box::new(e),
+        }
+    }
+
+    pub fn lake_other(
+        context: impl Into<String>,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Lake {
+            context: context.into(),
+            kind: ErrorKind::Permanent,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn classify_postgres(e: &tokio_postgres::Error) -> (ErrorKind, String) {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        // Class 08 connection exception, 40001 serialization failure, 40P01 deadlock,
+        // 53 insufficient resources, 57P01-03 admin shutdown / cannot connect now.
+        let transient = code.starts_with("08")
+            || code == "40001"
+            || code == "40P01"
+            || code.starts_with("53")
+            || matches!(code, "57P01" | "57P02" | "57P03");
+        let kind = if transient {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Permanent
+        };
+        return (kind, format!("{} (SQLSTATE {code})", db.message()));
+    }
+    if e.is_closed() {
+        return (ErrorKind::Transient, "connection closed".into());
+    }
+    // Connection-level errors (refused, reset, timed out) have no DbError; tokio-postgres
+    // puts the io error underneath.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    (ErrorKind::Transient, message)
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

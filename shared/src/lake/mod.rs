@@ -1,0 +1,136 @@
+//! The lake: Parquet files in GCS (or a local directory) that stage every load and allow replays.
+
+pub mod manifest;
+pub mod parquet;
+pub mod path;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::buffered::BufWriter;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::config::LakeLocation;
+use crate::error::{Error, Result};
+
+pub use manifest::{Manifest, PartFile};
+pub use parquet::ParquetSink;
+
+/// One bucket of the lake, wherever it is.
+#[derive(Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lake(gs://{})", self.bucket)
+    }
+}
+
+impl Lake {
+    /// Opens the lake of a target: a local directory `<dir>/<bucket>/` or a GCS bucket
+    /// (credentials from the environment, as Cloud Run provides them).
+    pub fn open(location: &LakeLocation) -> Result<Lake> {
+        crate::install_crypto();
+        match location {
+            LakeLocation::Local { dir, bucket } => {
+                let root = dir.join(bucket);
+                std::fs::create_dir_all(&root).map_err(|e| {
+                    Error::lake_other(format!("creating the lake directory {}", root.display()), e)
+                })?;
+                let fs = LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| Error::lake(format!("opening {}", root.display()), e))?
+                    .with_automatic_cleanup(true);
+                Ok(Lake::with_store(Arc::new(fs), bucket))
+            }
+            LakeLocation::Gcs { bucket } => {
+                let gcs = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| Error::lake(format!("opening gs://{bucket}"), e))?;
+                Ok(Lake::with_store(Arc::new(gcs), bucket))
+            }
+        }
+    }
+
+    /// A lake over any object store (tests use this for fake-gcs-server).
+    pub fn with_store(store: Arc<dyn ObjectStore>, bucket: &str) -> Lake {
+        Lake {
+            store,
+            bucket: bucket.to_string(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The `gs://` URI a BigQuery load job reads for `path`.
+    pub fn gs_uri(&self, path: &Path) -> String {
+        format!("gs://{}/{}", self.bucket, path)
+    }
+
+    pub async fn put(&self, path: &Path, data: Bytes) -> Result<()> {
+        self.store
+            .put(path, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::lake(format!("writing {}", self.gs_uri(path)), e))
+    }
+
+    pub async fn get(&self, path: &Path) -> Result<Bytes> {
+        let ctx = || format!("reading {}", self.gs_uri(path));
+        let r = self.store.get(path).await.map_err(|e| Error::lake(ctx(), e))?;
+        r.bytes().await.map_err(|e| Error::lake(ctx(), e))
+    }
+
+    /// Like `get`, but a missing object is `None`.
+    pub async fn get_opt(&self, path: &Path) -> Result<Option<Bytes>> {
+        match self.get(path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Lake { source, .. })
+                if matches!(
+                    source.downcast_ref::<object_store::Error>(),
+                    Some(object_store::Error::NotFound { .. })
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+        let mut v: Vec<ObjectMeta> = self
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::lake(format!("listing {}", self.gs_uri(prefix)), e))?;
+        v.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(v)
+    }
+
+    /// Deletes every object under `prefix`.
+    pub async fn delete_prefix(&self, prefix: &Path) -> Result<usize> {
+        let objects = self.list(prefix).await?;
+        for o in &objects {
+            self.store
+                .delete(&o.location)
+                .await
+                .map_err(|e| Error::lake(format!("deleting {}", self.gs_uri(&o.location)), e))?;
+        }
+        Ok(objects.len())
+    }
+
+    /// A streaming writer: multipart upload in GCS, a temp file renamed at the end locally.
+    pub fn writer(&self, path: &Path) -> BufWriter {
+        BufWriter::with_capacity(self.store.clone(), path.clone(), 8 * 1024 * 1024)
+    }
+}

@@ -1,0 +1,125 @@
+//! What the Postgres catalog says about a table: its columns, types, key and size.
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::types::PgType;
+
+/// One column as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct CatalogColumn {
+    pub name: String,
+    pub ty: PgType,
+    pub not_null: bool,
+}
+
+/// A table's columns in order, its primary key and its size in pages.
+#[derive(Debug, Clone)]
+pub struct TableColumns {
+    /// `schema.table`, as written in errors.
+    pub qualified: String,
+    pub columns: Vec<CatalogColumn>,
+    pub primary_key: Vec<String>,
+    pub pages: i64,
+}
+
+const COLUMNS_SQL: &str = "
+SELECT a.attname::text,
+       t.typname::text, t.typtype::text,
+       et.typname::text, et.typtype::text,
+       a.atttypmod, a.attnotnull
+FROM pg_attribute a
+JOIN pg_type dt ON dt.oid = a.atttypid
+JOIN pg_type t ON t.oid = CASE WHEN dt.typtype = 'd' THEN dt.typbasetype ELSE dt.oid END
+LEFT JOIN pg_type et0 ON et0.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_type et ON et.oid = CASE WHEN et0.typtype = 'd' THEN et0.typbasetype ELSE et0.oid END
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum";
+
+const KEY_SQL: &str = "
+SELECT a.attname::text
+FROM pg_index i
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1 AND i.indisprimary
+ORDER BY k.ord";
+
+/// Reads the catalog entry of `schema.table`; a missing table is a clear permanent error.
+pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result<TableColumns> {
+    let qualified = format!("{schema}.{table}");
+    let ctx = || format!("reading the catalog of {qualified}");
+    let row = client
+        .query_opt(
+            "SELECT c.oid, (pg_relation_size(c.oid) / current_setting('block_size')::int)::int8
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| Error::postgres(ctx(), e))?;
+    let Some(row) = row else {
+        return Err(Error::Postgres {
+            context: ctx(),
+            message: format!("table {qualified} does not exist in the source database"),
+            kind: crate::error::ErrorKind::Permanent,
+            source: None,
+        });
+    };
+    let oid: u32 = row.get(0);
+    let pages: i64 = row.get(1);
+    let rows = client
+        .query(COLUMNS_SQL, &[&oid])
+        .await
+        .map_err(|e| Error::postgres(ctx(), e))?;
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let typname: String = r.get(1);
+            let typtype: String = r.get(2);
+            let elem: Option<String> = r.get(3);
+            let elem_typtype: Option<String> = r.get(4);
+            let typmod: i32 = r.get(5);
+            let not_null: bool = r.get(6);
+            let ty = match elem {
+                Some(e) => PgType::array_of(PgType {
+                    is_enum: elem_typtype.as_deref() == Some("e"),
+                    typmod,
+                    ..PgType::scalar(&e)
+                }),
+                None => PgType {
+                    is_enum: typtype == "e",
+                    typmod,
+                    ..PgType::scalar(&typname)
+                },
+            };
+            CatalogColumn { name, ty, not_null }
+        })
+        .collect();
+    let primary_key = client
+        .query(KEY_SQL, &[&oid])
+        .await
+        .map_err(|e| Error::postgres(ctx(), e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(TableColumns {
+        qualified,
+        columns,
+        primary_key,
+        pages,
+    })
+}
+
+/// Quotes an identifier for Postgres SQL.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quote_ident_doubles_quotes() {
+        assert_eq!(super::quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,55 @@
+//! Reading a secret from Secret Manager with the runtime's service account.
+
+use base64::Engine as _;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+const METADATA_TOKEN: &str =
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// Fetches `projects/P/secrets/S[/versions/V]` (latest version when none is named).
+pub async fn access(name: &str) -> Result<Secret> {
+    let err = |m: String| Error::Secret {
+        name: name.to_string(),
+        message: m,
+    };
+    let resource = if name.contains("/versions/") {
+        name.to_string()
+    } else {
+        format!("{name}/versions/latest")
+    };
+    crate::install_crypto();
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .get(METADATA_TOKEN)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .map_err(|e| err(format!("no metadata server to get a token from ({e}); use `dsn: {{env: …}}` outside Google Cloud")))?
+        .json()
+        .await
+        .map_err(|e| err(format!("bad token response: {e}")))?;
+    let token = token["access_token"].as_str().unwrap_or_default().to_string();
+    let resp = http
+        .get(format!("https://secretmanager.googleapis.com/v1/{resource}:access"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(|e| err(e.to_string()))?;
+    if !status.is_success() {
+        return Err(err(format!(
+            "HTTP {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("")
+        )));
+    }
+    let data = body["payload"]["data"].as_str().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| err(format!("payload is not base64: {e}")))?;
+    String::from_utf8(bytes)
+        .map(|s| Secret::new(s.trim_end().to_string()))
+        .map_err(|_| err("payload is not UTF-8".into()))
+}
