@@ -1,1 +1,208 @@
-//! End-to-end tests of sluice against the local stack; see tests/tests/.
+//! Support for end-to-end tests against the local stack (`scripts/local-stack.sh up`).
+//!
+//! Each test gets its own Postgres database, BigQuery dataset suffix and lake bucket, named by a
+//! random id and dropped when the test ends. A missing stack fails the test (never a skip).
+
+use std::path::PathBuf;
+
+use sluice::bigquery::{BigQuery, QueryRows};
+use sluice::config::Pipeline;
+use tokio_postgres::{Client, NoTls};
+
+/// Endpoints of the running stack, from the variables `scripts/local-stack.sh env` prints.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub pg_host: String,
+    pub pg_port: u16,
+    pub bq_endpoint: String,
+    pub bq_project: String,
+    pub lake_dir: PathBuf,
+    pub gcs_endpoint: String,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the stack with `scripts/local-stack.sh up` and `eval \"$(scripts/local-stack.sh env)\"` (make test does both)")
+    })
+}
+
+impl Stack {
+    pub fn from_env() -> Stack {
+        Stack {
+            pg_host: var("SLUICE_PG_HOST"),
+            pg_port: var("SLUICE_PG_PORT")
+                .parse()
+                .expect("SLUICE_PG_PORT is a port"),
+            bq_endpoint: var("SLUICE_BQ_ENDPOINT"),
+            bq_project: var("SLUICE_BQ_PROJECT"),
+            lake_dir: PathBuf::from(var("SLUICE_LAKE_DIR")),
+            gcs_endpoint: var("SLUICE_GCS_ENDPOINT"),
+        }
+    }
+
+    pub fn dsn(&self, db: &str) -> String {
+        format!("postgres://postgres@{}:{}/{db}", self.pg_host, self.pg_port)
+    }
+}
+
+/// A fresh Postgres database, a dataset suffix and a lake bucket for one test.
+pub struct TestEnv {
+    pub stack: Stack,
+    /// Short random id: database `t_<id>`, datasets `*_t<id>`, bucket `t<id>`.
+    pub id: String,
+    pub db: String,
+    pub pg: Client,
+    pub bq: BigQuery,
+    dsn_var: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        let stack = Stack::from_env();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let db = format!("t_{id}");
+        let admin = connect(&stack.dsn("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("create the test database");
+        let pg = connect(&stack.dsn(&db)).await;
+        let bq =
+            BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project).expect("emulator client");
+        let dsn_var = format!("SLUICE_TEST_DSN_{}", id.to_uppercase());
+        // nextest runs every test in its own process, so this variable is the test's alone.
+        std::env::set_var(&dsn_var, stack.dsn(&db));
+        TestEnv {
+            stack,
+            id,
+            db,
+            pg,
+            bq,
+            dsn_var,
+        }
+    }
+
+    /// The environment variable that holds this test's DSN.
+    pub fn dsn_var(&self) -> &str {
+        &self.dsn_var
+    }
+
+    /// A dataset name as the test's target writes it.
+    pub fn dataset(&self, name: &str) -> String {
+        format!("{name}_t{}", self.id)
+    }
+
+    /// A pipeline with one source `src` (dataset `src`) and the given `tables:` YAML block,
+    /// whose `local` target writes to this test's datasets and lake bucket.
+    pub fn pipeline(&self, tables_yaml: &str) -> Pipeline {
+        let tables: String = tables_yaml
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect();
+        let yaml = format!(
+            "name: test\n\
+             bigquery: {{ project: {project} }}\n\
+             lake: {{ bucket: unused }}\n\
+             sources:\n  src:\n    dsn: {{ env: {dsn} }}\n    tables:\n{tables}\
+             targets:\n  local:\n    project: {project}\n    bigquery_endpoint: {bq}\n    lake: {lake}\n    lake_bucket: t{id}\n    dataset_suffix: _t{id}\n    no_auth: true\n",
+            project = self.stack.bq_project,
+            dsn = self.dsn_var,
+            bq = self.stack.bq_endpoint,
+            lake = self.stack.lake_dir.display(),
+            id = self.id,
+        );
+        Pipeline::parse(&yaml, "test pipeline").unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    /// Runs SQL in the test database.
+    pub async fn sql(&self, sql: &str) {
+        self.pg
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs a BigQuery query.
+    pub async fn bq_query(&self, sql: &str) -> QueryRows {
+        self.bq
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// `project.dataset_tID.table` quoted.
+    pub fn bq_table(&self, dataset: &str, table: &str) -> String {
+        format!(
+            "`{}.{}.{table}`",
+            self.stack.bq_project,
+            self.dataset(dataset)
+        )
+    }
+
+    /// COUNT(*) of a BigQuery query's FROM clause, e.g. `bq_count("src", "t", "WHERE x")`.
+    pub async fn bq_count(&self, dataset: &str, table: &str, filter: &str) -> u64 {
+        let r = self
+            .bq_query(&format!(
+                "SELECT COUNT(*) AS n FROM {} {filter}",
+                self.bq_table(dataset, table)
+            ))
+            .await;
+        r.get(0, "n").expect("a count").parse().expect("a number")
+    }
+
+    /// A single number from Postgres.
+    pub async fn pg_i64(&self, sql: &str) -> i64 {
+        self.pg
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// The lake directory of this test's bucket.
+    pub fn lake_bucket_dir(&self) -> PathBuf {
+        self.stack.lake_dir.join(format!("t{}", self.id))
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let stack = self.stack.clone();
+        let db = self.db.clone();
+        let id = self.id.clone();
+        let bucket = self.lake_bucket_dir();
+        // Clean up on a thread of its own: Drop may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok((c, conn)) = tokio_postgres::connect(&stack.dsn("postgres"), NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .await;
+                }
+                if let Ok(bq) = BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project) {
+                    for ds in ["src", "ops", "sluice_staging"] {
+                        let _ = bq.delete_dataset(&format!("{ds}_t{id}")).await;
+                    }
+                }
+            });
+            let _ = std::fs::remove_dir_all(bucket);
+        })
+        .join();
+    }
+}
+
+async fn connect(dsn: &str) -> Client {
+    let (c, conn) = tokio_postgres::connect(dsn, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach the stack's Postgres at {dsn}: {e}; run scripts/local-stack.sh up")
+        });
+    tokio::spawn(conn);
+    c
+}

@@ -98,7 +98,7 @@ pub struct Source {
 }
 
 /// How a table is copied.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Replace the whole BigQuery table on every run.
@@ -244,7 +244,9 @@ impl Target {
 
     /// Where `source`'s DSN comes from in this target.
     pub fn dsn_ref<'a>(&'a self, source_name: &str, source: &'a Source) -> &'a DsnRef {
-        self.source_overrides.get(source_name).unwrap_or(&source.dsn)
+        self.source_overrides
+            .get(source_name)
+            .unwrap_or(&source.dsn)
     }
 }
 
@@ -308,7 +310,10 @@ impl Pipeline {
                 }
             }
             if let Some(suffix) = &t.dataset_suffix {
-                if !suffix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                if !suffix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
                     return Err(at(
                         &["targets", tname, "dataset_suffix"],
                         "may hold letters, digits and underscores only".into(),
@@ -363,10 +368,16 @@ impl Pipeline {
             .or(config.lake.clone());
         let lake = match lake_spec {
             Some(spec) if spec.starts_with("gs://") => LakeLocation::Gcs {
-                bucket: spec.trim_start_matches("gs://").trim_end_matches('/').to_string(),
+                bucket: spec
+                    .trim_start_matches("gs://")
+                    .trim_end_matches('/')
+                    .to_string(),
             },
             Some(dir) => {
-                let bucket = config.lake_bucket.clone().unwrap_or_else(|| self.lake.bucket.clone());
+                let bucket = config
+                    .lake_bucket
+                    .clone()
+                    .unwrap_or_else(|| self.lake.bucket.clone());
                 // A directory holds one folder per bucket, as the emulator's GCS_LOCAL_ROOT reads it.
                 LakeLocation::Local {
                     dir: PathBuf::from(dir),
@@ -379,21 +390,30 @@ impl Pipeline {
         };
         Ok(Target {
             name: name.to_string(),
-            project: config.project.clone().unwrap_or_else(|| self.bigquery.project.clone()),
+            project: config
+                .project
+                .clone()
+                .unwrap_or_else(|| self.bigquery.project.clone()),
             location: self.bigquery.location.clone(),
             bigquery_endpoint,
             storage_write_endpoint,
             dataset_suffix: suffix,
             lake,
             no_auth: config.no_auth,
-            source_overrides: config.sources.into_iter().map(|(k, v)| (k, v.dsn)).collect(),
+            source_overrides: config
+                .sources
+                .into_iter()
+                .map(|(k, v)| (k, v.dsn))
+                .collect(),
         })
     }
 }
 
 /// `pr-123`, `pr_45`: a pull-request target.
 fn is_pr_target(name: &str) -> bool {
-    let rest = name.strip_prefix("pr-").or_else(|| name.strip_prefix("pr_"));
+    let rest = name
+        .strip_prefix("pr-")
+        .or_else(|| name.strip_prefix("pr_"));
     matches!(rest, Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
@@ -422,7 +442,12 @@ fn line_of(text: &str, path: &[&str]) -> Option<usize> {
             // Left the block of the previous key without finding the next one.
             return None;
         }
-        let key = trimmed.split(':').next().unwrap_or("").trim().trim_matches('"');
+        let key = trimmed
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
         if key == path[depth] && trimmed.contains(':') {
             depth += 1;
             min_indent = indent;
@@ -493,7 +518,12 @@ targets:
         let prod = p.target("prod").unwrap();
         assert_eq!(prod.dataset("shop"), "shop");
         assert_eq!(prod.project, "acme-data");
-        assert_eq!(prod.lake, LakeLocation::Gcs { bucket: "acme-lake".into() });
+        assert_eq!(
+            prod.lake,
+            LakeLocation::Gcs {
+                bucket: "acme-lake".into()
+            }
+        );
         let dev = p.target("dev").unwrap();
         assert_eq!(dev.dataset("shop"), "shop_dev");
         let pr = p.target("pr-42").unwrap();
@@ -505,8 +535,13 @@ targets:
 
     #[test]
     fn unknown_keys_name_the_key_and_line() {
-        let bad = SAMPLE.replace("        mode: full", "        mode: full\n        modee: full");
-        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        let bad = SAMPLE.replace(
+            "        mode: full",
+            "        mode: full\n        modee: full",
+        );
+        let err = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `modee`"), "{err}");
         assert!(err.contains("line 13"), "{err}");
     }
@@ -514,7 +549,9 @@ targets:
     #[test]
     fn bad_values_name_the_key_and_line() {
         let bad = SAMPLE.replace("mode: full", "mode: sometimes");
-        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        let err = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown variant `sometimes`"), "{err}");
         assert!(err.contains("line 12"), "{err}");
     }
@@ -522,8 +559,13 @@ targets:
     #[test]
     fn incremental_without_watermark_is_an_error_with_its_line() {
         let bad = SAMPLE.replace("        watermark_column: created_at\n", "");
-        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
-        assert!(err.contains("sources.shop.tables.orders (line 13)"), "{err}");
+        let err = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources.shop.tables.orders (line 13)"),
+            "{err}"
+        );
         assert!(err.contains("watermark_column"), "{err}");
     }
 
@@ -533,21 +575,31 @@ targets:
             "dsn: { env: SHOP_DATABASE_URL }",
             "dsn: postgres://u:pw@h/db",
         );
-        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        let err = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sources.shop.dsn"), "{err}");
     }
 
     #[test]
     fn bad_table_names_are_refused() {
         let bad = SAMPLE.replace("      users:", "      \"us-ers\":");
-        let err = Pipeline::parse(&bad, "pipeline.yaml").unwrap_err().to_string();
+        let err = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a valid BigQuery name"), "{err}");
     }
 
     #[test]
     fn line_of_follows_nesting() {
-        assert_eq!(line_of(SAMPLE, &["sources", "shop", "tables", "orders"]), Some(13));
-        assert_eq!(line_of(SAMPLE, &["targets", "dev", "dataset_suffix"]), Some(23));
+        assert_eq!(
+            line_of(SAMPLE, &["sources", "shop", "tables", "orders"]),
+            Some(13)
+        );
+        assert_eq!(
+            line_of(SAMPLE, &["targets", "dev", "dataset_suffix"]),
+            Some(23)
+        );
         assert_eq!(line_of(SAMPLE, &["sources", "nope"]), None);
     }
 }

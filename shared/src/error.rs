@@ -83,9 +83,9 @@ impl Error {
     /// Transient or permanent: only transient errors are retried.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Postgres { kind, .. } | Error::BigQuery { kind, .. } | Error::Lake { kind, .. } => {
-                *kind
-            }
+            Error::Postgres { kind, .. }
+            | Error::BigQuery { kind, .. }
+            | Error::Lake { kind, .. } => *kind,
             Error::Config(_)
             | Error::UnsupportedType { .. }
             | Error::ValueOutOfRange { .. }
@@ -115,7 +115,11 @@ impl Error {
         }
     }
 
-    pub fn bigquery(context: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub fn bigquery(
+        context: impl Into<String>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
         Error::BigQuery {
             context: context.into(),
             message: message.into(),

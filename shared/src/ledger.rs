@@ -108,6 +108,8 @@ impl Ledger {
         let mut row = serde_json::to_value(r).unwrap_or(Value::Null);
         // insertAll takes JSON columns as JSON text.
         row["details"] = Value::String(r.details.to_string());
-        self.bq.insert_all(&self.dataset, RUNS_TABLE, &[(insert_id, row)]).await
+        self.bq
+            .insert_all(&self.dataset, RUNS_TABLE, &[(insert_id, row)])
+            .await
     }
 }

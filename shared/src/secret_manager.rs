@@ -30,9 +30,14 @@ pub async fn access(name: &str) -> Result<Secret> {
         .json()
         .await
         .map_err(|e| err(format!("bad token response: {e}")))?;
-    let token = token["access_token"].as_str().unwrap_or_default().to_string();
+    let token = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let resp = http
-        .get(format!("https://secretmanager.googleapis.com/v1/{resource}:access"))
+        .get(format!(
+            "https://secretmanager.googleapis.com/v1/{resource}:access"
+        ))
         .bearer_auth(token)
         .send()
         .await

@@ -35,7 +35,11 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
             .try_init(),
         LogFormat::Json => registry.with(JsonLayer).try_init(),
     };
@@ -48,10 +52,14 @@ struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(format!("{value:?}")),
+        );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_string(), Value::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Value::from(value));
@@ -80,7 +88,12 @@ impl<S> Layer<S> for JsonLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
@@ -92,10 +105,19 @@ where
         let mut fields = Fields::default();
         event.record(&mut fields);
         let mut line = Map::new();
-        line.insert("severity".into(), Value::from(severity(event.metadata().level())));
-        let message = fields.0.remove("message").unwrap_or(Value::String(String::new()));
+        line.insert(
+            "severity".into(),
+            Value::from(severity(event.metadata().level())),
+        );
+        let message = fields
+            .0
+            .remove("message")
+            .unwrap_or(Value::String(String::new()));
         line.insert("message".into(), message);
-        line.insert("time".into(), Value::String(chrono::Utc::now().to_rfc3339()));
+        line.insert(
+            "time".into(),
+            Value::String(chrono::Utc::now().to_rfc3339()),
+        );
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(f) = span.extensions().get::<Fields>() {

@@ -403,7 +403,11 @@ mod tests {
                 BqType::Timestamp,
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             ),
-            ("time", BqType::Time, DataType::Time64(TimeUnit::Microsecond)),
+            (
+                "time",
+                BqType::Time,
+                DataType::Time64(TimeUnit::Microsecond),
+            ),
             ("interval", BqType::String, DataType::Utf8),
             ("uuid", BqType::String, DataType::Utf8),
             ("json", BqType::Json, DataType::Utf8),
@@ -481,7 +485,10 @@ mod tests {
         assert_eq!(wide.data_type(), &DataType::Decimal128(30, 10));
         let unconstrained = map(PgType::scalar("numeric")).arrow_field();
         assert_eq!(unconstrained.data_type(), &DataType::Decimal256(76, 38));
-        assert_eq!(display_name(&PgType::array_of(PgType::numeric(10, 2))), "numeric(10,2)[]");
+        assert_eq!(
+            display_name(&PgType::array_of(PgType::numeric(10, 2))),
+            "numeric(10,2)[]"
+        );
     }
 
     #[test]

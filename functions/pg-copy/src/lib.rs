@@ -1,1 +1,313 @@
-//! placeholder
+//! pg-copy: Postgres tables → Parquet in the lake → BigQuery, full, incremental or backfill.
+//!
+//! Each unit of work (a table for a logical date) is extracted into
+//! `raw/<source>/<table>/dt=<ds>/` with a manifest, loaded into a staging table, swapped into
+//! its target, and recorded in the run ledger. Reruns replace, never append.
+
+pub mod extract;
+pub mod load;
+pub mod plan;
+pub mod progress;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use futures::StreamExt;
+use serde_json::json;
+use sluice::bigquery::BigQuery;
+use sluice::config::{resolve_dsn, Pipeline, Target};
+use sluice::lake::Lake;
+use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::{Error, Result};
+use tracing::Instrument;
+
+pub use extract::{Counters, ExtractOptions};
+pub use plan::{Dates, Unit};
+
+/// What to copy and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: String,
+    pub source: Option<String>,
+    pub tables: Vec<String>,
+    pub dates: Dates,
+    /// Reload from the lake's committed files without touching Postgres.
+    pub from_lake: bool,
+    pub extract: ExtractOptions,
+    /// Units (dates of a backfill, tables) run at once.
+    pub concurrency: usize,
+    /// Cloud Run task index and count: this task does every count-th unit.
+    pub task: (usize, usize),
+    /// Show a progress bar (terminal) rather than periodic log lines.
+    pub progress_bar: bool,
+    /// "Today" for default dates (tests pin it).
+    pub today: Option<NaiveDate>,
+    /// After loading, count the rows in Postgres independently and compare.
+    pub verify: bool,
+}
+
+impl Options {
+    pub fn new(target: &str) -> Options {
+        Options {
+            target: target.to_string(),
+            source: None,
+            tables: vec![],
+            dates: Dates::Default,
+            from_lake: false,
+            extract: ExtractOptions::default(),
+            concurrency: 2,
+            task: (0, 1),
+            progress_bar: false,
+            today: None,
+            verify: false,
+        }
+    }
+}
+
+/// How one unit ended.
+#[derive(Debug, Clone)]
+pub struct UnitOutcome {
+    pub unit: Unit,
+    pub status: Status,
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub bytes: u64,
+    pub files: usize,
+    pub dataset: String,
+    pub error: Option<String>,
+    /// With `verify`: rows Postgres has for the unit now.
+    pub postgres_rows: Option<u64>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub run_id: String,
+    pub units: Vec<UnitOutcome>,
+}
+
+impl Summary {
+    pub fn failed(&self) -> usize {
+        self.units
+            .iter()
+            .filter(|u| u.status == Status::Failed)
+            .count()
+    }
+}
+
+/// Everything a run talks to.
+pub(crate) struct Ctx {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) target: Target,
+    bq: BigQuery,
+    lake: Lake,
+    ledger: Ledger,
+    run_id: String,
+    opts: Options,
+    counters: Arc<Counters>,
+    /// One lock per target table: BigQuery aborts concurrent transactions on one table, so the
+    /// dates of a backfill extract in parallel but swap one at a time.
+    table_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Ctx {
+    fn table_lock(&self, unit: &Unit) -> Arc<tokio::sync::Mutex<()>> {
+        let key = format!("{}.{}", unit.source, unit.table);
+        let mut locks = self.table_locks.lock().expect("not poisoned");
+        locks.entry(key).or_default().clone()
+    }
+}
+
+/// Runs pg-copy. Errors of single units are in the summary (and the ledger); errors that stop
+/// the whole run (config, BigQuery unreachable) are returned.
+pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
+    let target = pipeline.target(&opts.target)?;
+    let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
+    let all = plan::units(
+        pipeline,
+        opts.source.as_deref(),
+        &opts.tables,
+        &opts.dates,
+        today,
+    )?;
+    let units = plan::for_task(all, opts.task.0, opts.task.1);
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("pg_copy", run_id = %run_id, target = %target.name);
+    async {
+        let bq = BigQuery::for_target(&target)?;
+        let lake = Lake::open(&target.lake)?;
+        let ledger =
+            Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
+        tracing::info!(
+            units = units.len(),
+            from_lake = opts.from_lake,
+            "run started"
+        );
+        let ctx = Arc::new(Ctx {
+            pipeline: pipeline.clone(),
+            target,
+            bq,
+            lake,
+            ledger,
+            run_id: run_id.clone(),
+            opts: opts.clone(),
+            counters: Arc::new(Counters::default()),
+            table_locks: Default::default(),
+        });
+        let reporter = progress::start(ctx.counters.clone(), opts.progress_bar, units.len());
+        let outcomes: Vec<UnitOutcome> = futures::stream::iter(units.into_iter().map(|u| {
+            let ctx = ctx.clone();
+            let reporter = reporter.clone();
+            async move {
+                let o = run_unit(&ctx, u).await;
+                reporter.unit_done(&o);
+                o
+            }
+        }))
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+        reporter.finish();
+        Ok(Summary {
+            run_id: run_id.clone(),
+            units: outcomes,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
+    let started = Utc::now();
+    let span = tracing::info_span!("unit", table = %format!("{}.{}", unit.source, unit.table), ds = %unit.ds);
+    let result = copy_unit(ctx, &unit).instrument(span.clone()).await;
+    let finished = Utc::now();
+    let mut outcome = UnitOutcome {
+        unit: unit.clone(),
+        status: Status::Success,
+        rows_read: 0,
+        rows_loaded: 0,
+        bytes: 0,
+        files: 0,
+        dataset: ctx
+            .target
+            .dataset(ctx.pipeline.source_dataset(&unit.source)),
+        error: None,
+        postgres_rows: None,
+    };
+    let mut details = json!({"mode": unit.config.mode, "from_lake": ctx.opts.from_lake});
+    match &result {
+        Ok((m, l)) => {
+            outcome.rows_read = m.rows;
+            outcome.rows_loaded = l.rows;
+            outcome.bytes = m.bytes;
+            outcome.files = m.files.len();
+            details["decode"] = m.decode_stats.clone();
+            details["files"] = json!(m.files.len());
+            details["jobs"] = json!(l.job_ids);
+            details["lake_run_id"] = json!(m.run_id);
+            if l.rows != m.rows {
+                // The swap committed, but the table disagrees with what was read: say so loudly.
+                outcome.status = Status::Failed;
+                outcome.error = Some(format!(
+                    "{} rows read from the lake but {} in BigQuery after the load",
+                    m.rows, l.rows
+                ));
+            }
+            span.in_scope(|| {
+                tracing::info!(
+                    rows = m.rows,
+                    bytes = m.bytes,
+                    files = m.files.len(),
+                    "unit loaded"
+                )
+            });
+            if ctx.opts.verify {
+                match verify::postgres_rows(ctx, &unit).await {
+                    Ok(n) => {
+                        outcome.postgres_rows = Some(n);
+                        details["postgres_rows"] = json!(n);
+                        if n != l.rows {
+                            outcome.status = Status::Failed;
+                            outcome.error =
+                                Some(format!("Postgres has {n} rows, BigQuery {}", l.rows));
+                        }
+                    }
+                    Err(e) => {
+                        outcome.status = Status::Failed;
+                        outcome.error = Some(format!("verify: {e}"));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            outcome.status = Status::Failed;
+            outcome.error = Some(e.to_string());
+            details["error_kind"] = json!(e.kind().to_string());
+            span.in_scope(|| tracing::error!(error = %e, "unit failed"));
+        }
+    }
+    let record = RunRecord {
+        run_id: ctx.run_id.clone(),
+        worker: "pg-copy".into(),
+        target: ctx.target.name.clone(),
+        source: Some(unit.source.clone()),
+        table_name: Some(unit.table.clone()),
+        logical_date: Some(unit.ds.format("%Y-%m-%d").to_string()),
+        lsn_range: None,
+        started_at: started.to_rfc3339(),
+        finished_at: finished.to_rfc3339(),
+        status: outcome.status,
+        rows_in: outcome.rows_read,
+        rows_loaded: outcome.rows_loaded,
+        rows_dead_lettered: 0,
+        bytes: outcome.bytes,
+        error: outcome.error.clone(),
+        details,
+    };
+    if let Err(e) = ctx.ledger.record(&record).await {
+        tracing::error!(error = %e, "could not write the run ledger");
+        if outcome.error.is_none() {
+            outcome.status = Status::Failed;
+            outcome.error = Some(format!("loaded, but the ledger write failed: {e}"));
+        }
+    }
+    outcome
+}
+
+async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, load::Loaded)> {
+    let manifest = if ctx.opts.from_lake {
+        extract::read_manifest(&ctx.lake, unit).await?
+    } else {
+        let source = ctx
+            .pipeline
+            .sources
+            .get(&unit.source)
+            .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
+        let dsn = resolve_dsn(ctx.target.dsn_ref(&unit.source, source)).await?;
+        extract::extract(
+            &ctx.lake,
+            &dsn,
+            unit,
+            &ctx.run_id,
+            ctx.opts.extract,
+            ctx.counters.clone(),
+        )
+        .await?
+    };
+    let lock = ctx.table_lock(unit);
+    let _guard = lock.lock().await;
+    let loaded = load::load(
+        &ctx.bq,
+        &ctx.pipeline,
+        &ctx.target,
+        &ctx.lake,
+        unit,
+        &manifest,
+        &ctx.run_id,
+    )
+    .await?;
+    Ok((manifest, loaded))
+}

@@ -115,10 +115,20 @@ impl BigQuery {
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| Error::bigquery("building the HTTP client", ErrorKind::Permanent, e.to_string()))?;
+            .map_err(|e| {
+                Error::bigquery(
+                    "building the HTTP client",
+                    ErrorKind::Permanent,
+                    e.to_string(),
+                )
+            })?;
         Ok(BigQuery {
             http,
-            base: format!("{}/bigquery/v2/projects/{}", base.trim_end_matches('/'), project),
+            base: format!(
+                "{}/bigquery/v2/projects/{}",
+                base.trim_end_matches('/'),
+                project
+            ),
             project: project.to_string(),
             location: location.to_string(),
             auth: Arc::new(auth),
@@ -155,8 +165,14 @@ impl BigQuery {
                     .json()
                     .await
                     .map_err(|e| Error::bigquery("reading the token", ErrorKind::Transient, e.to_string()))?;
-                let token = resp["access_token"].as_str().unwrap_or_default().to_string();
-                let ttl = resp["expires_in"].as_u64().unwrap_or(300).saturating_sub(60);
+                let token = resp["access_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let ttl = resp["expires_in"]
+                    .as_u64()
+                    .unwrap_or(300)
+                    .saturating_sub(60);
                 *c = Some((token.clone(), Instant::now() + Duration::from_secs(ttl)));
                 Ok(Some(token))
             }
@@ -164,7 +180,13 @@ impl BigQuery {
     }
 
     /// One REST call; returns (status, body). Transport errors are transient.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>, ctx: &str) -> Result<(u16, Value)> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        ctx: &str,
+    ) -> Result<(u16, Value)> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = self.token().await? {
             req = req.bearer_auth(t);
@@ -173,7 +195,11 @@ impl BigQuery {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| {
-            Error::bigquery(ctx, ErrorKind::Transient, format!("{e} (is BigQuery at {} reachable?)", self.base))
+            Error::bigquery(
+                ctx,
+                ErrorKind::Transient,
+                format!("{e} (is BigQuery at {} reachable?)", self.base),
+            )
         })?;
         let status = resp.status().as_u16();
         let text = resp
@@ -189,7 +215,13 @@ impl BigQuery {
     }
 
     /// A call whose non-2xx answer is an error, retried while transient.
-    async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, ctx: &str) -> Result<Value> {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        ctx: &str,
+    ) -> Result<Value> {
         retry::transient(ctx, || async {
             let (status, v) = self.call(method.clone(), path, body.as_ref(), ctx).await?;
             if (200..300).contains(&status) {
@@ -202,7 +234,11 @@ impl BigQuery {
     }
 
     /// Creates a dataset unless it exists. `table_expiration` sets the default table lifetime.
-    pub async fn ensure_dataset(&self, dataset: &str, table_expiration: Option<Duration>) -> Result<()> {
+    pub async fn ensure_dataset(
+        &self,
+        dataset: &str,
+        table_expiration: Option<Duration>,
+    ) -> Result<()> {
         let ctx = format!("creating dataset {dataset}");
         let mut body = json!({
             "datasetReference": {"projectId": self.project, "datasetId": dataset},
@@ -212,7 +248,9 @@ impl BigQuery {
             body["defaultTableExpirationMs"] = json!(d.as_millis().to_string());
         }
         retry::transient(&ctx, || async {
-            let (status, v) = self.call(reqwest::Method::POST, "/datasets", Some(&body), &ctx).await?;
+            let (status, v) = self
+                .call(reqwest::Method::POST, "/datasets", Some(&body), &ctx)
+                .await?;
             match status {
                 200..=299 | 409 => Ok(()),
                 _ => Err(http_error(&ctx, status, &v)),
@@ -225,7 +263,12 @@ impl BigQuery {
     pub async fn delete_dataset(&self, dataset: &str) -> Result<()> {
         let ctx = format!("deleting dataset {dataset}");
         let (status, v) = self
-            .call(reqwest::Method::DELETE, &format!("/datasets/{dataset}?deleteContents=true"), None, &ctx)
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/datasets/{dataset}?deleteContents=true"),
+                None,
+                &ctx,
+            )
             .await?;
         match status {
             200..=299 | 404 => Ok(()),
@@ -238,7 +281,12 @@ impl BigQuery {
         let ctx = format!("reading table {dataset}.{table}");
         retry::transient(&ctx, || async {
             let (status, v) = self
-                .call(reqwest::Method::GET, &format!("/datasets/{dataset}/tables/{table}"), None, &ctx)
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/datasets/{dataset}/tables/{table}"),
+                    None,
+                    &ctx,
+                )
                 .await?;
             match status {
                 200..=299 => Ok(Some(v)),
@@ -251,12 +299,23 @@ impl BigQuery {
 
     /// Creates a table from a REST table resource (schema, partitioning, clustering); true if
     /// it was created, false if it already existed.
-    pub async fn create_table(&self, dataset: &str, table: &str, mut resource: Value) -> Result<bool> {
+    pub async fn create_table(
+        &self,
+        dataset: &str,
+        table: &str,
+        mut resource: Value,
+    ) -> Result<bool> {
         let ctx = format!("creating table {dataset}.{table}");
-        resource["tableReference"] = json!({"projectId": self.project, "datasetId": dataset, "tableId": table});
+        resource["tableReference"] =
+            json!({"projectId": self.project, "datasetId": dataset, "tableId": table});
         retry::transient(&ctx, || async {
             let (status, v) = self
-                .call(reqwest::Method::POST, &format!("/datasets/{dataset}/tables"), Some(&resource), &ctx)
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/datasets/{dataset}/tables"),
+                    Some(&resource),
+                    &ctx,
+                )
                 .await?;
             match status {
                 200..=299 => Ok(true),
@@ -284,7 +343,12 @@ impl BigQuery {
         let ctx = format!("deleting table {dataset}.{table}");
         retry::transient(&ctx, || async {
             let (status, v) = self
-                .call(reqwest::Method::DELETE, &format!("/datasets/{dataset}/tables/{table}"), None, &ctx)
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/datasets/{dataset}/tables/{table}"),
+                    None,
+                    &ctx,
+                )
                 .await?;
             match status {
                 200..=299 | 404 => Ok(()),
@@ -303,7 +367,9 @@ impl BigQuery {
             "configuration": configuration,
         });
         let inserted = retry::transient(&ctx, || async {
-            let (status, v) = self.call(reqwest::Method::POST, "/jobs", Some(&body), &ctx).await?;
+            let (status, v) = self
+                .call(reqwest::Method::POST, "/jobs", Some(&body), &ctx)
+                .await?;
             match status {
                 200..=299 => Ok(v),
                 409 => self.get_job(job_id, &ctx).await,
@@ -354,11 +420,16 @@ impl BigQuery {
             "maxResults": 10_000,
         });
         // A query is not retried as a whole: DML may have run. Transient errors surface.
-        let (status, mut resp) = self.call(reqwest::Method::POST, "/queries", Some(&body), &ctx).await?;
+        let (status, mut resp) = self
+            .call(reqwest::Method::POST, "/queries", Some(&body), &ctx)
+            .await?;
         if !(200..300).contains(&status) {
             return Err(http_error(&ctx, status, &resp));
         }
-        let job_id = resp["jobReference"]["jobId"].as_str().unwrap_or_default().to_string();
+        let job_id = resp["jobReference"]["jobId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut out = QueryRows::default();
         loop {
             if resp["jobComplete"].as_bool() == Some(false) {
@@ -366,18 +437,28 @@ impl BigQuery {
                 resp = self.query_results(&job_id, None, &ctx).await?;
                 continue;
             }
-            if let Some(errs) = resp.get("errors").filter(|e| e.as_array().is_some_and(|a| !a.is_empty())) {
+            if let Some(errs) = resp
+                .get("errors")
+                .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+            {
                 return Err(job_error(&ctx, &errs[0], errs));
             }
             if out.columns.is_empty() {
                 out.columns = resp["schema"]["fields"]
                     .as_array()
-                    .map(|f| f.iter().map(|c| c["name"].as_str().unwrap_or("").to_string()).collect())
+                    .map(|f| {
+                        f.iter()
+                            .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
             }
             if let Some(rows) = resp["rows"].as_array() {
                 out.rows.extend(rows.iter().map(|r| {
-                    r["f"].as_array().map(|cells| cells.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default()
+                    r["f"]
+                        .as_array()
+                        .map(|cells| cells.iter().map(|c| c["v"].clone()).collect())
+                        .unwrap_or_default()
                 }));
             }
             match resp["pageToken"].as_str() {
@@ -392,7 +473,10 @@ impl BigQuery {
     }
 
     async fn query_results(&self, job_id: &str, page: Option<&str>, ctx: &str) -> Result<Value> {
-        let mut path = format!("/queries/{job_id}?location={}&maxResults=10000&timeoutMs=10000", self.location);
+        let mut path = format!(
+            "/queries/{job_id}?location={}&maxResults=10000&timeoutMs=10000",
+            self.location
+        );
         if let Some(p) = page {
             path.push_str(&format!("&pageToken={p}"));
         }
@@ -400,7 +484,12 @@ impl BigQuery {
     }
 
     /// Streams rows with insertAll; `insert_id` deduplicates retries. Fails on any row error.
-    pub async fn insert_all(&self, dataset: &str, table: &str, rows: &[(String, Value)]) -> Result<()> {
+    pub async fn insert_all(
+        &self,
+        dataset: &str,
+        table: &str,
+        rows: &[(String, Value)],
+    ) -> Result<()> {
         let ctx = format!("inserting {} rows into {dataset}.{table}", rows.len());
         let body = json!({
             "kind": "bigquery#tableDataInsertAllRequest",
@@ -415,7 +504,11 @@ impl BigQuery {
             )
             .await?;
         if let Some(errs) = resp["insertErrors"].as_array().filter(|a| !a.is_empty()) {
-            return Err(Error::bigquery(ctx, ErrorKind::Permanent, errs[0].to_string()));
+            return Err(Error::bigquery(
+                ctx,
+                ErrorKind::Permanent,
+                errs[0].to_string(),
+            ));
         }
         Ok(())
     }
@@ -424,7 +517,10 @@ impl BigQuery {
 fn first_line(sql: &str) -> String {
     let l = sql.trim().lines().next().unwrap_or("");
     if l.len() > 80 {
-        format!("{}…", &l[..l.char_indices().nth(80).map(|(i, _)| i).unwrap_or(l.len())])
+        format!(
+            "{}…",
+            &l[..l.char_indices().nth(80).map(|(i, _)| i).unwrap_or(l.len())]
+        )
     } else {
         l.to_string()
     }
@@ -434,8 +530,18 @@ fn first_line(sql: &str) -> String {
 fn reason_is_transient(reason: &str) -> bool {
     matches!(
         reason,
-        "backendError" | "internalError" | "rateLimitExceeded" | "jobRateLimitExceeded" | "tableUnavailable"
+        "backendError"
+            | "internalError"
+            | "rateLimitExceeded"
+            | "jobRateLimitExceeded"
+            | "tableUnavailable"
     )
+}
+
+/// BigQuery aborts one of two transactions that change the same table at once; the statement
+/// can be retried.
+fn is_concurrent_update(message: &str) -> bool {
+    message.contains("concurrent update") || message.contains("Could not serialize access")
 }
 
 fn http_error(ctx: &str, status: u16, body: &Value) -> Error {
@@ -444,7 +550,11 @@ fn http_error(ctx: &str, status: u16, body: &Value) -> Error {
         .map(str::to_string)
         .unwrap_or_else(|| body.to_string());
     let reason = body["error"]["errors"][0]["reason"].as_str().unwrap_or("");
-    let kind = if status >= 500 || status == 429 || reason_is_transient(reason) {
+    let kind = if status >= 500
+        || status == 429
+        || reason_is_transient(reason)
+        || is_concurrent_update(&message)
+    {
         ErrorKind::Transient
     } else {
         ErrorKind::Permanent
@@ -454,7 +564,9 @@ fn http_error(ctx: &str, status: u16, body: &Value) -> Error {
 
 fn job_error(ctx: &str, err: &Value, all: &Value) -> Error {
     let reason = err["reason"].as_str().unwrap_or("");
-    let kind = if reason_is_transient(reason) {
+    let kind = if reason_is_transient(reason)
+        || is_concurrent_update(err["message"].as_str().unwrap_or(""))
+    {
         ErrorKind::Transient
     } else {
         ErrorKind::Permanent
@@ -472,21 +584,43 @@ mod tests {
 
     #[test]
     fn http_errors_are_classified() {
-        let body = json!({"error": {"message": "Access Denied", "errors": [{"reason": "accessDenied"}]}});
+        let body =
+            json!({"error": {"message": "Access Denied", "errors": [{"reason": "accessDenied"}]}});
         assert_eq!(http_error("x", 403, &body).kind(), ErrorKind::Permanent);
-        let body = json!({"error": {"message": "slow down", "errors": [{"reason": "rateLimitExceeded"}]}});
+        let body =
+            json!({"error": {"message": "slow down", "errors": [{"reason": "rateLimitExceeded"}]}});
         assert_eq!(http_error("x", 403, &body).kind(), ErrorKind::Transient);
-        assert_eq!(http_error("x", 503, &Value::Null).kind(), ErrorKind::Transient);
-        let e = http_error("creating table d.t", 400, &json!({"error": {"message": "Invalid field name"}}));
-        assert_eq!(e.to_string(), "bigquery (creating table d.t): HTTP 400: Invalid field name");
+        assert_eq!(
+            http_error("x", 503, &Value::Null).kind(),
+            ErrorKind::Transient
+        );
+        let e = http_error(
+            "creating table d.t",
+            400,
+            &json!({"error": {"message": "Invalid field name"}}),
+        );
+        assert_eq!(
+            e.to_string(),
+            "bigquery (creating table d.t): HTTP 400: Invalid field name"
+        );
     }
 
     #[test]
     fn job_errors_are_classified() {
-        let e = job_error("job j", &json!({"reason": "invalid", "message": "bad parquet"}), &json!([{}, {}]));
+        let e = job_error(
+            "job j",
+            &json!({"reason": "invalid", "message": "bad parquet"}),
+            &json!([{}, {}]),
+        );
         assert_eq!(e.kind(), ErrorKind::Permanent);
-        assert!(e.to_string().contains("invalid: bad parquet (+1 more errors)"));
-        let e = job_error("job j", &json!({"reason": "backendError", "message": "retry"}), &Value::Null);
+        assert!(e
+            .to_string()
+            .contains("invalid: bad parquet (+1 more errors)"));
+        let e = job_error(
+            "job j",
+            &json!({"reason": "backendError", "message": "retry"}),
+            &Value::Null,
+        );
         assert!(e.is_retryable());
     }
 }

@@ -29,7 +29,13 @@ pub fn job_id(parts: &[&str]) -> String {
     let mut id: String = parts
         .join("_")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     id.truncate(1024);
     id
@@ -43,7 +49,11 @@ pub fn diff(old: &Value, new: &Value) -> (Vec<Value>, Vec<String>) {
     let mut changed = vec![];
     for f in new.as_array().unwrap_or(&empty) {
         let name = f["name"].as_str().unwrap_or("");
-        match old.iter().find(|o| o["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))) {
+        match old.iter().find(|o| {
+            o["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }) {
             None => {
                 let mut f = f.clone();
                 if f["mode"] == "REQUIRED" {
@@ -52,7 +62,10 @@ pub fn diff(old: &Value, new: &Value) -> (Vec<Value>, Vec<String>) {
                 }
                 added.push(f)
             }
-            Some(o) if o["type"] != f["type"] || (o["mode"] == "REPEATED") != (f["mode"] == "REPEATED") => {
+            Some(o)
+                if o["type"] != f["type"]
+                    || (o["mode"] == "REPEATED") != (f["mode"] == "REPEATED") =>
+            {
                 changed.push(format!(
                     "{name}: {} {} → {} {}",
                     o["mode"].as_str().unwrap_or("NULLABLE"),
@@ -77,7 +90,14 @@ mod tests {
         let o = MappingOptions::default();
         let cols = vec![
             map_column("t", "id", &PgType::scalar("int8"), true, o).unwrap(),
-            map_column("t", "tags", &PgType::array_of(PgType::scalar("text")), false, o).unwrap(),
+            map_column(
+                "t",
+                "tags",
+                &PgType::array_of(PgType::scalar("text")),
+                false,
+                o,
+            )
+            .unwrap(),
             map_column("t", "doc", &PgType::scalar("jsonb"), false, o).unwrap(),
         ];
         assert_eq!(
@@ -92,7 +112,10 @@ mod tests {
 
     #[test]
     fn job_ids_are_stable_and_clean() {
-        assert_eq!(job_id(&["sluice", "shop.orders", "2024-05-01"]), "sluice_shop_orders_2024-05-01");
+        assert_eq!(
+            job_id(&["sluice", "shop.orders", "2024-05-01"]),
+            "sluice_shop_orders_2024-05-01"
+        );
         assert_eq!(job_id(&["a"; 2000]).len(), 1024);
     }
 
@@ -105,7 +128,13 @@ mod tests {
             {"name": "y", "type": "DATE", "mode": "REQUIRED"}
         ]);
         let (added, changed) = diff(&old, &new);
-        assert_eq!(added, vec![json!({"name": "y", "type": "DATE", "mode": "NULLABLE"})]);
-        assert_eq!(changed, vec!["x: NULLABLE STRING → NULLABLE INTEGER".to_string()]);
+        assert_eq!(
+            added,
+            vec![json!({"name": "y", "type": "DATE", "mode": "NULLABLE"})]
+        );
+        assert_eq!(
+            changed,
+            vec!["x: NULLABLE STRING → NULLABLE INTEGER".to_string()]
+        );
     }
 }

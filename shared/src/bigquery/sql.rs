@@ -18,7 +18,12 @@ fn esc(s: &str) -> String {
 /// `DELETE … WHERE <date> = @ds; INSERT … SELECT`. Readers see the old or the new partition,
 /// never neither; a failure leaves the old one. (Partition decorators would do this in one
 /// load, but the emulator lacks them and the transaction works in both.)
-pub fn replace_partition(target: &str, staging: &str, date_expr: &str, columns: &[String]) -> String {
+pub fn replace_partition(
+    target: &str,
+    staging: &str,
+    date_expr: &str,
+    columns: &[String],
+) -> String {
     let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
     let cols = cols.join(", ");
     format!(

@@ -86,7 +86,11 @@ impl Lake {
 
     pub async fn get(&self, path: &Path) -> Result<Bytes> {
         let ctx = || format!("reading {}", self.gs_uri(path));
-        let r = self.store.get(path).await.map_err(|e| Error::lake(ctx(), e))?;
+        let r = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| Error::lake(ctx(), e))?;
         r.bytes().await.map_err(|e| Error::lake(ctx(), e))
     }
 

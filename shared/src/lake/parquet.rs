@@ -46,7 +46,9 @@ pub struct ParquetSink {
 
 fn properties(limits: &SinkLimits) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
+        ))
         .set_max_row_group_row_count(Some(limits.row_group_rows))
         .build()
 }

@@ -25,7 +25,13 @@ mod tests {
     fn layout() {
         let p = raw_partition("shop", "orders", "2024-05-01");
         assert_eq!(p.as_ref(), "raw/shop/orders/dt=2024-05-01");
-        assert_eq!(part_file(&p, 7).as_ref(), "raw/shop/orders/dt=2024-05-01/part-00007.parquet");
-        assert_eq!(manifest(&p).as_ref(), "raw/shop/orders/dt=2024-05-01/_manifest.json");
+        assert_eq!(
+            part_file(&p, 7).as_ref(),
+            "raw/shop/orders/dt=2024-05-01/part-00007.parquet"
+        );
+        assert_eq!(
+            manifest(&p).as_ref(),
+            "raw/shop/orders/dt=2024-05-01/_manifest.json"
+        );
     }
 }

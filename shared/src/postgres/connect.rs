@@ -37,10 +37,9 @@ pub async fn connect(label: &str, dsn: &Secret, app: &str) -> Result<PgConnectio
         let config = config.clone();
         let where_ = where_.clone();
         async move {
-            let (client, connection) = config
-                .connect(NoTls)
-                .await
-                .map_err(|e| Error::postgres(format!("connecting to source {label} at {where_}"), e))?;
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+                Error::postgres(format!("connecting to source {label} at {where_}"), e)
+            })?;
             let driver = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "postgres connection ended");
@@ -76,7 +75,9 @@ mod tests {
 
     #[test]
     fn description_has_no_password() {
-        let c: tokio_postgres::Config = "postgres://alice:hunter2@db.internal:6543/shop".parse().unwrap();
+        let c: tokio_postgres::Config = "postgres://alice:hunter2@db.internal:6543/shop"
+            .parse()
+            .unwrap();
         let d = describe(&c);
         assert_eq!(d, "db.internal:6543/shop as alice");
         assert!(!d.contains("hunter2"));

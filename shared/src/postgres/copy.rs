@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
+use arrow::array::ArrayBuilder;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder,
     Float64Builder, Int64Builder, ListArray, StringBuilder, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::array::ArrayBuilder;
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -401,7 +401,8 @@ impl CopyDecoder {
                 } else {
                     let v = &data[p..p + len as usize];
                     p += len as usize;
-                    if let Err(detail) = self.builders[i].append(&self.kinds[i], v, &mut self.stats) {
+                    if let Err(detail) = self.builders[i].append(&self.kinds[i], v, &mut self.stats)
+                    {
                         let column = self.names[i].clone();
                         return Err(match &self.kinds[i] {
                             PgKind::Numeric(_) | PgKind::Date | PgKind::Timestamp | PgKind::Timestamptz => {
@@ -441,7 +442,10 @@ impl CopyDecoder {
     /// Checks that the stream ended cleanly with its trailer.
     pub fn finish(&self) -> Result<()> {
         if !self.carry.is_empty() {
-            return Err(self.err(format!("{} bytes of an incomplete tuple at the end", self.carry.len())));
+            return Err(self.err(format!(
+                "{} bytes of an incomplete tuple at the end",
+                self.carry.len()
+            )));
         }
         if !self.finished {
             return Err(self.err("stream ended without the end-of-copy trailer"));
@@ -501,7 +505,14 @@ mod tests {
         vec![
             map_column("t", "id", &PgType::scalar("int8"), true, o).unwrap(),
             map_column("t", "name", &PgType::scalar("text"), false, o).unwrap(),
-            map_column("t", "tags", &PgType::array_of(PgType::scalar("text")), false, o).unwrap(),
+            map_column(
+                "t",
+                "tags",
+                &PgType::array_of(PgType::scalar("text")),
+                false,
+                o,
+            )
+            .unwrap(),
         ]
     }
 
@@ -571,7 +582,11 @@ mod tests {
 
     #[test]
     fn invalid_utf8_names_the_column() {
-        let data = encode(&[vec![Some(1i64.to_be_bytes().to_vec()), Some(vec![0xff]), None]]);
+        let data = encode(&[vec![
+            Some(1i64.to_be_bytes().to_vec()),
+            Some(vec![0xff]),
+            None,
+        ]]);
         let mut d = CopyDecoder::new("t", &cols());
         let e = d.push(&data).unwrap_err().to_string();
         assert!(e.contains("column name"), "{e}");

@@ -144,7 +144,11 @@ pub fn time(b: &[u8]) -> Result<Fit<i64>, String> {
 /// ISO 8601 duration, as Postgres prints it with `intervalstyle = iso_8601`.
 pub fn interval(b: &[u8]) -> Result<String, String> {
     expect_len(b, 16, "interval")?;
-    Ok(interval_iso(read_i64(&b[0..8]), read_i32(&b[8..12]), read_i32(&b[12..16])))
+    Ok(interval_iso(
+        read_i64(&b[0..8]),
+        read_i32(&b[8..12]),
+        read_i32(&b[12..16]),
+    ))
 }
 
 pub fn interval_iso(micros: i64, days: i32, months: i32) -> String {
@@ -212,7 +216,10 @@ pub fn inet(b: &[u8]) -> Result<String, String> {
         return Err(format!("inet: address length {} != {n}", addr.len()));
     }
     let (text, max_bits) = match (family, n) {
-        (2, 4) => (Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string(), 32),
+        (2, 4) => (
+            Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string(),
+            32,
+        ),
         (3, 16) => {
             let mut a = [0u8; 16];
             a.copy_from_slice(addr);
@@ -265,7 +272,10 @@ impl<'a> Numeric<'a> {
         let dscale = u16::from_be_bytes([b[6], b[7]]);
         let digits = &b[8..];
         if ndigits < 0 || digits.len() != ndigits as usize * 2 {
-            return Err(format!("numeric: {ndigits} digits but {} bytes", digits.len()));
+            return Err(format!(
+                "numeric: {ndigits} digits but {} bytes",
+                digits.len()
+            ));
         }
         let special = match sign {
             NUMERIC_NAN => Some("NaN"),
@@ -319,7 +329,11 @@ impl<'a> Numeric<'a> {
             let mut frac = String::new();
             let mut i = w + 1;
             while (frac.len() as u16) < self.dscale {
-                let d = if i >= 0 && i < n { self.digit(i as usize) } else { 0 };
+                let d = if i >= 0 && i < n {
+                    self.digit(i as usize)
+                } else {
+                    0
+                };
                 let _ = write!(frac, "{d:04}");
                 i += 1;
             }
@@ -334,8 +348,18 @@ impl<'a> Numeric<'a> {
         if let Some(s) = self.special {
             return Err(format!("{s} has no BigQuery numeric form"));
         }
-        let too_big = || format!("{} does not fit {precision} digits with scale {scale}", self.to_text());
-        let too_fine = || format!("{} has more than {scale} digits after the point", self.to_text());
+        let too_big = || {
+            format!(
+                "{} does not fit {precision} digits with scale {scale}",
+                self.to_text()
+            )
+        };
+        let too_fine = || {
+            format!(
+                "{} has more than {scale} digits after the point",
+                self.to_text()
+            )
+        };
         // Horner over base-10000 groups, aligned so the result is value × 10^scale and never
         // holds more digits than that: groups at or above the scale's last digit are taken
         // whole, a group straddling it is divided down (exactly), any below must be zero.
@@ -373,7 +397,9 @@ impl<'a> Numeric<'a> {
         }
         if let Some(units) = last_units {
             if units > 0 {
-                acc = acc.checked_mul(T::pow10(units as u32).ok_or_else(too_big)?).ok_or_else(too_big)?;
+                acc = acc
+                    .checked_mul(T::pow10(units as u32).ok_or_else(too_big)?)
+                    .ok_or_else(too_big)?;
             }
         }
         let limit = T::pow10(precision).ok_or_else(too_big)?;
@@ -405,8 +431,6 @@ trait Decimal: Copy + PartialOrd + PartialEq {
     fn from_i64(v: i64) -> Self;
     fn checked_mul(self, o: Self) -> Option<Self>;
     fn checked_add(self, o: Self) -> Option<Self>;
-    fn checked_div(self, o: Self) -> Option<Self>;
-    fn checked_rem(self, o: Self) -> Option<Self>;
     fn neg(self) -> Self;
     fn pow10(e: u32) -> Option<Self> {
         let mut v = Self::from_i64(1);
@@ -430,12 +454,6 @@ impl Decimal for i128 {
     fn checked_add(self, o: Self) -> Option<Self> {
         i128::checked_add(self, o)
     }
-    fn checked_div(self, o: Self) -> Option<Self> {
-        i128::checked_div(self, o)
-    }
-    fn checked_rem(self, o: Self) -> Option<Self> {
-        i128::checked_rem(self, o)
-    }
     fn neg(self) -> Self {
         -self
     }
@@ -453,12 +471,6 @@ impl Decimal for i256 {
     }
     fn checked_add(self, o: Self) -> Option<Self> {
         i256::checked_add(self, o)
-    }
-    fn checked_div(self, o: Self) -> Option<Self> {
-        i256::checked_div(self, o)
-    }
-    fn checked_rem(self, o: Self) -> Option<Self> {
-        i256::checked_rem(self, o)
     }
     fn neg(self) -> Self {
         i256::wrapping_neg(self)
@@ -504,9 +516,15 @@ mod tests {
     #[test]
     fn numeric_to_decimal128_at_scale_9() {
         let b = numeric(false, 0, 2, &[12, 5000]);
-        assert_eq!(Numeric::parse(&b).unwrap().to_numeric().unwrap(), 12_500_000_000);
+        assert_eq!(
+            Numeric::parse(&b).unwrap().to_numeric().unwrap(),
+            12_500_000_000
+        );
         let b = numeric(true, -1, 4, &[12]);
-        assert_eq!(Numeric::parse(&b).unwrap().to_numeric().unwrap(), -1_200_000);
+        assert_eq!(
+            Numeric::parse(&b).unwrap().to_numeric().unwrap(),
+            -1_200_000
+        );
         let b = numeric(false, 2, 0, &[1]);
         assert_eq!(
             Numeric::parse(&b).unwrap().to_numeric().unwrap(),
@@ -530,7 +548,9 @@ mod tests {
             false,
             7,
             9,
-            &[9, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9000],
+            &[
+                9, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9000,
+            ],
         );
         let n = Numeric::parse(&b).unwrap();
         assert_eq!(n.to_text(), max);
@@ -540,7 +560,10 @@ mod tests {
         let n = Numeric::parse(&b).unwrap();
         assert!(n.to_numeric().is_err());
         let big = n.to_bignumeric().unwrap();
-        assert_eq!(big.to_string(), format!("{}{}", n.to_text(), "0".repeat(38)));
+        assert_eq!(
+            big.to_string(),
+            format!("{}{}", n.to_text(), "0".repeat(38))
+        );
     }
 
     #[test]
@@ -557,7 +580,10 @@ mod tests {
     #[test]
     fn intervals_print_as_iso_8601() {
         assert_eq!(interval_iso(0, 0, 0), "PT0S");
-        assert_eq!(interval_iso(4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000, 3, 14), "P1Y2M3DT4H5M6.5S");
+        assert_eq!(
+            interval_iso(4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000, 3, 14),
+            "P1Y2M3DT4H5M6.5S"
+        );
         assert_eq!(interval_iso(-(90 * 60_000_000), 0, 0), "PT-1H-30M");
         assert_eq!(interval_iso(0, -1, -1), "P-1M-1D");
         assert_eq!(interval_iso(1, 0, 0), "PT0.000001S");
@@ -565,13 +591,31 @@ mod tests {
 
     #[test]
     fn infinities_clamp_and_counted() {
-        assert_eq!(date(&i32::MAX.to_be_bytes()).unwrap(), Fit::Clamped(BQ_MAX_DAYS));
-        assert_eq!(date(&i32::MIN.to_be_bytes()).unwrap(), Fit::Clamped(BQ_MIN_DAYS));
-        assert_eq!(date(&0i32.to_be_bytes()).unwrap(), Fit::Exact(PG_EPOCH_OFFSET_DAYS));
+        assert_eq!(
+            date(&i32::MAX.to_be_bytes()).unwrap(),
+            Fit::Clamped(BQ_MAX_DAYS)
+        );
+        assert_eq!(
+            date(&i32::MIN.to_be_bytes()).unwrap(),
+            Fit::Clamped(BQ_MIN_DAYS)
+        );
+        assert_eq!(
+            date(&0i32.to_be_bytes()).unwrap(),
+            Fit::Exact(PG_EPOCH_OFFSET_DAYS)
+        );
         assert!(date(&(-2_000_000i32).to_be_bytes()).is_err());
-        assert_eq!(timestamp(&i64::MAX.to_be_bytes()).unwrap(), Fit::Clamped(BQ_MAX_MICROS));
-        assert_eq!(timestamp(&0i64.to_be_bytes()).unwrap(), Fit::Exact(PG_EPOCH_OFFSET_MICROS));
-        assert_eq!(time(&86_400_000_000i64.to_be_bytes()).unwrap(), Fit::Clamped(BQ_MAX_TIME_MICROS));
+        assert_eq!(
+            timestamp(&i64::MAX.to_be_bytes()).unwrap(),
+            Fit::Clamped(BQ_MAX_MICROS)
+        );
+        assert_eq!(
+            timestamp(&0i64.to_be_bytes()).unwrap(),
+            Fit::Exact(PG_EPOCH_OFFSET_MICROS)
+        );
+        assert_eq!(
+            time(&86_400_000_000i64.to_be_bytes()).unwrap(),
+            Fit::Clamped(BQ_MAX_TIME_MICROS)
+        );
     }
 
     #[test]
@@ -585,7 +629,10 @@ mod tests {
         assert_eq!(inet(&v6).unwrap(), "2001:db8::1/64");
         assert_eq!(float(&0.1f32.to_be_bytes()).unwrap(), 0.1);
         assert!(float(&f32::NAN.to_be_bytes()).unwrap().is_nan());
-        assert_eq!(float(&f64::NEG_INFINITY.to_be_bytes()).unwrap(), f64::NEG_INFINITY);
+        assert_eq!(
+            float(&f64::NEG_INFINITY.to_be_bytes()).unwrap(),
+            f64::NEG_INFINITY
+        );
         assert_eq!(jsonb(b"\x01{\"a\":1}").unwrap(), "{\"a\":1}");
         assert!(jsonb(b"\x02{}").is_err());
     }

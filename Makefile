@@ -1,0 +1,39 @@
+# sluice: make demo | make test | make bench | make fmt | make lint | make tf-check
+SHELL := /bin/bash
+STACK := scripts/local-stack.sh
+# The stack's ports and URLs, as environment for the commands that need them.
+WITH_ENV = eval "$$($(STACK) env)" &&
+
+.PHONY: demo test bench fmt fmt-check lint unit integration stack-up stack-down tf-check build
+
+## demo: start the local stack, create the sample shop database, copy it into the BigQuery emulator
+demo:
+	scripts/demo.sh
+
+## test: format check, clippy (warnings denied), then every test against the local stack
+test: fmt-check lint stack-up
+	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
+
+## bench: pg-copy throughput and memory on a generated 5,000,000-row table
+bench: stack-up
+	$(WITH_ENV) scripts/bench.sh
+
+fmt:
+	cargo fmt --all
+
+fmt-check:
+	@echo "==> cargo fmt --check"
+	cargo fmt --all -- --check
+
+lint:
+	@echo "==> cargo clippy (warnings denied)"
+	cargo clippy --workspace --all-targets -- -D warnings
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+tf-check:
+	terraform fmt -check -recursive terraform

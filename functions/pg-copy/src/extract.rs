@@ -1,0 +1,389 @@
+//! Postgres → Parquet in the lake: binary COPY over one or more ctid ranges that share one
+//! snapshot, decoded into Arrow and written as zstd Parquet; the manifest is written last.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use sluice::config::{Mode, OnUnsupported};
+use sluice::error::ErrorKind;
+use sluice::lake::parquet::SinkLimits;
+use sluice::lake::{path, Lake, Manifest, ParquetSink, PartFile};
+use sluice::postgres::catalog::{quote_ident, TableColumns};
+use sluice::postgres::{connect, table_columns, CopyDecoder, DecodeStats, PgConnection};
+use sluice::secret::Secret;
+use sluice::types::{map_column, BqType, ColumnMapping, MappingOptions};
+use sluice::{bigquery, Error, Result};
+use tokio::sync::mpsc;
+
+use crate::plan::Unit;
+
+/// Knobs of the extract step.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions {
+    /// ctid ranges read at once, each on its own connection.
+    pub parallel: usize,
+    pub limits: SinkLimits,
+    /// Rows per Arrow batch handed to the Parquet writer.
+    pub batch_rows: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            parallel: 1,
+            limits: SinkLimits::default(),
+            batch_rows: 32 * 1024,
+        }
+    }
+}
+
+/// Rows and bytes read so far, for progress reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// The columns a table copies as, and the SQL that selects them.
+pub struct TablePlan {
+    pub columns: Vec<ColumnMapping>,
+    pub select: String,
+    pub pages: i64,
+}
+
+/// Maps the table's columns and builds its SELECT (with the date window for incremental).
+pub fn table_plan(unit: &Unit, cat: &TableColumns) -> Result<TablePlan> {
+    let t = &unit.config;
+    for c in &t.numeric_as_string {
+        if !cat.columns.iter().any(|col| &col.name == c) {
+            return Err(Error::config(format!(
+                "sources.{}.tables.{}.numeric_as_string: no column {c} in {}",
+                unit.source, unit.table, cat.qualified
+            )));
+        }
+    }
+    let mut columns = Vec::new();
+    for col in &cat.columns {
+        let opts = MappingOptions {
+            numeric_as_string: t.numeric_as_string.contains(&col.name),
+        };
+        match map_column(&cat.qualified, &col.name, &col.ty, col.not_null, opts) {
+            Ok(m) => columns.push(m),
+            Err(e @ Error::UnsupportedType { .. }) if t.on_unsupported == OnUnsupported::Skip => {
+                tracing::warn!(table = %cat.qualified, column = %col.name, error = %e, "column skipped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if columns.is_empty() {
+        return Err(Error::config(format!(
+            "{}: no column left to copy",
+            cat.qualified
+        )));
+    }
+    let list: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let mut select = format!(
+        "SELECT {} FROM {}.{}",
+        list.join(", "),
+        quote_ident(&unit.config.schema),
+        quote_ident(&unit.table)
+    );
+    if t.mode == Mode::Incremental {
+        let wm = t.watermark_column.as_deref().unwrap_or_default();
+        let col = columns.iter().find(|c| c.name == wm).ok_or_else(|| {
+            Error::config(format!(
+                "sources.{}.tables.{}.watermark_column: no column {wm} in {}",
+                unit.source, unit.table, cat.qualified
+            ))
+        })?;
+        if !matches!(
+            col.bq_type,
+            BqType::Date | BqType::Datetime | BqType::Timestamp
+        ) || col.repeated
+        {
+            return Err(Error::config(format!(
+                "sources.{}.tables.{}.watermark_column: {wm} must be a date, timestamp or timestamptz column",
+                unit.source, unit.table
+            )));
+        }
+        // The session runs in UTC, so the window is the UTC day, as BigQuery's DATE() of a TIMESTAMP.
+        let ds = unit.ds.format("%Y-%m-%d");
+        select.push_str(&format!(
+            " WHERE {w} >= DATE '{ds}' AND {w} < DATE '{ds}' + 1",
+            w = quote_ident(wm)
+        ));
+    }
+    Ok(TablePlan {
+        columns,
+        select,
+        pages: cat.pages,
+    })
+}
+
+/// Splits `pages` heap pages into `n` ctid ranges: `[start, end)` pages, the last one open.
+pub fn ctid_ranges(pages: i64, n: usize) -> Vec<(i64, Option<i64>)> {
+    let n = n.max(1) as i64;
+    if n == 1 || pages < n * 8 {
+        return vec![(0, None)];
+    }
+    (0..n)
+        .map(|i| {
+            let start = pages * i / n;
+            let end = (i + 1 < n).then(|| pages * (i + 1) / n);
+            (start, end)
+        })
+        .collect()
+}
+
+fn range_predicate(range: (i64, Option<i64>)) -> Option<String> {
+    match range {
+        (0, None) => None,
+        (s, None) => Some(format!("ctid >= '({s},0)'::tid")),
+        (s, Some(e)) => Some(format!("ctid >= '({s},0)'::tid AND ctid < '({e},0)'::tid")),
+    }
+}
+
+/// Adds a range predicate to a SELECT that may already have a WHERE.
+fn with_range(select: &str, range: (i64, Option<i64>)) -> String {
+    match range_predicate(range) {
+        None => select.to_string(),
+        Some(p) if select.contains(" WHERE ") => format!("{select} AND {p}"),
+        Some(p) => format!("{select} WHERE {p}"),
+    }
+}
+
+async fn begin_snapshot(conn: &PgConnection, snapshot: Option<&str>, label: &str) -> Result<()> {
+    let ctx = || format!("starting the snapshot of {label}");
+    conn.client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| Error::postgres(ctx(), e))?;
+    if let Some(s) = snapshot {
+        conn.client
+            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
+            .await
+            .map_err(|e| Error::postgres(ctx(), e))?;
+    }
+    Ok(())
+}
+
+/// Copies one range into its own Parquet sink; decode and Parquet encode overlap via a channel.
+async fn copy_range(
+    conn: &PgConnection,
+    sql: String,
+    label: String,
+    columns: Vec<ColumnMapping>,
+    mut sink: ParquetSink,
+    opts: ExtractOptions,
+    counters: Arc<Counters>,
+) -> Result<(Vec<PartFile>, u64, DecodeStats)> {
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            sink.write(&batch).await?;
+        }
+        sink.finish().await
+    });
+    let read = async {
+        let ctx = || format!("copying {label}");
+        let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+        let stream = conn
+            .client
+            .copy_out(copy.as_str())
+            .await
+            .map_err(|e| Error::postgres(ctx(), e))?;
+        futures::pin_mut!(stream);
+        let mut decoder = CopyDecoder::new(label.clone(), &columns);
+        let mut last_rows = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::postgres(ctx(), e))?;
+            decoder.push(&chunk)?;
+            counters
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if decoder.buffered_rows() >= opts.batch_rows || decoder.buffered_bytes() >= 32 << 20 {
+                let rows = decoder.rows();
+                counters.rows.fetch_add(rows - last_rows, Ordering::Relaxed);
+                last_rows = rows;
+                if let Some(b) = decoder.take_batch()? {
+                    if tx.send(b).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+            }
+        }
+        decoder.finish()?;
+        counters
+            .rows
+            .fetch_add(decoder.rows() - last_rows, Ordering::Relaxed);
+        if let Some(b) = decoder.take_batch()? {
+            let _ = tx.send(b).await;
+        }
+        Ok::<_, Error>((decoder.rows(), decoder.stats()))
+    };
+    let read_result = read.await;
+    drop(tx);
+    let files = writer
+        .await
+        .map_err(|e| Error::lake_other("parquet writer task", e))??;
+    let (rows, stats) = read_result?;
+    Ok((files, rows, stats))
+}
+
+/// Copies one unit from Postgres into the lake and commits it with a manifest.
+pub async fn extract(
+    lake: &Lake,
+    dsn: &Secret,
+    unit: &Unit,
+    run_id: &str,
+    opts: ExtractOptions,
+    counters: Arc<Counters>,
+) -> Result<Manifest> {
+    let label = format!("{}.{}", unit.source, unit.table);
+    let leader = connect(&unit.source, dsn, "sluice-pg-copy").await?;
+    let cat = table_columns(&leader.client, &unit.config.schema, &unit.table).await?;
+    let plan = table_plan(unit, &cat)?;
+    let partition = path::raw_partition(
+        &unit.source,
+        &unit.table,
+        &unit.ds.format("%Y-%m-%d").to_string(),
+    );
+    // Uncommit the partition before touching its files: no manifest, no half-loadable partition.
+    lake.delete_prefix(&partition).await?;
+
+    let ranges = ctid_ranges(plan.pages, opts.parallel);
+    begin_snapshot(&leader, None, &label).await?;
+    let snapshot: Option<String> = if ranges.len() > 1 {
+        let row = leader
+            .client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| Error::postgres(format!("exporting the snapshot of {label}"), e))?;
+        Some(row.get(0))
+    } else {
+        None
+    };
+    let mut followers = Vec::new();
+    for _ in 1..ranges.len() {
+        let c = connect(&unit.source, dsn, "sluice-pg-copy").await?;
+        begin_snapshot(&c, snapshot.as_deref(), &label).await?;
+        followers.push(c);
+    }
+    let schema = Arc::new(arrow::datatypes::Schema::new(
+        plan.columns
+            .iter()
+            .map(ColumnMapping::arrow_field)
+            .collect::<Vec<_>>(),
+    ));
+    let next_part = Arc::new(AtomicU32::new(0));
+    let conns: Vec<&PgConnection> = std::iter::once(&leader).chain(followers.iter()).collect();
+    let tasks = ranges.iter().zip(conns).map(|(range, conn)| {
+        let sink = ParquetSink::new(
+            lake.clone(),
+            partition.clone(),
+            schema.clone(),
+            opts.limits,
+            next_part.clone(),
+        );
+        copy_range(
+            conn,
+            with_range(&plan.select, *range),
+            label.clone(),
+            plan.columns.clone(),
+            sink,
+            opts,
+            counters.clone(),
+        )
+    });
+    let results = futures::future::try_join_all(tasks).await?;
+    for c in std::iter::once(&leader).chain(followers.iter()) {
+        let _ = c.client.batch_execute("COMMIT").await;
+    }
+    let mut files = Vec::new();
+    let mut rows = 0;
+    let mut stats = DecodeStats::default();
+    for (f, r, s) in results {
+        files.extend(f);
+        rows += r;
+        stats.add(&s);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let written: u64 = files.iter().map(|f| f.rows).sum();
+    if written != rows {
+        return Err(Error::lake_other(
+            format!("writing {label}"),
+            std::io::Error::other(format!("{rows} rows read but {written} written")),
+        ));
+    }
+    let manifest = Manifest {
+        run_id: run_id.to_string(),
+        source: unit.source.clone(),
+        table: unit.table.clone(),
+        ds: unit.ds.format("%Y-%m-%d").to_string(),
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        rows,
+        files,
+        bigquery_fields: bigquery::schema::fields(&plan.columns),
+        decode_stats: serde_json::to_value(stats).unwrap_or_default(),
+        written_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let body =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::lake_other("manifest", e))?;
+    lake.put(&path::manifest(&partition), body.into()).await?;
+    Ok(manifest)
+}
+
+/// Reads the manifest of a unit's partition for `--from-lake`.
+pub async fn read_manifest(lake: &Lake, unit: &Unit) -> Result<Manifest> {
+    let partition = path::raw_partition(
+        &unit.source,
+        &unit.table,
+        &unit.ds.format("%Y-%m-%d").to_string(),
+    );
+    let mpath = path::manifest(&partition);
+    let Some(bytes) = lake.get_opt(&mpath).await? else {
+        return Err(Error::Lake {
+            context: format!("--from-lake {}", unit.label()),
+            kind: ErrorKind::Permanent,
+            source: Box::new(std::io::Error::other(format!(
+                "no complete copy in the lake ({} is missing); run without --from-lake first",
+                lake.gs_uri(&mpath)
+            ))),
+        });
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::lake_other(format!("reading {}", lake.gs_uri(&mpath)), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_page_once() {
+        assert_eq!(ctid_ranges(1000, 1), vec![(0, None)]);
+        assert_eq!(
+            ctid_ranges(10, 4),
+            vec![(0, None)],
+            "small tables are not split"
+        );
+        let r = ctid_ranges(1000, 3);
+        assert_eq!(r, vec![(0, Some(333)), (333, Some(666)), (666, None)]);
+    }
+
+    #[test]
+    fn range_predicates_compose_with_windows() {
+        let s = "SELECT a FROM t WHERE w >= DATE '2024-01-01'";
+        assert_eq!(with_range(s, (0, None)), s);
+        assert_eq!(
+            with_range(s, (5, Some(9))),
+            "SELECT a FROM t WHERE w >= DATE '2024-01-01' AND ctid >= '(5,0)'::tid AND ctid < '(9,0)'::tid"
+        );
+        assert_eq!(
+            with_range("SELECT a FROM t", (9, None)),
+            "SELECT a FROM t WHERE ctid >= '(9,0)'::tid"
+        );
+    }
+}

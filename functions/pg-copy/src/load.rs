@@ -1,0 +1,237 @@
+//! Lake → BigQuery: load the manifest's files into a fresh staging table, then swap them into
+//! the target (a copy job for full tables, a DELETE+INSERT transaction for a date partition).
+//! Until the swap the target keeps its previous data; every step can be repeated.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice::bigquery::schema::{diff, job_id};
+use sluice::bigquery::sql::{ident, partition_date, replace_partition, table_ref};
+use sluice::bigquery::{BigQuery, Param};
+use sluice::config::{Mode, Pipeline, Target};
+use sluice::error::ErrorKind;
+use sluice::lake::{Lake, Manifest};
+use sluice::types::BqType;
+use sluice::{Error, Result};
+
+use crate::plan::Unit;
+
+/// What a load did.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Rows in the target (the partition, for incremental) after the swap.
+    pub rows: u64,
+    pub dataset: String,
+    pub job_ids: Vec<String>,
+}
+
+fn bq_type_of(fields: &Value, column: &str) -> Option<BqType> {
+    let ty = fields.as_array()?.iter().find(|f| f["name"] == column)?["type"]
+        .as_str()?
+        .to_string();
+    Some(match ty.as_str() {
+        "DATE" => BqType::Date,
+        "DATETIME" => BqType::Datetime,
+        "TIMESTAMP" => BqType::Timestamp,
+        _ => return None,
+    })
+}
+
+/// Loads a unit's manifest into its target table.
+pub async fn load(
+    bq: &BigQuery,
+    pipeline: &Pipeline,
+    target: &Target,
+    lake: &Lake,
+    unit: &Unit,
+    manifest: &Manifest,
+    run_id: &str,
+) -> Result<Loaded> {
+    let dataset = target.dataset(pipeline.source_dataset(&unit.source));
+    let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
+    let project = bq.project().to_string();
+    bq.ensure_dataset(&dataset, None).await?;
+    // Staging tables are scratch: a leftover from a crashed run expires on its own.
+    bq.ensure_dataset(&staging_ds, Some(Duration::from_secs(24 * 3600)))
+        .await?;
+
+    let ds = unit.ds.format("%Y-%m-%d").to_string();
+    let run8: String = run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    let staging = format!(
+        "{}__{}__{}__{run8}",
+        unit.source,
+        unit.table,
+        ds.replace('-', "")
+    );
+    let ids = |step: &str| {
+        job_id(&[
+            "sluice",
+            &pipeline.name,
+            &target.name,
+            "pgcopy",
+            &unit.source,
+            &unit.table,
+            &ds,
+            run_id,
+            step,
+        ])
+    };
+    let fields = &manifest.bigquery_fields;
+    let mut job_ids = Vec::new();
+
+    bq.delete_table(&staging_ds, &staging).await?;
+    bq.create_table(&staging_ds, &staging, json!({"schema": {"fields": fields}}))
+        .await?;
+    if !manifest.files.is_empty() {
+        let uris: Vec<String> = manifest
+            .files
+            .iter()
+            .map(|f| format!("gs://{}/{}", lake.bucket(), f.path))
+            .collect();
+        let id = ids("load");
+        bq.run_job(
+            &id,
+            json!({"load": {
+                "sourceUris": uris,
+                "sourceFormat": "PARQUET",
+                "destinationTable": {"projectId": project, "datasetId": staging_ds, "tableId": staging},
+                "writeDisposition": "WRITE_APPEND",
+                "createDisposition": "CREATE_NEVER",
+                "parquetOptions": {"enableListInference": true},
+                // The emulator (DuckDB) reads `dt=<ds>` in the path as a hive column and adds it;
+                // BigQuery does not. Allowing the addition keeps both working; swaps select by name.
+                "schemaUpdateOptions": ["ALLOW_FIELD_ADDITION"],
+            }}),
+        )
+        .await?;
+        job_ids.push(id);
+    }
+
+    let target_ref = table_ref(&project, &dataset, &unit.table);
+    let rows = match unit.config.mode {
+        Mode::Full => {
+            // A query job writing the target with WRITE_TRUNCATE swaps data and schema at once.
+            let id = ids("swap");
+            let mut query = json!({
+                "query": format!("SELECT {} FROM {}", select_list(fields), table_ref(&project, &staging_ds, &staging)),
+                "useLegacySql": false,
+                "destinationTable": {"projectId": project, "datasetId": dataset, "tableId": unit.table},
+                "writeDisposition": "WRITE_TRUNCATE",
+                "createDisposition": "CREATE_IF_NEEDED",
+            });
+            if !unit.config.cluster_by.is_empty() {
+                query["clustering"] = json!({"fields": unit.config.cluster_by});
+            }
+            bq.run_job(&id, json!({"query": query})).await?;
+            job_ids.push(id);
+            count(bq, &format!("SELECT COUNT(*) AS n FROM {target_ref}"), &[]).await?
+        }
+        Mode::Incremental => {
+            let wm = unit.config.watermark_column.clone().unwrap_or_default();
+            let wm_type = bq_type_of(fields, &wm).ok_or_else(|| {
+                Error::config(format!(
+                    "{}: watermark column {wm} is not in the copied columns",
+                    unit.label()
+                ))
+            })?;
+            ensure_partitioned(bq, &dataset, unit, fields, &wm).await?;
+            let columns = column_names(fields);
+            let date = partition_date(&wm, wm_type);
+            let staging_ref = table_ref(&project, &staging_ds, &staging);
+            // Idempotent (delete, then insert the staging rows), so safe to retry on a conflict.
+            let swap = replace_partition(&target_ref, &staging_ref, &date, &columns);
+            let params = [Param::date("ds", &ds)];
+            sluice::retry::transient("replacing the partition", || bq.query(&swap, &params))
+                .await?;
+            count(
+                bq,
+                &format!("SELECT COUNT(*) AS n FROM {target_ref} WHERE {date} = @ds"),
+                &[Param::date("ds", &ds)],
+            )
+            .await?
+        }
+    };
+    bq.delete_table(&staging_ds, &staging).await?;
+    Ok(Loaded {
+        rows,
+        dataset,
+        job_ids,
+    })
+}
+
+/// Creates the date-partitioned target, or adds the columns the source gained.
+async fn ensure_partitioned(
+    bq: &BigQuery,
+    dataset: &str,
+    unit: &Unit,
+    fields: &Value,
+    wm: &str,
+) -> Result<()> {
+    let table = &unit.table;
+    match bq.get_table(dataset, table).await? {
+        None => {
+            let mut resource = json!({
+                "schema": {"fields": fields},
+                "timePartitioning": {"type": "DAY", "field": wm},
+            });
+            if !unit.config.cluster_by.is_empty() {
+                resource["clustering"] = json!({"fields": unit.config.cluster_by});
+            }
+            bq.create_table(dataset, table, resource).await?;
+        }
+        Some(existing) => {
+            let old = &existing["schema"]["fields"];
+            let (added, changed) = diff(old, fields);
+            if !changed.is_empty() {
+                return Err(Error::bigquery(
+                    format!("loading {}", unit.label()),
+                    ErrorKind::Permanent,
+                    format!(
+                        "column types changed in the source and BigQuery cannot change them in place: {}; \
+                         drop {dataset}.{table} and backfill it, or cast in Postgres",
+                        changed.join(", ")
+                    ),
+                ));
+            }
+            if !added.is_empty() {
+                let mut all = old.as_array().cloned().unwrap_or_default();
+                let names: Vec<String> = added
+                    .iter()
+                    .filter_map(|f| f["name"].as_str().map(String::from))
+                    .collect();
+                all.extend(added);
+                bq.patch_schema(dataset, table, &Value::Array(all)).await?;
+                tracing::info!(table = %unit.label(), columns = %names.join(","), "columns added");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn column_names(fields: &Value) -> Vec<String> {
+    fields
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn select_list(fields: &Value) -> String {
+    column_names(fields)
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn count(bq: &BigQuery, sql: &str, params: &[Param]) -> Result<u64> {
+    let r = bq.query(sql, params).await?;
+    Ok(r.get(0, "n").and_then(|v| v.parse().ok()).unwrap_or(0))
+}

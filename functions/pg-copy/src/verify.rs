@@ -1,0 +1,27 @@
+//! `--verify`: counts a unit's rows in Postgres with the same selection, to compare with BigQuery.
+
+use sluice::config::resolve_dsn;
+use sluice::postgres::{connect, table_columns};
+use sluice::{Error, Result};
+
+use crate::extract::table_plan;
+use crate::plan::Unit;
+use crate::Ctx;
+
+pub(crate) async fn postgres_rows(ctx: &Ctx, unit: &Unit) -> Result<u64> {
+    let source = ctx
+        .pipeline
+        .sources
+        .get(&unit.source)
+        .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
+    let dsn = resolve_dsn(ctx.target.dsn_ref(&unit.source, source)).await?;
+    let conn = connect(&unit.source, &dsn, "sluice-pg-copy-verify").await?;
+    let cat = table_columns(&conn.client, &unit.config.schema, &unit.table).await?;
+    let plan = table_plan(unit, &cat)?;
+    let row = conn
+        .client
+        .query_one(&format!("SELECT count(*) FROM ({}) q", plan.select), &[])
+        .await
+        .map_err(|e| Error::postgres(format!("counting {}", unit.label()), e))?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
