@@ -206,3 +206,36 @@ async fn connect(dsn: &str) -> Client {
     tokio::spawn(conn);
     c
 }
+
+pub mod gcs_bridge;
+
+/// A lake in a fresh bucket of fake-gcs-server, through object_store's real GCS client.
+pub async fn fake_gcs_lake(stack: &Stack) -> sluice::lake::Lake {
+    use object_store::gcp::GoogleCloudStorageBuilder;
+    use object_store::ClientOptions;
+    sluice::install_crypto();
+    let bucket = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let created = reqwest::Client::new()
+        .post(format!("{}/storage/v1/b", stack.gcs_endpoint))
+        .json(&serde_json::json!({"name": bucket}))
+        .send()
+        .await
+        .expect("fake-gcs-server is up (scripts/local-stack.sh up)");
+    assert!(
+        created.status().is_success(),
+        "creating bucket {bucket}: {}",
+        created.status()
+    );
+    let base = gcs_bridge::start(&stack.gcs_endpoint).await;
+    let key = serde_json::json!({
+        "gcs_base_url": base, "disable_oauth": true,
+        "client_email": "", "private_key": "", "private_key_id": ""
+    });
+    let store = GoogleCloudStorageBuilder::new()
+        .with_bucket_name(&bucket)
+        .with_service_account_key(key.to_string())
+        .with_client_options(ClientOptions::new().with_allow_http(true))
+        .build()
+        .expect("a GCS client");
+    sluice::lake::Lake::with_store(std::sync::Arc::new(store), &bucket)
+}

@@ -113,6 +113,16 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The connection string of a unit's source in this target.
+    pub(crate) async fn dsn(&self, unit: &Unit) -> Result<sluice::secret::Secret> {
+        let source = self
+            .pipeline
+            .sources
+            .get(&unit.source)
+            .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
+        resolve_dsn(self.target.dsn_ref(&unit.source, source)).await
+    }
+
     fn table_lock(&self, unit: &Unit) -> Arc<tokio::sync::Mutex<()>> {
         let key = format!("{}.{}", unit.source, unit.table);
         let mut locks = self.table_locks.lock().expect("not poisoned");
@@ -281,12 +291,7 @@ async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, lo
     let manifest = if ctx.opts.from_lake {
         extract::read_manifest(&ctx.lake, unit).await?
     } else {
-        let source = ctx
-            .pipeline
-            .sources
-            .get(&unit.source)
-            .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
-        let dsn = resolve_dsn(ctx.target.dsn_ref(&unit.source, source)).await?;
+        let dsn = ctx.dsn(unit).await?;
         extract::extract(
             &ctx.lake,
             &dsn,

@@ -1,6 +1,5 @@
 //! `--verify`: counts a unit's rows in Postgres with the same selection, to compare with BigQuery.
 
-use sluice::config::resolve_dsn;
 use sluice::postgres::{connect, table_columns};
 use sluice::{Error, Result};
 
@@ -9,12 +8,7 @@ use crate::plan::Unit;
 use crate::Ctx;
 
 pub(crate) async fn postgres_rows(ctx: &Ctx, unit: &Unit) -> Result<u64> {
-    let source = ctx
-        .pipeline
-        .sources
-        .get(&unit.source)
-        .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
-    let dsn = resolve_dsn(ctx.target.dsn_ref(&unit.source, source)).await?;
+    let dsn = ctx.dsn(unit).await?;
     let conn = connect(&unit.source, &dsn, "sluice-pg-copy-verify").await?;
     let cat = table_columns(&conn.client, &unit.config.schema, &unit.table).await?;
     let plan = table_plan(unit, &cat)?;
