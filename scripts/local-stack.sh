@@ -36,8 +36,17 @@ PUBSUB_EMULATOR=${SLUICE_PUBSUB_EMULATOR:-/usr/lib/google-cloud-sdk/platform/pub
 PY_PREFIX=$CACHE/python$PY_SERIES
 BQ_VENV=$CACHE/bq-venv-$LOCAL_BIGQUERY_VERSION-duckdb$DUCKDB_VERSION
 BQ_HOME=$CACHE/bq-home
-PGDATA=$LOCAL/pg
 LAKE=$LOCAL/lake
+
+# The server runs as the postgres user (initdb refuses root), which must reach its data
+# directory: inside the checkout when it can, else a directory of its own under /var/tmp.
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$ROOT" 2>/dev/null; then
+  PGDATA=/var/tmp/sluice-pg-$(printf %s "$ROOT" | md5sum | cut -c1-12)
+  PG_LOG=$PGDATA.log
+else
+  PGDATA=$LOCAL/pg
+  PG_LOG=$LOGS/postgres.log
+fi
 
 say() { printf 'local-stack: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -85,8 +94,7 @@ pg_up() {
     mkdir -p "$PGDATA"
     if [ "$(id -u)" = 0 ]; then
       chown postgres:postgres "$PGDATA"; chmod 700 "$PGDATA"
-      runuser -u postgres -- test -w "$PGDATA" ||
-        die "the postgres user cannot write $PGDATA; make the path to the checkout traversable (chmod o+x) or set SLUICE_LOCAL_DIR"
+      runuser -u postgres -- test -w "$PGDATA" || die "the postgres user cannot write $PGDATA"
     fi
     step pg-initdb as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8
   fi
@@ -95,9 +103,9 @@ pg_up() {
     return
   fi
   say "starting PostgreSQL 15 on 127.0.0.1:$PG_PORT (wal_level=logical)"
-  mkdir -p "$LOGS"; touch "$LOGS/postgres.log"
-  [ "$(id -u)" = 0 ] && chown postgres "$LOGS/postgres.log"
-  step pg-start as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOGS/postgres.log" -w -t 60 start \
+  mkdir -p "$LOGS"; touch "$PG_LOG"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_LOG"; fi
+  step pg-start as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PG_LOG" -w -t 60 start \
     -o "-p $PG_PORT -k $PGDATA -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
 }
 
@@ -283,7 +291,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  reset) cmd_down; rm -rf "$PGDATA" "$LOCAL/bq" "$LAKE"; say "local data removed" ;;
+  reset) cmd_down; rm -rf "$PGDATA" "$PG_LOG" "$LOCAL/bq" "$LAKE"; say "local data removed" ;;
   -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
