@@ -83,14 +83,15 @@ async fn ensure_table(table: &str, rows: i64) -> Result<()> {
                 (ARRAY['USD','EUR','JPY'])[1 + g % 3],
                 timestamptz '2024-01-01' + g * interval '1 second',
                 timestamptz '2024-01-01' + g * interval '1 second' + (g % 3600) * interval '1 second',
-                CASE WHEN g % 3 = 0 THEN NULL ELSE left(repeat(md5(g::text), 7), (g % 200)) END,
+                CASE WHEN g % 3 = 0 THEN NULL ELSE left(repeat(md5(g::text), 7), (g % 200)::int) END,
                 g % 5 <> 0,
                 jsonb_build_object('src', 'web', 'v', g % 10),
                 ARRAY['t' || (g % 7), 't' || (g % 11)]
-         FROM generate_series(1, {rows}) g;
-         VACUUM ANALYZE {table};"
+         FROM generate_series(1::bigint, {rows}) g;"
     ))
     .await?;
+    // VACUUM cannot run inside the implicit transaction of a multi-statement batch.
+    c.batch_execute(&format!("VACUUM ANALYZE {table}")).await?;
     eprintln!(
         "bench: generated {table} in {:.0}s",
         t0.elapsed().as_secs_f64()
