@@ -404,18 +404,21 @@ impl CopyDecoder {
                     if let Err(detail) = self.builders[i].append(&self.kinds[i], v, &mut self.stats)
                     {
                         let column = self.names[i].clone();
+                        let row = self.rows_total + 1;
                         return Err(match &self.kinds[i] {
-                            PgKind::Numeric(_) | PgKind::Date | PgKind::Timestamp | PgKind::Timestamptz => {
-                                Error::ValueOutOfRange {
-                                    table: self.table.clone(),
-                                    column,
-                                    detail: format!(
-                                        "{detail} (row {}); list the column under `numeric_as_string` for exact text",
-                                        self.rows_total + 1
-                                    ),
-                                }
-                            }
-                            _ => self.err(format!("column {column}, row {}: {detail}", self.rows_total + 1)),
+                            PgKind::Numeric(_) => Error::ValueOutOfRange {
+                                table: self.table.clone(),
+                                column,
+                                detail: format!(
+                                    "{detail} (row {row}); list the column under `numeric_as_string` to land its exact text"
+                                ),
+                            },
+                            PgKind::Date | PgKind::Timestamp | PgKind::Timestamptz => Error::ValueOutOfRange {
+                                table: self.table.clone(),
+                                column,
+                                detail: format!("{detail} (row {row})"),
+                            },
+                            _ => self.err(format!("column {column}, row {row}: {detail}")),
                         });
                     }
                 }
@@ -590,6 +593,22 @@ mod tests {
         let mut d = CopyDecoder::new("t", &cols());
         let e = d.push(&data).unwrap_err().to_string();
         assert!(e.contains("column name"), "{e}");
+    }
+
+    #[test]
+    fn a_numeric_that_does_not_fit_names_the_column_and_the_fix() {
+        let o = MappingOptions::default();
+        let cols = vec![map_column("t", "amount", &PgType::scalar("numeric"), false, o).unwrap()];
+        // NaN: ndigits 0, weight 0, sign 0xC000, dscale 0.
+        let nan = vec![0, 0, 0, 0, 0xC0, 0, 0, 0];
+        let data = encode(&[vec![Some(nan)]]);
+        let mut d = CopyDecoder::new("public.t", &cols);
+        let e = d.push(&data).unwrap_err().to_string();
+        assert!(
+            e.starts_with("value out of range: public.t.amount: NaN"),
+            "{e}"
+        );
+        assert!(e.contains("numeric_as_string"), "{e}");
     }
 
     #[test]
