@@ -213,15 +213,6 @@ pub enum LakeLocation {
     Gcs { bucket: String },
 }
 
-impl LakeLocation {
-    /// The bucket name that `gs://` URIs of load jobs use.
-    pub fn bucket(&self) -> &str {
-        match self {
-            LakeLocation::Local { bucket, .. } | LakeLocation::Gcs { bucket } => bucket,
-        }
-    }
-}
-
 /// A target with everything resolved.
 #[derive(Debug, Clone)]
 pub struct Target {

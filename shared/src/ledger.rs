@@ -93,10 +93,6 @@ impl Ledger {
         })
     }
 
-    pub fn dataset(&self) -> &str {
-        &self.dataset
-    }
-
     pub async fn record(&self, r: &RunRecord) -> Result<()> {
         let insert_id = format!(
             "{}:{}:{}:{}",

@@ -90,7 +90,7 @@ pub async fn load(
         let uris: Vec<String> = manifest
             .files
             .iter()
-            .map(|f| format!("gs://{}/{}", lake.bucket(), f.path))
+            .map(|f| lake.gs_uri(&object_store::path::Path::from(f.path.as_str())))
             .collect();
         let id = ids("load");
         bq.run_job(

@@ -80,13 +80,6 @@ impl Param {
             value: value.into(),
         }
     }
-    pub fn string(name: &str, value: &str) -> Param {
-        Param {
-            name: name.into(),
-            ty: "STRING",
-            value: value.into(),
-        }
-    }
 }
 
 impl BigQuery {

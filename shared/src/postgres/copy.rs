@@ -268,7 +268,6 @@ pub struct CopyDecoder {
     finished: bool,
     rows_in_batch: usize,
     rows_total: u64,
-    bytes_total: u64,
     stats: DecodeStats,
 }
 
@@ -286,7 +285,6 @@ impl CopyDecoder {
             finished: false,
             rows_in_batch: 0,
             rows_total: 0,
-            bytes_total: 0,
             stats: DecodeStats::default(),
         }
     }
@@ -298,11 +296,6 @@ impl CopyDecoder {
     /// Rows decoded so far, in all batches.
     pub fn rows(&self) -> u64 {
         self.rows_total
-    }
-
-    /// Bytes of COPY data consumed so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes_total
     }
 
     pub fn stats(&self) -> DecodeStats {
@@ -327,7 +320,6 @@ impl CopyDecoder {
 
     /// Feeds one chunk of COPY data.
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
-        self.bytes_total += chunk.len() as u64;
         if self.carry.is_empty() {
             let used = self.decode(chunk)?;
             self.carry.extend_from_slice(&chunk[used..]);
