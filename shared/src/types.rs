@@ -186,6 +186,15 @@ impl PgType {
         }
     }
 
+    /// The same type with a column's `atttypmod` (for arrays, on the element too).
+    pub fn with_typmod(mut self, typmod: i32) -> Self {
+        self.typmod = typmod;
+        if let Some(e) = self.element.take() {
+            self.element = Some(Box::new(e.with_typmod(typmod)));
+        }
+        self
+    }
+
     /// `numeric(p, s)` as (p, s), or None when unconstrained.
     pub fn numeric_precision_scale(&self) -> Option<(i32, i32)> {
         if self.typmod < 4 {

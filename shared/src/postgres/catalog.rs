@@ -81,18 +81,7 @@ pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result
             let elem_typtype: Option<String> = r.get(4);
             let typmod: i32 = r.get(5);
             let not_null: bool = r.get(6);
-            let ty = match elem {
-                Some(e) => PgType::array_of(PgType {
-                    is_enum: elem_typtype.as_deref() == Some("e"),
-                    typmod,
-                    ..PgType::scalar(&e)
-                }),
-                None => PgType {
-                    is_enum: typtype == "e",
-                    typmod,
-                    ..PgType::scalar(&typname)
-                },
-            };
+            let ty = pg_type(typname, typtype, elem, elem_typtype, typmod);
             CatalogColumn { name, ty, not_null }
         })
         .collect();
@@ -109,6 +98,54 @@ pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result
         primary_key,
         pages,
     })
+}
+
+/// A column type from its catalog names (domains already resolved to their base type).
+fn pg_type(
+    typname: String,
+    typtype: String,
+    elem: Option<String>,
+    elem_typtype: Option<String>,
+    typmod: i32,
+) -> PgType {
+    match elem {
+        Some(e) => PgType::array_of(PgType {
+            is_enum: elem_typtype.as_deref() == Some("e"),
+            typmod,
+            ..PgType::scalar(&e)
+        }),
+        None => PgType {
+            is_enum: typtype == "e",
+            typmod,
+            ..PgType::scalar(&typname)
+        },
+    }
+}
+
+const TYPES_SQL: &str = "
+SELECT dt.oid, t.typname::text, t.typtype::text, et.typname::text, et.typtype::text
+FROM pg_type dt
+JOIN pg_type t ON t.oid = CASE WHEN dt.typtype = 'd' THEN dt.typbasetype ELSE dt.oid END
+LEFT JOIN pg_type et0 ON et0.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_type et ON et.oid = CASE WHEN et0.typtype = 'd' THEN et0.typbasetype ELSE et0.oid END
+WHERE dt.oid = ANY($1)";
+
+/// Types by OID (as a replication stream names them), with typmod −1; set it per column.
+pub async fn types_by_oid(
+    client: &Client,
+    oids: &[u32],
+) -> Result<std::collections::HashMap<u32, PgType>> {
+    let rows = client
+        .query(TYPES_SQL, &[&oids])
+        .await
+        .map_err(|e| Error::postgres("reading column types from the catalog", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let oid: u32 = r.get(0);
+            (oid, pg_type(r.get(1), r.get(2), r.get(3), r.get(4), -1))
+        })
+        .collect())
 }
 
 /// Quotes an identifier for Postgres SQL.

@@ -6,286 +6,41 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayBuilder;
-use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder,
-    Float64Builder, Int64Builder, ListArray, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
-};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::wire::{self, Fit, Numeric};
+use super::batch::{ColumnBuilders, DecodeStats};
+use super::wire;
 use crate::error::{Error, Result};
-use crate::types::{arrow_type, ColumnMapping, NumericTarget, PgKind};
+use crate::types::ColumnMapping;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-
-/// Counts of values that needed care on the way, for the run ledger.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct DecodeStats {
-    /// NULL elements removed from arrays (BigQuery arrays cannot hold NULL).
-    pub null_array_elements_dropped: u64,
-    /// NULL arrays written as empty arrays.
-    pub null_arrays_as_empty: u64,
-    /// ±infinity dates/timestamps and 24:00:00 times clamped to BigQuery's range.
-    pub values_clamped: u64,
-}
-
-impl DecodeStats {
-    pub fn add(&mut self, o: &DecodeStats) {
-        self.null_array_elements_dropped += o.null_array_elements_dropped;
-        self.null_arrays_as_empty += o.null_arrays_as_empty;
-        self.values_clamped += o.values_clamped;
-    }
-}
-
-/// One Arrow builder per column, chosen by the column's mapping.
-enum Builder {
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Numeric(Decimal128Builder, u8, i8),
-    BigNumeric(Decimal256Builder),
-    Utf8(StringBuilder),
-    Bool(BooleanBuilder),
-    Date(Date32Builder),
-    Timestamp(TimestampMicrosecondBuilder, Option<Arc<str>>),
-    Time(Time64MicrosecondBuilder),
-    Binary(BinaryBuilder),
-    List {
-        offsets: Vec<i32>,
-        child: Box<Builder>,
-        field: FieldRef,
-    },
-}
-
-impl Builder {
-    fn new(kind: &PgKind) -> Builder {
-        match kind {
-            PgKind::Int2 | PgKind::Int4 | PgKind::Int8 | PgKind::Oid => {
-                Builder::Int(Int64Builder::new())
-            }
-            PgKind::Float4 | PgKind::Float8 => Builder::Float(Float64Builder::new()),
-            PgKind::Numeric(NumericTarget::Numeric) => decimal128(38, 9),
-            PgKind::Numeric(NumericTarget::BigNumeric { precision, scale }) if *precision <= 38 => {
-                decimal128(*precision, *scale)
-            }
-            PgKind::Numeric(NumericTarget::BigNumeric { .. }) => Builder::BigNumeric(
-                Decimal256Builder::new()
-                    .with_precision_and_scale(76, 38)
-                    .expect("76,38 is a valid decimal"),
-            ),
-            PgKind::Numeric(NumericTarget::String)
-            | PgKind::Text
-            | PgKind::Interval
-            | PgKind::Uuid
-            | PgKind::Json
-            | PgKind::Jsonb
-            | PgKind::Inet => Builder::Utf8(StringBuilder::new()),
-            PgKind::Bool => Builder::Bool(BooleanBuilder::new()),
-            PgKind::Date => Builder::Date(Date32Builder::new()),
-            PgKind::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new(), None),
-            PgKind::Timestamptz => Builder::Timestamp(
-                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-                Some("UTC".into()),
-            ),
-            PgKind::Time => Builder::Time(Time64MicrosecondBuilder::new()),
-            PgKind::Bytea => Builder::Binary(BinaryBuilder::new()),
-            PgKind::Array(inner) => Builder::List {
-                offsets: vec![0],
-                child: Box::new(Builder::new(inner)),
-                field: Arc::new(Field::new("element", arrow_type(inner), false)),
-            },
-        }
-    }
-
-    fn append_null(&mut self, stats: &mut DecodeStats) {
-        match self {
-            Builder::Int(b) => b.append_null(),
-            Builder::Float(b) => b.append_null(),
-            Builder::Numeric(b, ..) => b.append_null(),
-            Builder::BigNumeric(b) => b.append_null(),
-            Builder::Utf8(b) => b.append_null(),
-            Builder::Bool(b) => b.append_null(),
-            Builder::Date(b) => b.append_null(),
-            Builder::Timestamp(b, _) => b.append_null(),
-            Builder::Time(b) => b.append_null(),
-            Builder::Binary(b) => b.append_null(),
-            Builder::List { offsets, .. } => {
-                stats.null_arrays_as_empty += 1;
-                let last = *offsets.last().unwrap_or(&0);
-                offsets.push(last);
-            }
-        }
-    }
-
-    /// Appends one non-NULL value in binary wire format.
-    fn append(&mut self, kind: &PgKind, v: &[u8], stats: &mut DecodeStats) -> Result<(), String> {
-        fn clamp<T>(f: Fit<T>, stats: &mut DecodeStats) -> T {
-            if matches!(f, Fit::Clamped(_)) {
-                stats.values_clamped += 1;
-            }
-            f.value()
-        }
-        match (self, kind) {
-            (Builder::Int(b), PgKind::Oid) => b.append_value(wire::oid(v)?),
-            (Builder::Int(b), _) => b.append_value(wire::int(v)?),
-            (Builder::Float(b), _) => b.append_value(wire::float(v)?),
-            (Builder::Numeric(b, p, s), _) => {
-                b.append_value(Numeric::parse(v)?.to_decimal128(*p, *s)?)
-            }
-            (Builder::BigNumeric(b), _) => b.append_value(Numeric::parse(v)?.to_bignumeric()?),
-            (Builder::Utf8(b), kind) => match kind {
-                PgKind::Numeric(_) => b.append_value(Numeric::parse(v)?.to_text()),
-                PgKind::Interval => b.append_value(wire::interval(v)?),
-                PgKind::Uuid => b.append_value(wire::uuid(v)?),
-                PgKind::Inet => b.append_value(wire::inet(v)?),
-                PgKind::Jsonb => b.append_value(wire::jsonb(v)?),
-                _ => b.append_value(wire::text(v)?),
-            },
-            (Builder::Bool(b), _) => b.append_value(wire::boolean(v)?),
-            (Builder::Date(b), _) => b.append_value(clamp(wire::date(v)?, stats)),
-            (Builder::Timestamp(b, _), _) => b.append_value(clamp(wire::timestamp(v)?, stats)),
-            (Builder::Time(b), _) => b.append_value(clamp(wire::time(v)?, stats)),
-            (Builder::Binary(b), _) => b.append_value(v),
-            (Builder::List { offsets, child, .. }, PgKind::Array(inner)) => {
-                let n = append_array(child, inner, v, stats)?;
-                let last = *offsets.last().unwrap_or(&0);
-                offsets.push(last + n);
-            }
-            (_, kind) => return Err(format!("no builder for {kind:?}")),
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Int(b) => Arc::new(b.finish()),
-            Builder::Float(b) => Arc::new(b.finish()),
-            Builder::Numeric(b, ..) => Arc::new(b.finish()),
-            Builder::BigNumeric(b) => Arc::new(b.finish()),
-            Builder::Utf8(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Date(b) => Arc::new(b.finish()),
-            Builder::Timestamp(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
-            Builder::Time(b) => Arc::new(b.finish()),
-            Builder::Binary(b) => Arc::new(b.finish()),
-            Builder::List {
-                offsets,
-                child,
-                field,
-            } => {
-                let values = child.finish();
-                let offs = std::mem::replace(offsets, vec![0]);
-                Arc::new(ListArray::new(
-                    field.clone(),
-                    OffsetBuffer::new(offs.into()),
-                    values,
-                    None,
-                ))
-            }
-        }
-    }
-
-    /// Bytes held by the builder, to cut batches before memory grows.
-    fn approx_bytes(&self) -> usize {
-        match self {
-            Builder::Int(b) => b.len() * 8,
-            Builder::Float(b) => b.len() * 8,
-            Builder::Numeric(b, ..) => b.len() * 16,
-            Builder::BigNumeric(b) => b.len() * 32,
-            Builder::Utf8(b) => b.values_slice().len() + b.len() * 4,
-            Builder::Bool(b) => b.len() / 8,
-            Builder::Date(b) => b.len() * 4,
-            Builder::Timestamp(b, _) => b.len() * 8,
-            Builder::Time(b) => b.len() * 8,
-            Builder::Binary(b) => b.values_slice().len() + b.len() * 4,
-            Builder::List { offsets, child, .. } => offsets.len() * 4 + child.approx_bytes(),
-        }
-    }
-}
-
-fn decimal128(precision: u8, scale: i8) -> Builder {
-    let b = Decimal128Builder::new()
-        .with_precision_and_scale(precision, scale)
-        .expect("precision ≤ 38 comes from the type mapping");
-    Builder::Numeric(b, precision, scale)
-}
-
-/// Decodes a binary array value into the child builder; returns how many elements it appended.
-fn append_array(
-    child: &mut Builder,
-    kind: &PgKind,
-    v: &[u8],
-    stats: &mut DecodeStats,
-) -> Result<i32, String> {
-    if v.len() < 12 {
-        return Err("array: header too short".into());
-    }
-    let ndim = wire::read_i32(&v[0..4]);
-    if ndim == 0 {
-        return Ok(0);
-    }
-    if ndim != 1 {
-        return Err(format!(
-            "array with {ndim} dimensions; BigQuery REPEATED holds one dimension only"
-        ));
-    }
-    let len = wire::read_i32(&v[12..16]);
-    let mut pos = 20; // ndim, flags, elem oid, dim length, lower bound
-    let mut appended = 0;
-    for _ in 0..len {
-        let Some(l) = v.get(pos..pos + 4) else {
-            return Err("array: truncated".into());
-        };
-        let l = wire::read_i32(l);
-        pos += 4;
-        if l < 0 {
-            stats.null_array_elements_dropped += 1;
-            continue;
-        }
-        let end = pos + l as usize;
-        let Some(elem) = v.get(pos..end) else {
-            return Err("array: truncated element".into());
-        };
-        child.append(kind, elem, stats)?;
-        pos = end;
-        appended += 1;
-    }
-    Ok(appended)
-}
 
 /// Turns a binary COPY stream into Arrow record batches.
 pub struct CopyDecoder {
     table: String,
-    kinds: Vec<PgKind>,
-    names: Vec<String>,
-    builders: Vec<Builder>,
+    columns: ColumnBuilders,
     schema: SchemaRef,
     carry: Vec<u8>,
     header_done: bool,
     finished: bool,
     rows_in_batch: usize,
     rows_total: u64,
-    stats: DecodeStats,
 }
 
 impl CopyDecoder {
     pub fn new(table: impl Into<String>, columns: &[ColumnMapping]) -> Self {
+        let table = table.into();
         let fields: Vec<Field> = columns.iter().map(|c| c.arrow_field()).collect();
         CopyDecoder {
-            table: table.into(),
-            kinds: columns.iter().map(|c| c.kind.clone()).collect(),
-            names: columns.iter().map(|c| c.name.clone()).collect(),
-            builders: columns.iter().map(|c| Builder::new(&c.kind)).collect(),
+            columns: ColumnBuilders::new(table.clone(), columns),
+            table,
             schema: Arc::new(Schema::new(fields)),
             carry: Vec::new(),
             header_done: false,
             finished: false,
             rows_in_batch: 0,
             rows_total: 0,
-            stats: DecodeStats::default(),
         }
     }
 
@@ -299,7 +54,7 @@ impl CopyDecoder {
     }
 
     pub fn stats(&self) -> DecodeStats {
-        self.stats
+        self.columns.stats()
     }
 
     /// Rows waiting in the builders.
@@ -308,7 +63,7 @@ impl CopyDecoder {
     }
 
     pub fn buffered_bytes(&self) -> usize {
-        self.builders.iter().map(Builder::approx_bytes).sum()
+        self.columns.approx_bytes()
     }
 
     fn err(&self, detail: impl Into<String>) -> Error {
@@ -351,7 +106,7 @@ impl CopyDecoder {
             pos = header;
             self.header_done = true;
         }
-        let ncols = self.kinds.len();
+        let ncols = self.columns.len();
         while pos + 2 <= data.len() {
             if self.finished {
                 return Err(self.err("data after the end-of-copy trailer"));
@@ -385,34 +140,15 @@ impl CopyDecoder {
             }
             // Second pass: decode.
             let mut p = pos + 2;
+            let row = self.rows_total + 1;
             for i in 0..ncols {
                 let len = wire::read_i32(&data[p..]);
                 p += 4;
                 if len < 0 {
-                    self.builders[i].append_null(&mut self.stats);
+                    self.columns.append_null(i);
                 } else {
-                    let v = &data[p..p + len as usize];
+                    self.columns.append(i, &data[p..p + len as usize], row)?;
                     p += len as usize;
-                    if let Err(detail) = self.builders[i].append(&self.kinds[i], v, &mut self.stats)
-                    {
-                        let column = self.names[i].clone();
-                        let row = self.rows_total + 1;
-                        return Err(match &self.kinds[i] {
-                            PgKind::Numeric(_) => Error::ValueOutOfRange {
-                                table: self.table.clone(),
-                                column,
-                                detail: format!(
-                                    "{detail} (row {row}); list the column under `numeric_as_string` to land its exact text"
-                                ),
-                            },
-                            PgKind::Date | PgKind::Timestamp | PgKind::Timestamptz => Error::ValueOutOfRange {
-                                table: self.table.clone(),
-                                column,
-                                detail: format!("{detail} (row {row})"),
-                            },
-                            _ => self.err(format!("column {column}, row {row}: {detail}")),
-                        });
-                    }
                 }
             }
             pos = p;
@@ -427,7 +163,7 @@ impl CopyDecoder {
         if self.rows_in_batch == 0 {
             return Ok(None);
         }
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        let arrays = self.columns.finish();
         self.rows_in_batch = 0;
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| self.err(format!("building a batch: {e}")))?;

@@ -1,10 +1,13 @@
 //! Postgres helpers: connecting, reading the catalog, and decoding binary COPY.
 
+pub mod batch;
 pub mod catalog;
 pub mod connect;
 pub mod copy;
+pub mod pgoutput;
 pub mod wire;
 
+pub use batch::{ColumnBuilders, DecodeStats};
 pub use catalog::{table_columns, TableColumns};
 pub use connect::{connect, PgConnection};
-pub use copy::{CopyDecoder, DecodeStats};
+pub use copy::CopyDecoder;

@@ -1,0 +1,328 @@
+//! Arrow columns from Postgres values in binary wire format, one row at a time: the one place
+//! the type mapping turns bytes into Arrow, shared by COPY decoding (pg-copy) and change
+//! decoding (cdc-sync).
+
+use std::sync::Arc;
+
+use arrow::array::ArrayBuilder;
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder,
+    Float64Builder, Int64Builder, ListArray, StringBuilder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{Field, FieldRef};
+
+use super::wire::{self, Fit, Numeric};
+use crate::error::Error;
+use crate::types::{arrow_type, ColumnMapping, NumericTarget, PgKind};
+
+/// Counts of values that needed care on the way, for the run ledger.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DecodeStats {
+    /// NULL elements removed from arrays (BigQuery arrays cannot hold NULL).
+    pub null_array_elements_dropped: u64,
+    /// NULL arrays written as empty arrays.
+    pub null_arrays_as_empty: u64,
+    /// ±infinity dates/timestamps and 24:00:00 times clamped to BigQuery's range.
+    pub values_clamped: u64,
+}
+
+impl DecodeStats {
+    pub fn add(&mut self, o: &DecodeStats) {
+        self.null_array_elements_dropped += o.null_array_elements_dropped;
+        self.null_arrays_as_empty += o.null_arrays_as_empty;
+        self.values_clamped += o.values_clamped;
+    }
+}
+
+/// One Arrow builder per column, chosen by the column's mapping.
+pub(crate) enum Builder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Numeric(Decimal128Builder, u8, i8),
+    BigNumeric(Decimal256Builder),
+    Utf8(StringBuilder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder, Option<Arc<str>>),
+    Time(Time64MicrosecondBuilder),
+    Binary(BinaryBuilder),
+    List {
+        offsets: Vec<i32>,
+        child: Box<Builder>,
+        field: FieldRef,
+    },
+}
+
+impl Builder {
+    fn new(kind: &PgKind) -> Builder {
+        match kind {
+            PgKind::Int2 | PgKind::Int4 | PgKind::Int8 | PgKind::Oid => {
+                Builder::Int(Int64Builder::new())
+            }
+            PgKind::Float4 | PgKind::Float8 => Builder::Float(Float64Builder::new()),
+            PgKind::Numeric(NumericTarget::Numeric) => decimal128(38, 9),
+            PgKind::Numeric(NumericTarget::BigNumeric { precision, scale }) if *precision <= 38 => {
+                decimal128(*precision, *scale)
+            }
+            PgKind::Numeric(NumericTarget::BigNumeric { .. }) => Builder::BigNumeric(
+                Decimal256Builder::new()
+                    .with_precision_and_scale(76, 38)
+                    .expect("76,38 is a valid decimal"),
+            ),
+            PgKind::Numeric(NumericTarget::String)
+            | PgKind::Text
+            | PgKind::Interval
+            | PgKind::Uuid
+            | PgKind::Json
+            | PgKind::Jsonb
+            | PgKind::Inet => Builder::Utf8(StringBuilder::new()),
+            PgKind::Bool => Builder::Bool(BooleanBuilder::new()),
+            PgKind::Date => Builder::Date(Date32Builder::new()),
+            PgKind::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new(), None),
+            PgKind::Timestamptz => Builder::Timestamp(
+                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+                Some("UTC".into()),
+            ),
+            PgKind::Time => Builder::Time(Time64MicrosecondBuilder::new()),
+            PgKind::Bytea => Builder::Binary(BinaryBuilder::new()),
+            PgKind::Array(inner) => Builder::List {
+                offsets: vec![0],
+                child: Box::new(Builder::new(inner)),
+                field: Arc::new(Field::new("element", arrow_type(inner), false)),
+            },
+        }
+    }
+
+    fn append_null(&mut self, stats: &mut DecodeStats) {
+        match self {
+            Builder::Int(b) => b.append_null(),
+            Builder::Float(b) => b.append_null(),
+            Builder::Numeric(b, ..) => b.append_null(),
+            Builder::BigNumeric(b) => b.append_null(),
+            Builder::Utf8(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
+            Builder::Timestamp(b, _) => b.append_null(),
+            Builder::Time(b) => b.append_null(),
+            Builder::Binary(b) => b.append_null(),
+            Builder::List { offsets, .. } => {
+                stats.null_arrays_as_empty += 1;
+                let last = *offsets.last().unwrap_or(&0);
+                offsets.push(last);
+            }
+        }
+    }
+
+    /// Appends one non-NULL value in binary wire format.
+    fn append(&mut self, kind: &PgKind, v: &[u8], stats: &mut DecodeStats) -> Result<(), String> {
+        fn clamp<T>(f: Fit<T>, stats: &mut DecodeStats) -> T {
+            if matches!(f, Fit::Clamped(_)) {
+                stats.values_clamped += 1;
+            }
+            f.value()
+        }
+        match (self, kind) {
+            (Builder::Int(b), PgKind::Oid) => b.append_value(wire::oid(v)?),
+            (Builder::Int(b), _) => b.append_value(wire::int(v)?),
+            (Builder::Float(b), _) => b.append_value(wire::float(v)?),
+            (Builder::Numeric(b, p, s), _) => {
+                b.append_value(Numeric::parse(v)?.to_decimal128(*p, *s)?)
+            }
+            (Builder::BigNumeric(b), _) => b.append_value(Numeric::parse(v)?.to_bignumeric()?),
+            (Builder::Utf8(b), kind) => match kind {
+                PgKind::Numeric(_) => b.append_value(Numeric::parse(v)?.to_text()),
+                PgKind::Interval => b.append_value(wire::interval(v)?),
+                PgKind::Uuid => b.append_value(wire::uuid(v)?),
+                PgKind::Inet => b.append_value(wire::inet(v)?),
+                PgKind::Jsonb => b.append_value(wire::jsonb(v)?),
+                _ => b.append_value(wire::text(v)?),
+            },
+            (Builder::Bool(b), _) => b.append_value(wire::boolean(v)?),
+            (Builder::Date(b), _) => b.append_value(clamp(wire::date(v)?, stats)),
+            (Builder::Timestamp(b, _), _) => b.append_value(clamp(wire::timestamp(v)?, stats)),
+            (Builder::Time(b), _) => b.append_value(clamp(wire::time(v)?, stats)),
+            (Builder::Binary(b), _) => b.append_value(v),
+            (Builder::List { offsets, child, .. }, PgKind::Array(inner)) => {
+                let n = append_array(child, inner, v, stats)?;
+                let last = *offsets.last().unwrap_or(&0);
+                offsets.push(last + n);
+            }
+            (_, kind) => return Err(format!("no builder for {kind:?}")),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Float(b) => Arc::new(b.finish()),
+            Builder::Numeric(b, ..) => Arc::new(b.finish()),
+            Builder::BigNumeric(b) => Arc::new(b.finish()),
+            Builder::Utf8(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
+            Builder::Time(b) => Arc::new(b.finish()),
+            Builder::Binary(b) => Arc::new(b.finish()),
+            Builder::List {
+                offsets,
+                child,
+                field,
+            } => {
+                let values = child.finish();
+                let offs = std::mem::replace(offsets, vec![0]);
+                Arc::new(ListArray::new(
+                    field.clone(),
+                    OffsetBuffer::new(offs.into()),
+                    values,
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// Bytes held by the builder, to cut batches before memory grows.
+    fn approx_bytes(&self) -> usize {
+        match self {
+            Builder::Int(b) => b.len() * 8,
+            Builder::Float(b) => b.len() * 8,
+            Builder::Numeric(b, ..) => b.len() * 16,
+            Builder::BigNumeric(b) => b.len() * 32,
+            Builder::Utf8(b) => b.values_slice().len() + b.len() * 4,
+            Builder::Bool(b) => b.len() / 8,
+            Builder::Date(b) => b.len() * 4,
+            Builder::Timestamp(b, _) => b.len() * 8,
+            Builder::Time(b) => b.len() * 8,
+            Builder::Binary(b) => b.values_slice().len() + b.len() * 4,
+            Builder::List { offsets, child, .. } => offsets.len() * 4 + child.approx_bytes(),
+        }
+    }
+}
+
+fn decimal128(precision: u8, scale: i8) -> Builder {
+    let b = Decimal128Builder::new()
+        .with_precision_and_scale(precision, scale)
+        .expect("precision ≤ 38 comes from the type mapping");
+    Builder::Numeric(b, precision, scale)
+}
+
+/// Decodes a binary array value into the child builder; returns how many elements it appended.
+fn append_array(
+    child: &mut Builder,
+    kind: &PgKind,
+    v: &[u8],
+    stats: &mut DecodeStats,
+) -> Result<i32, String> {
+    if v.len() < 12 {
+        return Err("array: header too short".into());
+    }
+    let ndim = wire::read_i32(&v[0..4]);
+    if ndim == 0 {
+        return Ok(0);
+    }
+    if ndim != 1 {
+        return Err(format!(
+            "array with {ndim} dimensions; BigQuery REPEATED holds one dimension only"
+        ));
+    }
+    let len = wire::read_i32(&v[12..16]);
+    let mut pos = 20; // ndim, flags, elem oid, dim length, lower bound
+    let mut appended = 0;
+    for _ in 0..len {
+        let Some(l) = v.get(pos..pos + 4) else {
+            return Err("array: truncated".into());
+        };
+        let l = wire::read_i32(l);
+        pos += 4;
+        if l < 0 {
+            stats.null_array_elements_dropped += 1;
+            continue;
+        }
+        let end = pos + l as usize;
+        let Some(elem) = v.get(pos..end) else {
+            return Err("array: truncated element".into());
+        };
+        child.append(kind, elem, stats)?;
+        pos = end;
+        appended += 1;
+    }
+    Ok(appended)
+}
+
+/// Arrow builders for a list of mapped columns, filled one value at a time.
+pub struct ColumnBuilders {
+    table: String,
+    kinds: Vec<PgKind>,
+    names: Vec<String>,
+    builders: Vec<Builder>,
+    stats: DecodeStats,
+}
+
+impl ColumnBuilders {
+    /// `table` names the source in errors.
+    pub fn new(table: impl Into<String>, columns: &[ColumnMapping]) -> Self {
+        ColumnBuilders {
+            table: table.into(),
+            kinds: columns.iter().map(|c| c.kind.clone()).collect(),
+            names: columns.iter().map(|c| c.name.clone()).collect(),
+            builders: columns.iter().map(|c| Builder::new(&c.kind)).collect(),
+            stats: DecodeStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.builders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.builders.is_empty()
+    }
+
+    pub fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    /// Appends NULL to column `i` (an empty list for REPEATED columns).
+    pub fn append_null(&mut self, i: usize) {
+        self.builders[i].append_null(&mut self.stats);
+    }
+
+    /// Appends one binary wire value to column `i`; `row` (1-based) goes into the error.
+    pub fn append(&mut self, i: usize, v: &[u8], row: u64) -> Result<(), Error> {
+        let Err(detail) = self.builders[i].append(&self.kinds[i], v, &mut self.stats) else {
+            return Ok(());
+        };
+        let column = self.names[i].clone();
+        let table = self.table.clone();
+        Err(match &self.kinds[i] {
+            PgKind::Numeric(_) => Error::ValueOutOfRange {
+                table,
+                column,
+                detail: format!(
+                    "{detail} (row {row}); list the column under `numeric_as_string` to land its exact text"
+                ),
+            },
+            PgKind::Date | PgKind::Timestamp | PgKind::Timestamptz => Error::ValueOutOfRange {
+                table,
+                column,
+                detail: format!("{detail} (row {row})"),
+            },
+            _ => Error::Decode {
+                table,
+                detail: format!("column {column}, row {row}: {detail}"),
+            },
+        })
+    }
+
+    /// The columns built so far; the builders start over empty.
+    pub fn finish(&mut self) -> Vec<ArrayRef> {
+        self.builders.iter_mut().map(Builder::finish).collect()
+    }
+
+    /// Bytes held, to cut batches before memory grows.
+    pub fn approx_bytes(&self) -> usize {
+        self.builders.iter().map(Builder::approx_bytes).sum()
+    }
+}
