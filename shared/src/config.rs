@@ -95,6 +95,84 @@ pub struct Source {
     /// Tables to copy with pg-copy, by name.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+    /// Change data capture of this database into replica tables (cdc-sync).
+    #[serde(default)]
+    pub cdc: Option<CdcConfig>,
+}
+
+/// What cdc-sync replicates from a source, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcConfig {
+    /// Tables in the publication (`orders` or `schema.orders`); give this, `schemas`, or
+    /// `all_tables`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Every table of these Postgres schemas, including tables created later.
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// Every table of the database, including tables created later (needs a superuser).
+    #[serde(default)]
+    pub all_tables: bool,
+    /// Publication name (default `sluice_<source>`).
+    #[serde(default)]
+    pub publication: Option<String>,
+    /// Replication slot name (default `sluice_<source>`).
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// BigQuery dataset of the replica tables (default `<source>_replica`).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// `soft` (default): deleted and truncated rows stay, flagged `_sluice_deleted`; `hard`:
+    /// they are removed.
+    #[serde(default)]
+    pub deletes: DeleteMode,
+    /// Tables that also keep an append-only `<table>_history` of every change.
+    #[serde(default)]
+    pub history: Vec<String>,
+    /// Changes read from the slot per batch (whole transactions, so a batch may hold more).
+    #[serde(default = "default_batch_changes")]
+    pub batch_changes: u32,
+    /// Warn when the slot retains more WAL than this many MiB.
+    #[serde(default = "default_retained_wal_warn_mib")]
+    pub retained_wal_warn_mib: u64,
+    /// `error` (default) or `skip` columns of unsupported types.
+    #[serde(default)]
+    pub on_unsupported: OnUnsupported,
+}
+
+/// How deletes and truncates reach a replica.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    #[default]
+    Soft,
+    Hard,
+}
+
+fn default_batch_changes() -> u32 {
+    50_000
+}
+fn default_retained_wal_warn_mib() -> u64 {
+    1024
+}
+
+impl CdcConfig {
+    pub fn publication(&self, source: &str) -> String {
+        self.publication
+            .clone()
+            .unwrap_or_else(|| format!("sluice_{source}"))
+    }
+    pub fn slot(&self, source: &str) -> String {
+        self.slot
+            .clone()
+            .unwrap_or_else(|| format!("sluice_{source}"))
+    }
+    pub fn dataset(&self, source: &str) -> String {
+        self.dataset
+            .clone()
+            .unwrap_or_else(|| format!("{source}_replica"))
+    }
 }
 
 /// How a table is copied.
@@ -270,6 +348,43 @@ impl Pipeline {
             check_name(sname).map_err(|m| at(&["sources", sname], m))?;
             if let Some(ds) = &source.dataset {
                 check_name(ds).map_err(|m| at(&["sources", sname, "dataset"], m))?;
+            }
+            if let Some(cdc) = &source.cdc {
+                let path = ["sources", sname.as_str(), "cdc"];
+                let given = [
+                    !cdc.tables.is_empty(),
+                    !cdc.schemas.is_empty(),
+                    cdc.all_tables,
+                ];
+                if given.iter().filter(|g| **g).count() != 1 {
+                    return Err(at(
+                        &path,
+                        "give exactly one of `tables`, `schemas` or `all_tables: true`".into(),
+                    ));
+                }
+                for (key, name) in [("slot", &cdc.slot), ("publication", &cdc.publication)] {
+                    if let Some(n) = name {
+                        if n.is_empty()
+                            || !n
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                        {
+                            return Err(at(
+                                &[&path[..], &[key]].concat(),
+                                format!("`{n}`: use lowercase letters, digits and underscores"),
+                            ));
+                        }
+                    }
+                }
+                if let Some(ds) = &cdc.dataset {
+                    check_name(ds).map_err(|m| at(&[&path[..], &["dataset"]].concat(), m))?;
+                }
+                if cdc.batch_changes == 0 {
+                    return Err(at(
+                        &[&path[..], &["batch_changes"]].concat(),
+                        "must be at least 1".into(),
+                    ));
+                }
             }
             for (tname, t) in &source.tables {
                 let path = ["sources", sname.as_str(), "tables", tname.as_str()];

@@ -1,6 +1,7 @@
 //! BigQuery: the REST client, table schemas from the type mapping, and the SQL sluice generates.
 
 pub mod client;
+pub mod merge;
 pub mod schema;
 pub mod sql;
 
