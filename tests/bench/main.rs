@@ -99,6 +99,34 @@ async fn ensure_table(table: &str, rows: i64) -> Result<()> {
     Ok(())
 }
 
+/// Creates `huge` as two copies of `from` (ids shifted), unless it is already there: a table
+/// twice the size shows whether peak memory has stopped growing.
+async fn ensure_doubled(from: &str, huge: &str, rows: i64) -> Result<()> {
+    let c = pg(&dsn()?).await?;
+    let have: Option<i64> = c
+        .query_opt(&format!("SELECT count(*) FROM {huge}"), &[])
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get(0));
+    if have == Some(rows) {
+        return Ok(());
+    }
+    eprintln!("bench: generating {huge} ({rows} rows; once, kept in .local/pg)");
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {huge};
+         CREATE TABLE {huge} AS
+           SELECT * FROM {from}
+           UNION ALL
+           SELECT id + {half}, account_id, status, amount, currency, created_at, updated_at, note, active, meta, tags FROM {from};
+         ALTER TABLE {huge} ADD PRIMARY KEY (id);",
+        half = rows / 2
+    ))
+    .await?;
+    c.batch_execute(&format!("VACUUM ANALYZE {huge}")).await?;
+    Ok(())
+}
+
 /// The ceiling: one connection, `COPY … TO STDOUT (FORMAT binary)`, bytes read and dropped.
 async fn ceiling(table: &str) -> Result<(u64, f64)> {
     let c = pg(&dsn()?).await?;
@@ -227,9 +255,10 @@ async fn main() -> Result<()> {
         println!("sluice-bench: pg-copy throughput and memory; run through `make bench`");
         return Ok(());
     }
-    let (big, small) = ("bench_5m", "bench_1m");
+    let (big, small, huge) = ("bench_5m", "bench_1m", "bench_10m");
     ensure_table(big, 5_000_000).await?;
     ensure_table(small, 1_000_000).await?;
+    ensure_doubled(big, huge, 10_000_000).await?;
     let mut figures: BTreeMap<String, f64> = BTreeMap::new();
 
     let mut ceiling_rates = vec![];
@@ -263,6 +292,7 @@ async fn main() -> Result<()> {
         bail!("Parquet files disagree with Postgres: {rows} rows / id sum {sum} vs {pg_rows} / {pg_sum}");
     }
     let small_run = run_child(small, 2)?;
+    let huge_run = run_child(huge, 2)?;
 
     let ceiling = median(ceiling_rates);
     let p2 = median(p2_rates);
@@ -280,6 +310,10 @@ async fn main() -> Result<()> {
     figures.insert(
         "pg_copy_peak_rss_mib_1m_rows".into(),
         small_run.rss_mib.round(),
+    );
+    figures.insert(
+        "pg_copy_peak_rss_mib_10m_rows".into(),
+        huge_run.rss_mib.round(),
     );
     figures.insert("pg_copy_files_verified".into(), files as f64);
 

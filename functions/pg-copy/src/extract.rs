@@ -34,7 +34,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             parallel: 1,
             limits: SinkLimits::default(),
-            batch_rows: 32 * 1024,
+            batch_rows: 16 * 1024,
         }
     }
 }
@@ -179,7 +179,7 @@ async fn copy_range(
     opts: ExtractOptions,
     counters: Arc<Counters>,
 ) -> Result<(Vec<PartFile>, u64, DecodeStats)> {
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
     let writer = tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
             sink.write(&batch).await?;
@@ -203,7 +203,7 @@ async fn copy_range(
             counters
                 .bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if decoder.buffered_rows() >= opts.batch_rows || decoder.buffered_bytes() >= 32 << 20 {
+            if decoder.buffered_rows() >= opts.batch_rows || decoder.buffered_bytes() >= 8 << 20 {
                 let rows = decoder.rows();
                 counters.rows.fetch_add(rows - last_rows, Ordering::Relaxed);
                 last_rows = rows;

@@ -137,7 +137,7 @@ impl Lake {
     /// At most two 8 MiB parts are in flight, so a writer's buffers stay under ~24 MiB
     /// (object_store's default of eight parts would allow 64 MiB per writer).
     pub fn writer(&self, path: &Path) -> BufWriter {
-        BufWriter::with_capacity(self.store.clone(), path.clone(), 8 * 1024 * 1024)
+        BufWriter::with_capacity(self.store.clone(), path.clone(), 5 * 1024 * 1024)
             .with_max_concurrency(2)
     }
 }

@@ -26,8 +26,8 @@ pub struct SinkLimits {
 impl Default for SinkLimits {
     fn default() -> Self {
         SinkLimits {
-            file_bytes: 256 * 1024 * 1024,
-            row_group_rows: 128 * 1024,
+            file_bytes: 64 * 1024 * 1024,
+            row_group_rows: 64 * 1024,
         }
     }
 }
@@ -50,6 +50,7 @@ fn properties(limits: &SinkLimits) -> WriterProperties {
             ZstdLevel::try_new(1).expect("level 1 is valid"),
         ))
         .set_max_row_group_row_count(Some(limits.row_group_rows))
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
         .build()
 }
 

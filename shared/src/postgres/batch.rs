@@ -57,17 +57,23 @@ pub(crate) enum Builder {
 
 impl Builder {
     fn new(kind: &PgKind) -> Builder {
+        Builder::sized(kind, 0, 0)
+    }
+
+    /// A builder with room for `items` values of `bytes` bytes of data in all, so a batch like
+    /// the last one fills it without the doubling reallocations that fragment the heap.
+    fn sized(kind: &PgKind, items: usize, bytes: usize) -> Builder {
         match kind {
             PgKind::Int2 | PgKind::Int4 | PgKind::Int8 | PgKind::Oid => {
-                Builder::Int(Int64Builder::new())
+                Builder::Int(Int64Builder::with_capacity(items))
             }
-            PgKind::Float4 | PgKind::Float8 => Builder::Float(Float64Builder::new()),
-            PgKind::Numeric(NumericTarget::Numeric) => decimal128(38, 9),
+            PgKind::Float4 | PgKind::Float8 => Builder::Float(Float64Builder::with_capacity(items)),
+            PgKind::Numeric(NumericTarget::Numeric) => decimal128(38, 9, items),
             PgKind::Numeric(NumericTarget::BigNumeric { precision, scale }) if *precision <= 38 => {
-                decimal128(*precision, *scale)
+                decimal128(*precision, *scale, items)
             }
             PgKind::Numeric(NumericTarget::BigNumeric { .. }) => Builder::BigNumeric(
-                Decimal256Builder::new()
+                Decimal256Builder::with_capacity(items)
                     .with_precision_and_scale(76, 38)
                     .expect("76,38 is a valid decimal"),
             ),
@@ -77,21 +83,55 @@ impl Builder {
             | PgKind::Uuid
             | PgKind::Json
             | PgKind::Jsonb
-            | PgKind::Inet => Builder::Utf8(StringBuilder::new()),
-            PgKind::Bool => Builder::Bool(BooleanBuilder::new()),
-            PgKind::Date => Builder::Date(Date32Builder::new()),
-            PgKind::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new(), None),
+            | PgKind::Inet => Builder::Utf8(StringBuilder::with_capacity(items, bytes)),
+            PgKind::Bool => Builder::Bool(BooleanBuilder::with_capacity(items)),
+            PgKind::Date => Builder::Date(Date32Builder::with_capacity(items)),
+            PgKind::Timestamp => {
+                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(items), None)
+            }
             PgKind::Timestamptz => Builder::Timestamp(
-                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+                TimestampMicrosecondBuilder::with_capacity(items).with_timezone("UTC"),
                 Some("UTC".into()),
             ),
-            PgKind::Time => Builder::Time(Time64MicrosecondBuilder::new()),
-            PgKind::Bytea => Builder::Binary(BinaryBuilder::new()),
-            PgKind::Array(inner) => Builder::List {
-                offsets: vec![0],
-                child: Box::new(Builder::new(inner)),
-                field: Arc::new(Field::new("element", arrow_type(inner), false)),
-            },
+            PgKind::Time => Builder::Time(Time64MicrosecondBuilder::with_capacity(items)),
+            PgKind::Bytea => Builder::Binary(BinaryBuilder::with_capacity(items, bytes)),
+            PgKind::Array(inner) => {
+                let mut offsets = Vec::with_capacity(items + 1);
+                offsets.push(0);
+                Builder::List {
+                    offsets,
+                    // Elements: guess from the bytes, as the element count is not kept.
+                    child: Box::new(Builder::sized(inner, bytes / 8, bytes)),
+                    field: Arc::new(Field::new("element", arrow_type(inner), false)),
+                }
+            }
+        }
+    }
+
+    /// Values held (rows, or elements for a list's child).
+    fn items(&self) -> usize {
+        match self {
+            Builder::Int(b) => b.len(),
+            Builder::Float(b) => b.len(),
+            Builder::Numeric(b, ..) => b.len(),
+            Builder::BigNumeric(b) => b.len(),
+            Builder::Utf8(b) => b.len(),
+            Builder::Bool(b) => b.len(),
+            Builder::Date(b) => b.len(),
+            Builder::Timestamp(b, _) => b.len(),
+            Builder::Time(b) => b.len(),
+            Builder::Binary(b) => b.len(),
+            Builder::List { offsets, .. } => offsets.len().saturating_sub(1),
+        }
+    }
+
+    /// Bytes of variable-length data held (strings, blobs, list elements).
+    fn data_bytes(&self) -> usize {
+        match self {
+            Builder::Utf8(b) => b.values_slice().len(),
+            Builder::Binary(b) => b.values_slice().len(),
+            Builder::List { child, .. } => child.approx_bytes(),
+            _ => 0,
         }
     }
 
@@ -201,8 +241,8 @@ impl Builder {
     }
 }
 
-fn decimal128(precision: u8, scale: i8) -> Builder {
-    let b = Decimal128Builder::new()
+fn decimal128(precision: u8, scale: i8, items: usize) -> Builder {
+    let b = Decimal128Builder::with_capacity(items)
         .with_precision_and_scale(precision, scale)
         .expect("precision ≤ 38 comes from the type mapping");
     Builder::Numeric(b, precision, scale)
@@ -316,9 +356,18 @@ impl ColumnBuilders {
         })
     }
 
-    /// The columns built so far; the builders start over empty.
+    /// The columns built so far; the builders start over empty, sized like this batch.
     pub fn finish(&mut self) -> Vec<ArrayRef> {
-        self.builders.iter_mut().map(Builder::finish).collect()
+        self.builders
+            .iter_mut()
+            .zip(&self.kinds)
+            .map(|(b, kind)| {
+                let (items, bytes) = (b.items(), b.data_bytes());
+                let array = b.finish();
+                *b = Builder::sized(kind, items, bytes);
+                array
+            })
+            .collect()
     }
 
     /// Bytes held, to cut batches before memory grows.
