@@ -95,15 +95,39 @@ impl TestEnv {
     /// A pipeline with one source `src` (dataset `src`) and the given `tables:` YAML block,
     /// whose `local` target writes to this test's datasets and lake bucket.
     pub fn pipeline(&self, tables_yaml: &str) -> Pipeline {
-        let tables: String = tables_yaml
+        self.pipeline_with_cdc(tables_yaml, None)
+    }
+
+    /// The slot and publication name a CDC test uses (slots are cluster-wide, so unique).
+    pub fn slot(&self) -> String {
+        format!("s_{}", self.id)
+    }
+
+    /// Like `pipeline`, with a `cdc:` block for `src` (YAML lines under `cdc:`); the slot and
+    /// publication are named by `slot()`.
+    pub fn pipeline_with_cdc(&self, tables_yaml: &str, cdc_yaml: Option<&str>) -> Pipeline {
+        let mut tables: String = tables_yaml
             .lines()
             .map(|l| format!("      {l}\n"))
             .collect();
+        if tables.is_empty() {
+            tables = "      {}\n".into();
+        }
+        let cdc = match cdc_yaml {
+            None => String::new(),
+            Some(c) => {
+                let body: String = c.lines().map(|l| format!("      {l}\n")).collect();
+                format!(
+                    "    cdc:\n      slot: {s}\n      publication: {s}\n{body}",
+                    s = self.slot()
+                )
+            }
+        };
         let yaml = format!(
             "name: test\n\
              bigquery: {{ project: {project} }}\n\
              lake: {{ bucket: unused }}\n\
-             sources:\n  src:\n    dsn: {{ env: {dsn} }}\n    tables:\n{tables}\
+             sources:\n  src:\n    dsn: {{ env: {dsn} }}\n    tables:\n{tables}{cdc}\
              targets:\n  local:\n    project: {project}\n    bigquery_endpoint: {bq}\n    lake: {lake}\n    lake_bucket: t{id}\n    dataset_suffix: _t{id}\n    no_auth: true\n",
             project = self.stack.bq_project,
             dsn = self.dsn_var,
@@ -181,12 +205,19 @@ impl Drop for TestEnv {
                 if let Ok((c, conn)) = tokio_postgres::connect(&stack.dsn("postgres"), NoTls).await
                 {
                     tokio::spawn(conn);
+                    // A database with a replication slot cannot be dropped.
+                    let _ = c
+                        .execute(
+                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                            &[&db],
+                        )
+                        .await;
                     let _ = c
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                         .await;
                 }
                 if let Ok(bq) = BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project) {
-                    for ds in ["src", "ops", "sluice_staging"] {
+                    for ds in ["src", "src_replica", "ops", "sluice_staging"] {
                         let _ = bq.delete_dataset(&format!("{ds}_t{id}")).await;
                     }
                 }

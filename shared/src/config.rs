@@ -697,6 +697,57 @@ targets:
     }
 
     #[test]
+    fn cdc_blocks_are_checked() {
+        let base = "name: x\nbigquery: { project: p }\nlake: { bucket: b }\nsources:\n  shop:\n    dsn: { env: X }\n    cdc:\n";
+        let p = Pipeline::parse(
+            &format!("{base}      tables: [orders, billing.invoices]\n      deletes: hard\n"),
+            "t",
+        )
+        .unwrap();
+        let cdc = p.sources["shop"].cdc.as_ref().unwrap();
+        assert_eq!(cdc.deletes, DeleteMode::Hard);
+        assert_eq!(
+            (
+                cdc.slot("shop"),
+                cdc.publication("shop"),
+                cdc.dataset("shop")
+            ),
+            (
+                "sluice_shop".into(),
+                "sluice_shop".into(),
+                "shop_replica".into()
+            )
+        );
+        let both = Pipeline::parse(
+            &format!("{base}      tables: [a]\n      all_tables: true\n"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("sources.shop.cdc (line 7): give exactly one of"),
+            "{both}"
+        );
+        let bad_slot = Pipeline::parse(
+            &format!("{base}      tables: [a]\n      slot: My-Slot\n"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad_slot.contains("sources.shop.cdc.slot (line 9)"),
+            "{bad_slot}"
+        );
+        let unknown = Pipeline::parse(
+            &format!("{base}      tables: [a]\n      delete: hard\n"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("unknown field `delete`"), "{unknown}");
+    }
+
+    #[test]
     fn line_of_follows_nesting() {
         assert_eq!(
             line_of(SAMPLE, &["sources", "shop", "tables", "orders"]),

@@ -19,6 +19,15 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
+    /// From a `--log-format` value: `json`, `human`, or anything else for `auto`.
+    pub fn from_flag(flag: &str) -> LogFormat {
+        match flag {
+            "json" => LogFormat::Json,
+            "human" => LogFormat::Human,
+            _ => LogFormat::auto(),
+        }
+    }
+
     /// Human on a terminal, JSON otherwise (Cloud Run, CI, pipes).
     pub fn auto() -> LogFormat {
         if std::io::stderr().is_terminal() {

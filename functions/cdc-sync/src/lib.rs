@@ -1,6 +1,800 @@
-//! cdc-sync: Replicate Postgres into BigQuery from a logical replication slot.
+//! cdc-sync: Postgres change data capture into BigQuery replica tables.
 //!
-//! Not built yet: this crate holds its place in the workspace until issue #3.
+//! Each run drains a logical replication slot (pgoutput) in bounded batches. A batch is
+//! decoded, written as Parquet to `cdc/<source>/<table>/<from>-<to>.parquet`, loaded into a
+//! staging table, MERGEd into the replica (latest change per key, only if newer than the row's
+//! `_sluice_lsn`), and only then is the slot advanced. A crash between any two steps followed by
+//! a rerun gives the same replica. Tables new to the publication are snapshotted first.
 
-/// The issue that builds this worker.
-pub const ISSUE: u32 = 3;
+pub mod apply;
+pub mod changes;
+pub mod slot;
+pub mod snapshot;
+pub mod tables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{pin_mut, TryStreamExt};
+use serde_json::json;
+use sluice::bigquery::merge::Deletes;
+use sluice::bigquery::BigQuery;
+use sluice::config::{resolve_dsn, CdcConfig, DeleteMode, Pipeline, Source, Target};
+use sluice::error::ErrorKind;
+use sluice::lake::Lake;
+use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::postgres::pgoutput::{self, Lsn, Message};
+use sluice::postgres::{connect, PgConnection};
+use sluice::types::PgType;
+use sluice::{Error, Result};
+use tracing::Instrument;
+
+use crate::apply::{Applied, Sink};
+use crate::changes::{Position, TableChanges};
+use crate::tables::TableInfo;
+
+/// Places where tests stop a run as if it had crashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the batch is in the lake and its staging table is loaded.
+    AfterLoad,
+    /// After the MERGE, before the slot advances.
+    AfterMerge,
+}
+
+pub(crate) fn crash_at(wanted: Option<CrashPoint>, here: CrashPoint) -> Result<()> {
+    if wanted == Some(here) {
+        return Err(Error::Config(format!("injected crash at {here:?}")));
+    }
+    Ok(())
+}
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: String,
+    /// Only this source (default: every source with a `cdc:` block).
+    pub source: Option<String>,
+    /// Stop starting new batches after this long (the Cloud Run task timeout minus a margin).
+    pub max_duration: Option<Duration>,
+    /// One batch only.
+    pub once: bool,
+    /// Keep polling for new changes until `max_duration` instead of stopping when caught up.
+    pub follow: bool,
+    /// Override of `cdc.batch_changes`.
+    pub batch_changes: Option<u32>,
+    /// Tests only: stop as if crashed at this point of the first batch.
+    pub crash: Option<CrashPoint>,
+    /// Show progress on a terminal.
+    pub progress: bool,
+}
+
+impl Options {
+    pub fn new(target: &str) -> Options {
+        Options {
+            target: target.to_string(),
+            source: None,
+            max_duration: None,
+            once: false,
+            follow: false,
+            batch_changes: None,
+            crash: None,
+            progress: false,
+        }
+    }
+}
+
+/// What a run did, per source.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub run_id: String,
+    pub batches: u64,
+    pub changes: u64,
+    pub snapshots: Vec<(String, u64)>,
+    pub tables: BTreeMap<String, u64>,
+    pub retained_wal_bytes: i64,
+    pub lag_seconds: f64,
+    pub last_lsn: Option<String>,
+}
+
+/// A source with CDC, ready to go.
+struct SourceCtx<'a> {
+    name: String,
+    cdc: &'a CdcConfig,
+    publication: String,
+    slot: String,
+    sink: Sink,
+    ledger: Ledger,
+    target: &'a Target,
+    run_id: String,
+    /// Reads the slot (one query at a time: a peek streams on it).
+    stream: PgConnection,
+    /// Catalog lookups and snapshots while a peek streams.
+    catalog: PgConnection,
+}
+
+fn cdc_sources<'a>(
+    pipeline: &'a Pipeline,
+    only: Option<&str>,
+) -> Result<Vec<(&'a String, &'a Source, &'a CdcConfig)>> {
+    let v: Vec<_> = pipeline
+        .sources
+        .iter()
+        .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+        .filter_map(|(n, s)| s.cdc.as_ref().map(|c| (n, s, c)))
+        .collect();
+    if v.is_empty() {
+        return Err(Error::config(match only {
+            Some(o) if pipeline.sources.contains_key(o) => {
+                format!("source {o} has no `cdc:` block in the pipeline")
+            }
+            Some(o) => format!("no source named {o} in the pipeline"),
+            None => "no source has a `cdc:` block in the pipeline".into(),
+        }));
+    }
+    Ok(v)
+}
+
+async fn source_ctx<'a>(
+    pipeline: &'a Pipeline,
+    target: &'a Target,
+    name: &str,
+    source: &'a Source,
+    cdc: &'a CdcConfig,
+    run_id: &str,
+) -> Result<SourceCtx<'a>> {
+    let dsn = resolve_dsn(target.dsn_ref(name, source)).await?;
+    let stream = connect(name, &dsn, "sluice-cdc-sync").await?;
+    let catalog = connect(name, &dsn, "sluice-cdc-sync-catalog").await?;
+    for c in [&stream, &catalog] {
+        // Snapshots decode binary COPY in UTC like pg-copy.
+        c.client
+            .batch_execute("SET TIME ZONE 'UTC'")
+            .await
+            .map_err(|e| Error::postgres("setting the session time zone", e))?;
+    }
+    let bq = BigQuery::for_target(target)?;
+    let lake = Lake::open(&target.lake)?;
+    let ledger = Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
+    let sink = Sink {
+        bq,
+        lake,
+        dataset: target.dataset(&cdc.dataset(name)),
+        staging_dataset: target.dataset(&pipeline.bigquery.staging_dataset),
+        source: name.to_string(),
+        slot: cdc.slot(name),
+        job_prefix: format!("{}_{}", pipeline.name, target.name),
+        deletes: match cdc.deletes {
+            DeleteMode::Hard => Deletes::Hard,
+            DeleteMode::Soft => Deletes::Soft,
+        },
+        history: cdc.history.clone(),
+        checked: Default::default(),
+    };
+    Ok(SourceCtx {
+        name: name.to_string(),
+        cdc,
+        publication: cdc.publication(name),
+        slot: cdc.slot(name),
+        sink,
+        ledger,
+        target,
+        run_id: run_id.to_string(),
+        stream,
+        catalog,
+    })
+}
+
+/// Creates the publication and slot of every CDC source (or one), idempotently.
+pub async fn init(
+    pipeline: &Pipeline,
+    target_name: &str,
+    only: Option<&str>,
+) -> Result<Vec<(String, slot::InitReport)>> {
+    let target = pipeline.target(target_name)?;
+    let mut out = vec![];
+    for (name, source, cdc) in cdc_sources(pipeline, only)? {
+        let dsn = resolve_dsn(target.dsn_ref(name, source)).await?;
+        let conn = connect(name, &dsn, "sluice-cdc-sync").await?;
+        let report = slot::init(&conn.client, cdc, &cdc.publication(name), &cdc.slot(name)).await?;
+        if report.slot_created {
+            // A new slot starts a new stream: replicas made from an older one need new
+            // snapshots, which the next run takes for every table without state.
+            let lake = Lake::open(&target.lake)?;
+            let forgotten = tables::forget_all(&lake, name).await?;
+            if forgotten > 0 {
+                tracing::info!(source = %name, tables = forgotten, "new slot: every table will be snapshotted again");
+            }
+        }
+        out.push((name.clone(), report));
+    }
+    Ok(out)
+}
+
+/// One replicated table compared with its source.
+#[derive(Debug, Clone)]
+pub struct TableStatus {
+    pub table: String,
+    pub postgres_rows: i64,
+    /// Live rows of the replica (not soft-deleted), or every change of an append-only table.
+    pub replica_rows: Option<u64>,
+    pub append_only: bool,
+    pub last_synced: Option<String>,
+}
+
+/// Per source: the slot's health and each published table's row counts in Postgres and in
+/// its replica (equal when the slot is drained and nothing writes meanwhile).
+pub async fn status(
+    pipeline: &Pipeline,
+    target_name: &str,
+    only: Option<&str>,
+) -> Result<Vec<(String, slot::SlotHealth, Vec<TableStatus>)>> {
+    let target = pipeline.target(target_name)?;
+    let mut out = vec![];
+    for (name, source, cdc) in cdc_sources(pipeline, only)? {
+        let ctx = source_ctx(pipeline, &target, name, source, cdc, "status").await?;
+        let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+        let mut tables_out = vec![];
+        for (s, t) in slot::publication_tables(&ctx.stream.client, &ctx.publication).await? {
+            let qualified = format!("{s}.{t}");
+            let postgres_rows: i64 = ctx
+                .stream
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}.{}",
+                        sluice::postgres::catalog::quote_ident(&s),
+                        sluice::postgres::catalog::quote_ident(&t)
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::postgres(format!("counting {qualified}"), e))?
+                .get(0);
+            let bq_name = tables::bq_name(&s, &t);
+            let state = tables::read_state(&ctx.sink.lake, name, &bq_name).await?;
+            let append_only = state.as_ref().is_some_and(|st| st.key.is_empty());
+            let (replica_rows, last_synced) = if state.is_none() {
+                (None, None)
+            } else {
+                let live = if append_only {
+                    "COUNT(*)"
+                } else {
+                    "COUNTIF(NOT IFNULL(_sluice_deleted, FALSE))"
+                };
+                let r = ctx
+                    .sink
+                    .bq
+                    .query(
+                        &format!(
+                            "SELECT {live} AS n, CAST(MAX(_sluice_synced_at) AS STRING) AS t FROM {}",
+                            sluice::bigquery::sql::table_ref(ctx.sink.bq.project(), &ctx.sink.dataset, &bq_name)
+                        ),
+                        &[],
+                    )
+                    .await?;
+                (
+                    r.get(0, "n").and_then(|n| n.parse().ok()),
+                    r.get(0, "t").map(String::from),
+                )
+            };
+            tables_out.push(TableStatus {
+                table: qualified,
+                postgres_rows,
+                replica_rows,
+                append_only,
+                last_synced,
+            });
+        }
+        out.push((name.clone(), health, tables_out));
+    }
+    Ok(out)
+}
+
+fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Drains the slot of every CDC source (or one) into BigQuery.
+pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
+    let target = pipeline.target(&opts.target)?;
+    let run_id = new_run_id();
+    let mut summary = Summary {
+        run_id: run_id.clone(),
+        ..Summary::default()
+    };
+    for (name, source, cdc) in cdc_sources(pipeline, opts.source.as_deref())? {
+        let span = tracing::info_span!("cdc-sync", run_id = %run_id, source = %name);
+        let mut ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id)
+            .instrument(span.clone())
+            .await?;
+        sync_source(&mut ctx, opts, &mut summary)
+            .instrument(span)
+            .await?;
+    }
+    Ok(summary)
+}
+
+/// Redoes the snapshot of some tables (or all with `all`), replacing their replicas.
+pub async fn resync(
+    pipeline: &Pipeline,
+    target_name: &str,
+    only: Option<&str>,
+    tables: &[String],
+    all: bool,
+) -> Result<Vec<(String, u64)>> {
+    let target = pipeline.target(target_name)?;
+    let run_id = new_run_id();
+    let mut out = vec![];
+    for (name, source, cdc) in cdc_sources(pipeline, only)? {
+        let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
+        let published = slot::publication_tables(&ctx.stream.client, &ctx.publication).await?;
+        let wanted: Vec<(String, String)> = if all {
+            published.clone()
+        } else {
+            tables.iter().map(|t| slot::qualify(t)).collect()
+        };
+        for (s, t) in wanted {
+            if !published.contains(&(s.clone(), t.clone())) {
+                return Err(Error::config(format!(
+                    "{s}.{t} is not in publication {} of source {name}",
+                    ctx.publication
+                )));
+            }
+            let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+            let started = chrono::Utc::now();
+            let (info, rows) = snapshot::snapshot(
+                &ctx.catalog,
+                &ctx.sink,
+                &s,
+                &t,
+                health.confirmed_flush,
+                cdc.on_unsupported,
+                &run_id,
+            )
+            .await?;
+            record_snapshot(&ctx, &info, rows, health.confirmed_flush, started).await;
+            out.push((info.qualified(), rows));
+        }
+    }
+    Ok(out)
+}
+
+async fn record_snapshot(
+    ctx: &SourceCtx<'_>,
+    info: &TableInfo,
+    rows: u64,
+    lsn: Lsn,
+    started: chrono::DateTime<chrono::Utc>,
+) {
+    let r = RunRecord {
+        run_id: ctx.run_id.clone(),
+        worker: "cdc-sync".into(),
+        target: ctx.target.name.clone(),
+        source: Some(ctx.name.clone()),
+        table_name: Some(info.bq_name.clone()),
+        logical_date: None,
+        lsn_range: Some(format!("snapshot@{lsn}")),
+        started_at: started.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        status: Status::Success,
+        rows_in: rows,
+        rows_loaded: rows,
+        rows_dead_lettered: 0,
+        bytes: 0,
+        error: None,
+        details: json!({"kind": "snapshot"}),
+    };
+    if let Err(e) = ctx.ledger.record(&r).await {
+        tracing::warn!(error = %e, "could not write the run ledger");
+    }
+}
+
+/// Snapshots a published table that has no replica yet.
+async fn snapshot_if_new(
+    ctx: &SourceCtx<'_>,
+    schema: &str,
+    table: &str,
+    summary: &mut Summary,
+) -> Result<()> {
+    let bq_name = tables::bq_name(schema, table);
+    if tables::read_state(&ctx.sink.lake, &ctx.name, &bq_name)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+    let started = chrono::Utc::now();
+    let (info, rows) = snapshot::snapshot(
+        &ctx.catalog,
+        &ctx.sink,
+        schema,
+        table,
+        health.confirmed_flush,
+        ctx.cdc.on_unsupported,
+        &ctx.run_id,
+    )
+    .await?;
+    record_snapshot(ctx, &info, rows, health.confirmed_flush, started).await;
+    summary.snapshots.push((info.qualified(), rows));
+    Ok(())
+}
+
+/// One batch read from the slot.
+struct Batch {
+    /// Per table, segments of changes (a new segment when the table's columns change mid-batch).
+    tables: BTreeMap<String, Vec<TableChanges>>,
+    /// Where the batch starts (the slot's position) and ends (the last commit's end).
+    from: Lsn,
+    to: Option<Lsn>,
+    changes: u64,
+    transactions: u64,
+    /// Commit time of the first transaction (µs since the Unix epoch), for lag.
+    first_commit: Option<i64>,
+}
+
+/// Reads up to `max` changes (whole transactions) from the slot without consuming them.
+async fn read_batch(
+    ctx: &SourceCtx<'_>,
+    types: &mut HashMap<u32, PgType>,
+    from: Lsn,
+    max: u32,
+) -> Result<Batch> {
+    let mut batch = Batch {
+        tables: BTreeMap::new(),
+        from,
+        to: None,
+        changes: 0,
+        transactions: 0,
+        first_commit: None,
+    };
+    let ctx_msg = || format!("reading slot {}", ctx.slot);
+    let max = max.min(i32::MAX as u32) as i32;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&ctx.slot, &max, &ctx.publication];
+    let rows = ctx
+        .stream
+        .client
+        .query_raw(slot::PEEK_SQL, params)
+        .await
+        .map_err(|e| slot::explain_active(Error::postgres(ctx_msg(), e), &ctx.slot))?;
+    pin_mut!(rows);
+    let mut relations: HashMap<u32, Arc<TableInfo>> = HashMap::new();
+    // The open transaction: its position and the ordinal the next change gets.
+    let mut tx: Option<(Position, i64)> = None;
+    let outside = |what: &str| Error::Decode {
+        table: format!("slot {}", ctx.slot),
+        detail: format!("{what} outside a transaction"),
+    };
+    let next = |tx: &mut Option<(Position, i64)>, what: &str| -> Result<Position> {
+        let (pos, ord) = tx.as_mut().ok_or_else(|| outside(what))?;
+        let p = Position { ord: *ord, ..*pos };
+        *ord += 1;
+        Ok(p)
+    };
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(|e| slot::explain_active(Error::postgres(ctx_msg(), e), &ctx.slot))?
+    {
+        let data: &[u8] = row.get(0);
+        let msg = pgoutput::decode(data).map_err(|e| Error::Decode {
+            table: format!("slot {}", ctx.slot),
+            detail: e.0,
+        })?;
+        match msg {
+            Message::Begin {
+                final_lsn,
+                commit_time,
+                xid,
+            } => {
+                let pos = Position {
+                    lsn: final_lsn.0,
+                    ord: 0,
+                    commit_time,
+                    xid,
+                };
+                tx = Some((pos, 0));
+                batch.first_commit.get_or_insert(pos.commit_unix_micros());
+            }
+            Message::Commit { end_lsn, .. } => {
+                batch.to = Some(end_lsn);
+                batch.transactions += 1;
+                tx = None;
+            }
+            Message::Relation(rel) => {
+                let info =
+                    tables::from_relation(&ctx.catalog.client, types, &rel, ctx.cdc.on_unsupported)
+                        .await?;
+                relations.insert(rel.id, Arc::new(info));
+            }
+            Message::Insert { relation, new } => {
+                let pos = next(&mut tx, "insert")?;
+                segment(&mut batch, &relations, relation)?.insert(pos, &new)?;
+                batch.changes += 1;
+            }
+            Message::Update { relation, old, new } => {
+                let pos = next(&mut tx, "update")?;
+                let next_ord = &mut tx.as_mut().ok_or_else(|| outside("update"))?.1;
+                segment(&mut batch, &relations, relation)?.update(
+                    pos,
+                    old.as_ref(),
+                    &new,
+                    next_ord,
+                )?;
+                batch.changes += 1;
+            }
+            Message::Delete { relation, old } => {
+                let pos = next(&mut tx, "delete")?;
+                segment(&mut batch, &relations, relation)?.delete(pos, &old)?;
+                batch.changes += 1;
+            }
+            Message::Truncate {
+                relations: rels, ..
+            } => {
+                for r in rels {
+                    let pos = next(&mut tx, "truncate")?;
+                    segment(&mut batch, &relations, r)?.truncate(pos);
+                    batch.changes += 1;
+                }
+            }
+            Message::Type { .. } | Message::Origin { .. } | Message::Message { .. } => {}
+        }
+    }
+    if tx.is_some() {
+        return Err(Error::Decode {
+            table: format!("slot {}", ctx.slot),
+            detail: "the peek ended inside a transaction".into(),
+        });
+    }
+    Ok(batch)
+}
+
+/// The changes of a relation's table, in a new segment when its columns changed.
+fn segment<'b>(
+    batch: &'b mut Batch,
+    relations: &HashMap<u32, Arc<TableInfo>>,
+    relation: u32,
+) -> Result<&'b mut TableChanges> {
+    let info = relations.get(&relation).ok_or_else(|| Error::Decode {
+        table: format!("relation {relation}"),
+        detail: "a change arrived before its Relation message".into(),
+    })?;
+    let segs = batch.tables.entry(info.bq_name.clone()).or_default();
+    if segs.last().is_none_or(|s| s.info != *info) {
+        segs.push(TableChanges::new(info.clone()));
+    }
+    Ok(segs.last_mut().expect("pushed above"))
+}
+
+fn lsn_hex(l: Lsn) -> String {
+    format!("{:016X}", l.0)
+}
+
+async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summary) -> Result<()> {
+    let started = Instant::now();
+    let run_started = chrono::Utc::now();
+    let published = slot::publication_tables(&ctx.stream.client, &ctx.publication).await?;
+    let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+    summary.retained_wal_bytes = health.retained_wal_bytes;
+    let warn_bytes = ctx.cdc.retained_wal_warn_mib as i64 * 1024 * 1024;
+    if health.retained_wal_bytes > warn_bytes {
+        tracing::warn!(
+            slot = %ctx.slot,
+            retained_mib = health.retained_wal_bytes / (1024 * 1024),
+            threshold_mib = ctx.cdc.retained_wal_warn_mib,
+            "the slot retains a lot of WAL: runs are falling behind"
+        );
+    }
+    for (s, t) in &published {
+        snapshot_if_new(ctx, s, t, summary).await?;
+    }
+    let max = opts.batch_changes.unwrap_or(ctx.cdc.batch_changes);
+    let mut types: HashMap<u32, PgType> = HashMap::new();
+    let mut crash = opts.crash;
+    let progress = opts.progress.then(|| {
+        let p = indicatif::ProgressBar::new_spinner();
+        p.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        p.enable_steady_tick(Duration::from_millis(200));
+        p
+    });
+    loop {
+        if opts.max_duration.is_some_and(|m| started.elapsed() >= m) {
+            tracing::info!("max duration reached; stopping after the committed batches");
+            break;
+        }
+        let batch_started = chrono::Utc::now();
+        let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+        let batch = read_batch(ctx, &mut types, health.confirmed_flush, max).await?;
+        let Some(to) = batch.to else {
+            if opts.follow && !opts.once && opts.max_duration.is_some_and(|m| started.elapsed() < m)
+            {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            break;
+        };
+        if summary.batches == 0 {
+            summary.lag_seconds = batch
+                .first_commit
+                .map(|c| (chrono::Utc::now().timestamp_micros() - c).max(0) as f64 / 1e6)
+                .unwrap_or(0.0);
+        }
+        let range = format!("{}-{}", lsn_hex(batch.from), lsn_hex(to));
+        let result = apply_batch(ctx, &batch, &range, crash, summary).await;
+        let applied = match result {
+            Ok(a) => a,
+            Err(e) => {
+                record_batch(ctx, &batch, &range, batch_started, &[], Some(&e), summary).await;
+                return Err(e);
+            }
+        };
+        record_batch(ctx, &batch, &range, batch_started, &applied, None, summary).await;
+        slot::advance(&ctx.stream.client, &ctx.slot, to).await?;
+        crash = None;
+        summary.batches += 1;
+        summary.changes += batch.changes;
+        summary.last_lsn = Some(to.to_string());
+        for a in &applied {
+            *summary.tables.entry(a.table.clone()).or_default() += a.changes;
+        }
+        tracing::info!(range = %range, changes = batch.changes, transactions = batch.transactions, "batch applied; slot advanced");
+        if let Some(p) = &progress {
+            p.set_message(format!(
+                "{} changes in {} batches, at {to}",
+                summary.changes, summary.batches
+            ));
+        }
+        if opts.once {
+            break;
+        }
+    }
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    record_health(ctx, summary, run_started).await;
+    Ok(())
+}
+
+/// One ledger row per source and run: the slot's health, whatever the run found to do.
+async fn record_health(
+    ctx: &SourceCtx<'_>,
+    summary: &Summary,
+    started: chrono::DateTime<chrono::Utc>,
+) {
+    let r = RunRecord {
+        run_id: ctx.run_id.clone(),
+        worker: "cdc-sync".into(),
+        target: ctx.target.name.clone(),
+        source: Some(ctx.name.clone()),
+        table_name: None,
+        logical_date: None,
+        lsn_range: summary.last_lsn.as_ref().map(|l| format!("run..{l}")),
+        started_at: started.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        status: Status::Success,
+        rows_in: summary.changes,
+        rows_loaded: summary.changes,
+        rows_dead_lettered: 0,
+        bytes: 0,
+        error: None,
+        details: json!({
+            "kind": "run",
+            "slot": ctx.slot,
+            "batches": summary.batches,
+            "retained_wal_bytes": summary.retained_wal_bytes,
+            "lag_seconds": summary.lag_seconds,
+            "snapshots": summary.snapshots.len(),
+        }),
+    };
+    if let Err(e) = ctx.ledger.record(&r).await {
+        tracing::warn!(error = %e, "could not write the run ledger");
+    }
+}
+
+async fn apply_batch(
+    ctx: &SourceCtx<'_>,
+    batch: &Batch,
+    range: &str,
+    crash: Option<CrashPoint>,
+    summary: &mut Summary,
+) -> Result<Vec<Applied>> {
+    let mut out = vec![];
+    for segs in batch.tables.values() {
+        let first = &segs[0].info;
+        // A table the stream knows but the replica does not: snapshot it first.
+        snapshot_if_new(ctx, &first.schema, &first.name, summary).await?;
+        let state = tables::read_state(&ctx.sink.lake, &ctx.name, &first.bq_name).await?;
+        for (i, seg) in segs.iter().enumerate() {
+            if let Some(s) = &state {
+                if s.key != seg.info.key_names() {
+                    return Err(Error::Config(format!(
+                        "the primary key of {} changed from ({}) to ({}); run `cdc-sync resync --table {}` to rebuild its replica",
+                        seg.info.qualified(),
+                        s.key.join(", "),
+                        seg.info.key_names().join(", "),
+                        seg.info.qualified()
+                    )));
+                }
+            }
+            if !seg.info.keyed() && seg.counts.updates + seg.counts.deletes > 0 {
+                tracing::warn!(table = %seg.info.qualified(), "no primary key: updates and deletes are kept as history rows");
+            }
+            out.push(ctx.sink.apply(seg, range, i, &ctx.run_id, crash).await?);
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_batch(
+    ctx: &SourceCtx<'_>,
+    batch: &Batch,
+    range: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    applied: &[Applied],
+    error: Option<&Error>,
+    summary: &Summary,
+) {
+    let counts: BTreeMap<String, serde_json::Value> = batch
+        .tables
+        .iter()
+        .map(|(t, segs)| {
+            let c: Vec<_> = segs
+                .iter()
+                .map(|s| serde_json::to_value(s.counts).unwrap_or_default())
+                .collect();
+            (t.clone(), json!(c))
+        })
+        .collect();
+    let r = RunRecord {
+        run_id: ctx.run_id.clone(),
+        worker: "cdc-sync".into(),
+        target: ctx.target.name.clone(),
+        source: Some(ctx.name.clone()),
+        table_name: None,
+        logical_date: None,
+        lsn_range: Some(range.to_string()),
+        started_at: started.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        status: if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Success
+        },
+        rows_in: batch.changes,
+        rows_loaded: if error.is_some() {
+            0
+        } else {
+            applied.iter().map(|a| a.changes).sum()
+        },
+        rows_dead_lettered: 0,
+        bytes: applied.iter().map(|a| a.bytes).sum(),
+        error: error.map(|e| e.to_string()),
+        details: json!({
+            "slot": ctx.slot,
+            "transactions": batch.transactions,
+            "tables": counts,
+            "applied": applied,
+            "retained_wal_bytes": summary.retained_wal_bytes,
+            "lag_seconds": summary.lag_seconds,
+        }),
+    };
+    if let Err(e) = ctx.ledger.record(&r).await {
+        tracing::warn!(error = %e, "could not write the run ledger");
+    }
+}
+
+/// Errors that mean "nothing to do until a person acts".
+pub fn is_permanent(e: &Error) -> bool {
+    e.kind() == ErrorKind::Permanent
+}

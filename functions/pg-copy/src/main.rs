@@ -63,12 +63,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = match cli.log_format.as_str() {
-        "json" => LogFormat::Json,
-        "human" => LogFormat::Human,
-        _ => LogFormat::auto(),
-    };
-    telemetry::init(format);
+    telemetry::init(LogFormat::from_flag(&cli.log_format));
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

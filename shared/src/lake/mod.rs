@@ -121,6 +121,14 @@ impl Lake {
         Ok(v)
     }
 
+    /// Deletes one object; a missing one is not an error.
+    pub async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::lake(format!("deleting {}", self.gs_uri(path)), e)),
+        }
+    }
+
     /// Deletes every object under `prefix`.
     pub async fn delete_prefix(&self, prefix: &Path) -> Result<usize> {
         let objects = self.list(prefix).await?;

@@ -1,0 +1,442 @@
+//! BigQuery side of a batch: Parquet into the lake, a load into a staging table, the replica
+//! table's schema brought up to date, then truncate / MERGE / history appends. Every step can
+//! run again with the same result, so a crash anywhere before the slot advances is harmless.
+
+use std::time::Duration;
+
+use parquet::arrow::AsyncArrowWriter;
+use serde_json::{json, Value as Json};
+use sluice::bigquery::merge::{self, Deletes, MergeSpec};
+use sluice::bigquery::schema::job_id;
+use sluice::bigquery::sql::{ident, table_ref};
+use sluice::bigquery::{BigQuery, Param};
+use sluice::error::ErrorKind;
+use sluice::lake::Lake;
+use sluice::{Error, Result};
+
+use crate::changes::TableChanges;
+use crate::tables::TableInfo;
+
+/// Columns sluice adds to replica and history tables (never "dropped from the source").
+const METADATA: &[&str] = &[
+    merge::ROW_LSN,
+    merge::ROW_ORD,
+    merge::SYNCED_AT,
+    merge::DELETED,
+    merge::DELETED_AT,
+    merge::OP,
+    merge::LSN,
+    merge::ORD,
+    merge::COMMIT_TS,
+    merge::XID,
+    merge::TOAST,
+];
+
+/// Where a source's replicas go and how they behave.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub bq: BigQuery,
+    pub lake: Lake,
+    /// Replica dataset (target suffix applied).
+    pub dataset: String,
+    pub staging_dataset: String,
+    pub source: String,
+    pub slot: String,
+    /// `<pipeline>_<target>`: keeps job ids of targets apart.
+    pub job_prefix: String,
+    pub deletes: Deletes,
+    /// Tables (Postgres names, `table` or `schema.table`) that keep `<table>_history`.
+    pub history: Vec<String>,
+    /// Replica schemas already brought up to date in this run (with their dropped columns),
+    /// and datasets already created: each batch need not ask BigQuery again.
+    pub checked: std::sync::Arc<std::sync::Mutex<Checked>>,
+}
+
+/// What a run has already verified in BigQuery.
+#[derive(Debug, Default)]
+pub struct Checked {
+    replicas: std::collections::HashMap<String, (TableInfo, Vec<(String, String)>)>,
+    datasets: std::collections::HashSet<String>,
+}
+
+/// What applying one table's changes did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Applied {
+    pub table: String,
+    pub changes: u64,
+    pub bytes: u64,
+    pub columns_added: Vec<String>,
+    pub columns_widened: Vec<String>,
+}
+
+pub fn int_param(name: &str, v: i64) -> Param {
+    Param {
+        name: name.into(),
+        ty: "INT64",
+        value: v.to_string(),
+    }
+}
+
+/// BigQuery lets these column types change in place.
+fn widens(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("INTEGER", "NUMERIC" | "BIGNUMERIC" | "FLOAT")
+            | ("NUMERIC", "BIGNUMERIC" | "FLOAT")
+            | ("BIGNUMERIC", "FLOAT")
+    )
+}
+
+fn sql_type(api: &str) -> &str {
+    match api {
+        "INTEGER" => "INT64",
+        "FLOAT" => "FLOAT64",
+        "BOOLEAN" => "BOOL",
+        other => other,
+    }
+}
+
+impl Sink {
+    fn table(&self, name: &str) -> String {
+        table_ref(self.bq.project(), &self.dataset, name)
+    }
+
+    pub fn keeps_history(&self, info: &TableInfo) -> bool {
+        self.history
+            .iter()
+            .any(|h| h == &info.name || *h == info.qualified())
+    }
+
+    /// Creates the replica (and history) table, or brings its columns up to date: new columns
+    /// are added, types BigQuery can widen are widened, anything else stops with the fix.
+    /// Returns the replica columns the source no longer has, and what changed.
+    pub async fn ensure_replica(
+        &self,
+        info: &TableInfo,
+    ) -> Result<(Vec<(String, String)>, Applied)> {
+        self.bq.ensure_dataset(&self.dataset, None).await?;
+        let mut applied = Applied::default();
+        let mut dropped = vec![];
+        let mut tables = vec![(info.bq_name.clone(), info.replica_fields())];
+        if self.keeps_history(info) && info.keyed() {
+            tables.push((format!("{}_history", info.bq_name), info.history_fields()));
+        }
+        for (i, (name, fields)) in tables.into_iter().enumerate() {
+            let Some(existing) = self.bq.get_table(&self.dataset, &name).await? else {
+                let mut resource = json!({
+                    "schema": {"fields": fields},
+                    "description": format!("Replica of Postgres {} maintained by sluice cdc-sync.", info.qualified()),
+                });
+                let clusterable = info.key.len() <= 4
+                    && info.key.iter().all(|&k| {
+                        !info.columns[k].repeated
+                            && !matches!(
+                                info.columns[k].bq_type,
+                                sluice::types::BqType::Float64
+                                    | sluice::types::BqType::Json
+                                    | sluice::types::BqType::Bytes
+                                    | sluice::types::BqType::Time
+                            )
+                    });
+                if i == 0 && info.keyed() && clusterable {
+                    resource["clustering"] = json!({"fields": info.key_names()});
+                }
+                self.bq.create_table(&self.dataset, &name, resource).await?;
+                tracing::info!(table = %name, "replica table created");
+                continue;
+            };
+            let old = existing["schema"]["fields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut all = old.clone();
+            let mut added = vec![];
+            for c in &info.columns {
+                let new = sluice::bigquery::schema::fields(std::slice::from_ref(c))[0].clone();
+                let new_type = new["type"].as_str().unwrap_or_default().to_string();
+                match old
+                    .iter()
+                    .find(|o| o["name"].as_str() == Some(c.name.as_str()))
+                {
+                    None => {
+                        let mut f = new.clone();
+                        if f["mode"] == "REQUIRED" {
+                            f["mode"] = json!("NULLABLE");
+                        }
+                        all.push(f);
+                        added.push(c.name.clone());
+                    }
+                    Some(o) => {
+                        let old_type = o["type"].as_str().unwrap_or_default();
+                        let old_rep = o["mode"] == "REPEATED";
+                        if old_type == new_type && old_rep == c.repeated {
+                            continue;
+                        }
+                        if old_rep == c.repeated && widens(old_type, &new_type) {
+                            self.bq
+                                .query(
+                                    &format!(
+                                        "ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {}",
+                                        self.table(&name),
+                                        ident(&c.name),
+                                        sql_type(&new_type)
+                                    ),
+                                    &[],
+                                )
+                                .await?;
+                            applied
+                                .columns_widened
+                                .push(format!("{}: {old_type} → {new_type}", c.name));
+                            continue;
+                        }
+                        return Err(Error::bigquery(
+                            format!("replicating {}", info.qualified()),
+                            ErrorKind::Permanent,
+                            format!(
+                                "column {} changed type from {}{old_type} to {}{new_type}, which BigQuery cannot convert in place; \
+                                 run `cdc-sync resync --table {}` to rebuild the replica",
+                                c.name,
+                                if old_rep { "REPEATED " } else { "" },
+                                if c.repeated { "REPEATED " } else { "" },
+                                info.qualified()
+                            ),
+                        ));
+                    }
+                }
+            }
+            if !added.is_empty() {
+                self.bq
+                    .patch_schema(&self.dataset, &name, &Json::Array(all))
+                    .await?;
+                tracing::info!(table = %name, columns = %added.join(","), "columns added");
+                if i == 0 {
+                    applied.columns_added = added;
+                }
+            }
+            if i == 0 {
+                for o in &old {
+                    let n = o["name"].as_str().unwrap_or_default();
+                    if !METADATA.contains(&n) && !info.columns.iter().any(|c| c.name == n) {
+                        let ty = sql_type(o["type"].as_str().unwrap_or("STRING")).to_string();
+                        let ty = if o["mode"] == "REPEATED" {
+                            format!("ARRAY<{ty}>")
+                        } else {
+                            ty
+                        };
+                        dropped.push((n.to_string(), ty));
+                    }
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            let names: Vec<&str> = dropped.iter().map(|(n, _)| n.as_str()).collect();
+            tracing::warn!(table = %info.qualified(), columns = %names.join(","), "columns gone from the source stay in BigQuery, NULL in rows changed from now on");
+        }
+        self.lock()
+            .replicas
+            .insert(info.bq_name.clone(), (info.clone(), dropped.clone()));
+        Ok((dropped, applied))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Checked> {
+        self.checked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets what was verified of a table (a snapshot replaced it).
+    pub fn forget(&self, bq_name: &str) {
+        self.lock().replicas.remove(bq_name);
+    }
+
+    async fn ensure_dataset(&self, dataset: &str, expiration: Option<Duration>) -> Result<()> {
+        if self.lock().datasets.contains(dataset) {
+            return Ok(());
+        }
+        self.bq.ensure_dataset(dataset, expiration).await?;
+        self.lock().datasets.insert(dataset.to_string());
+        Ok(())
+    }
+
+    /// Writes one record batch as a Parquet file in the lake.
+    pub async fn write_parquet(
+        &self,
+        path: &object_store::path::Path,
+        batch: &arrow::record_batch::RecordBatch,
+    ) -> Result<u64> {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let uri = self.lake.gs_uri(path);
+        let mut w = AsyncArrowWriter::try_new(self.lake.writer(path), batch.schema(), Some(props))
+            .map_err(|e| Error::lake_other(format!("opening {uri}"), e))?;
+        w.write(batch)
+            .await
+            .map_err(|e| Error::lake_other(format!("writing {uri}"), e))?;
+        let bytes = w.bytes_written() + w.in_progress_size();
+        w.close()
+            .await
+            .map_err(|e| Error::lake_other(format!("finishing {uri}"), e))?;
+        Ok(bytes as u64)
+    }
+
+    /// Loads lake files into a fresh staging table; returns the staging table's reference.
+    pub async fn load_staging(
+        &self,
+        staging: &str,
+        fields: &Json,
+        uris: Vec<String>,
+        job: &str,
+    ) -> Result<String> {
+        self.ensure_dataset(&self.staging_dataset, Some(Duration::from_secs(24 * 3600)))
+            .await?;
+        self.bq.delete_table(&self.staging_dataset, staging).await?;
+        self.bq
+            .create_table(
+                &self.staging_dataset,
+                staging,
+                json!({"schema": {"fields": fields}}),
+            )
+            .await?;
+        if !uris.is_empty() {
+            self.bq
+                .run_job(
+                    job,
+                    json!({"load": {
+                        "sourceUris": uris,
+                        "sourceFormat": "PARQUET",
+                        "destinationTable": {"projectId": self.bq.project(), "datasetId": self.staging_dataset, "tableId": staging},
+                        "writeDisposition": "WRITE_APPEND",
+                        "createDisposition": "CREATE_NEVER",
+                        "parquetOptions": {"enableListInference": true},
+                    }}),
+                )
+                .await?;
+        }
+        Ok(table_ref(self.bq.project(), &self.staging_dataset, staging))
+    }
+
+    pub fn job_id(&self, parts: &[&str]) -> String {
+        let mut all = vec!["sluice", &self.job_prefix, "cdc", &self.slot];
+        all.extend_from_slice(parts);
+        job_id(&all)
+    }
+
+    /// Stages one table's changes and applies them to its replica (and history).
+    pub async fn apply(
+        &self,
+        changes: &TableChanges,
+        range: &str,
+        segment: usize,
+        run_id: &str,
+        crash: Option<crate::CrashPoint>,
+    ) -> Result<Applied> {
+        let info = &changes.info;
+        let (batch, _stats) = changes.to_record_batch()?;
+        let seg = if segment == 0 {
+            String::new()
+        } else {
+            format!("-s{segment}")
+        };
+        let path = object_store::path::Path::from(format!(
+            "cdc/{}/{}/{range}{seg}.parquet",
+            self.source, info.bq_name
+        ));
+        let bytes = self.write_parquet(&path, &batch).await?;
+        drop(batch);
+        let staging = format!(
+            "cdc_{}_{}_{}{}",
+            self.source,
+            info.bq_name,
+            range.replace('-', "_"),
+            seg.replace('-', "_")
+        );
+        let run8: String = run_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(8)
+            .collect();
+        let job = self.job_id(&[&info.bq_name, range, &seg, &run8, "load"]);
+        let staging_ref = self
+            .load_staging(
+                &staging,
+                &TableChanges::bigquery_fields(info),
+                vec![self.lake.gs_uri(&path)],
+                &job,
+            )
+            .await?;
+        crate::crash_at(crash, crate::CrashPoint::AfterLoad)?;
+        let (dropped, mut applied) = self.ensure_replica(info).await?;
+        let target = self.table(&info.bq_name);
+        if let Some(t) = changes.truncate.filter(|_| info.keyed()) {
+            let sql = merge::truncate_rows(&target, self.deletes);
+            let params = [
+                int_param("lsn", t.lsn as i64),
+                int_param("ord", t.ord),
+                Param {
+                    name: "ts".into(),
+                    ty: "TIMESTAMP",
+                    value: chrono::DateTime::from_timestamp_micros(t.commit_unix_micros())
+                        .map(|d| d.to_rfc3339())
+                        .unwrap_or_default(),
+                },
+            ];
+            let params = if self.deletes == Deletes::Hard {
+                &params[..2]
+            } else {
+                &params[..]
+            };
+            sluice::retry::transient("truncating the replica", || self.bq.query(&sql, params))
+                .await?;
+        }
+        let columns = info.column_names();
+        if info.keyed() {
+            let spec = MergeSpec {
+                target: target.clone(),
+                staging: staging_ref.clone(),
+                key: info.key_names(),
+                columns: columns.clone(),
+                dropped,
+                deletes: self.deletes,
+                after_truncate: changes.truncate.is_some(),
+            };
+            let sql = merge::merge_changes(&spec);
+            let params: Vec<Param> = match changes.truncate {
+                Some(t) => vec![
+                    int_param("after_lsn", t.lsn as i64),
+                    int_param("after_ord", t.ord),
+                ],
+                None => vec![],
+            };
+            sluice::retry::transient("merging changes", || self.bq.query(&sql, &params)).await?;
+            if self.keeps_history(info) {
+                let hist = self.table(&format!("{}_history", info.bq_name));
+                let sql = merge::append_changes(&hist, &staging_ref, &columns);
+                sluice::retry::transient("appending history", || self.bq.query(&sql, &[])).await?;
+            }
+        } else {
+            let sql = merge::append_changes(&target, &staging_ref, &columns);
+            sluice::retry::transient("appending changes", || self.bq.query(&sql, &[])).await?;
+        }
+        crate::crash_at(crash, crate::CrashPoint::AfterMerge)?;
+        self.bq
+            .delete_table(&self.staging_dataset, &staging)
+            .await?;
+        applied.table = info.bq_name.clone();
+        applied.changes = changes.len() as u64;
+        applied.bytes = bytes;
+        Ok(applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lossless_widenings() {
+        assert!(widens("INTEGER", "NUMERIC"));
+        assert!(widens("NUMERIC", "BIGNUMERIC"));
+        assert!(!widens("STRING", "INTEGER"));
+        assert!(!widens("BIGNUMERIC", "NUMERIC"));
+        assert_eq!(sql_type("INTEGER"), "INT64");
+    }
+}

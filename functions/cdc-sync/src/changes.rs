@@ -1,0 +1,503 @@
+//! One batch of changes to one table: kept compact while the slot is read, unchanged-TOAST
+//! values filled in from earlier changes of the same row where the batch has them, then turned
+//! into one Arrow record batch with the change metadata columns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use serde_json::{json, Value as Json};
+use sluice::bigquery::merge::{COMMIT_TS, LSN, OP, ORD, TOAST, XID};
+use sluice::postgres::pgoutput::{OldKind, Value};
+use sluice::postgres::wire::PG_EPOCH_OFFSET_MICROS;
+use sluice::postgres::{ColumnBuilders, DecodeStats};
+use sluice::{Error, Result};
+
+use crate::tables::TableInfo;
+
+/// Where a change sits in the stream: its transaction's commit and its place in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Commit LSN of the transaction.
+    pub lsn: u64,
+    /// Ordinal of the change within its transaction, from 0.
+    pub ord: i64,
+    /// Commit time, microseconds since 2000-01-01.
+    pub commit_time: i64,
+    pub xid: u32,
+}
+
+impl Position {
+    /// Commit time as microseconds since the Unix epoch.
+    pub fn commit_unix_micros(&self) -> i64 {
+        self.commit_time + PG_EPOCH_OFFSET_MICROS
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Val {
+    Null,
+    Toast,
+    Bytes { start: usize, len: usize },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    op: u8,
+    pos: Position,
+}
+
+/// Counts of a table's changes in a batch.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ChangeCounts {
+    pub inserts: u64,
+    pub updates: u64,
+    pub deletes: u64,
+    pub truncates: u64,
+    /// Unchanged TOAST values filled in from an earlier change of the row in the same batch.
+    pub toast_filled: u64,
+    /// Unchanged TOAST values left to the replica's stored value.
+    pub toast_kept: u64,
+}
+
+impl ChangeCounts {
+    pub fn total(&self) -> u64 {
+        self.inserts + self.updates + self.deletes + self.truncates
+    }
+}
+
+/// The changes of one table in one batch.
+pub struct TableChanges {
+    pub info: Arc<TableInfo>,
+    arena: Vec<u8>,
+    rows: Vec<Row>,
+    vals: Vec<Val>,
+    /// Latest row of each key in this batch (keyed tables only).
+    last_by_key: HashMap<Vec<u8>, usize>,
+    /// The last truncate in the batch: only changes after it reach the replica.
+    pub truncate: Option<Position>,
+    pub counts: ChangeCounts,
+}
+
+impl TableChanges {
+    pub fn new(info: Arc<TableInfo>) -> TableChanges {
+        TableChanges {
+            info,
+            arena: Vec::new(),
+            rows: Vec::new(),
+            vals: Vec::new(),
+            last_by_key: HashMap::new(),
+            truncate: None,
+            counts: ChangeCounts::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes held, for progress and memory accounting.
+    pub fn approx_bytes(&self) -> usize {
+        self.arena.len() + self.vals.len() * std::mem::size_of::<Val>()
+    }
+
+    fn val(&mut self, column: usize, v: &Value<'_>) -> Result<Val> {
+        Ok(match v {
+            Value::Null => Val::Null,
+            Value::UnchangedToast => Val::Toast,
+            Value::Binary(b) => {
+                let start = self.arena.len();
+                self.arena.extend_from_slice(b);
+                Val::Bytes {
+                    start,
+                    len: b.len(),
+                }
+            }
+            Value::Text(_) => {
+                return Err(Error::Decode {
+                    table: self.info.qualified(),
+                    detail: format!(
+                        "column {} arrived in text format, but cdc-sync asks for binary",
+                        self.info.columns[column].name
+                    ),
+                })
+            }
+        })
+    }
+
+    fn bytes(&self, v: Val) -> Option<&[u8]> {
+        match v {
+            Val::Bytes { start, len } => Some(&self.arena[start..start + len]),
+            _ => None,
+        }
+    }
+
+    /// The mapped columns of a tuple, in order.
+    fn tuple_vals(&mut self, tuple: &[Value<'_>]) -> Result<Vec<Val>> {
+        let src = self.info.source_index.clone();
+        if let Some(max) = src.iter().max() {
+            if *max >= tuple.len() {
+                return Err(Error::Decode {
+                    table: self.info.qualified(),
+                    detail: format!(
+                        "a change has {} columns, the relation {}",
+                        tuple.len(),
+                        self.info.relation_columns
+                    ),
+                });
+            }
+        }
+        src.iter()
+            .enumerate()
+            .map(|(j, &i)| self.val(j, &tuple[i]))
+            .collect()
+    }
+
+    fn key_of(&self, vals: &[Val]) -> Vec<u8> {
+        let mut k = Vec::new();
+        for &j in &self.info.key {
+            match self.bytes(vals[j]) {
+                Some(b) => {
+                    k.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                    k.extend_from_slice(b);
+                }
+                None => k.extend_from_slice(&u32::MAX.to_be_bytes()),
+            }
+        }
+        k
+    }
+
+    fn push(&mut self, op: u8, pos: Position, vals: Vec<Val>) {
+        if self.info.keyed() && op != b'T' {
+            let key = self.key_of(&vals);
+            self.last_by_key.insert(key, self.rows.len());
+        }
+        self.rows.push(Row { op, pos });
+        self.vals.extend(vals);
+    }
+
+    pub fn insert(&mut self, pos: Position, new: &[Value<'_>]) -> Result<()> {
+        let vals = self.tuple_vals(new)?;
+        self.counts.inserts += 1;
+        self.push(b'I', pos, vals);
+        Ok(())
+    }
+
+    pub fn update(
+        &mut self,
+        pos: Position,
+        old: Option<&(OldKind, Vec<Value<'_>>)>,
+        new: &[Value<'_>],
+        next_ord: &mut i64,
+    ) -> Result<()> {
+        let mut vals = self.tuple_vals(new)?;
+        let old_vals = match old {
+            Some((_, t)) => Some(self.tuple_vals(t)?),
+            None => None,
+        };
+        self.counts.updates += 1;
+        let ncols = vals.len();
+        let prev_row = if self.info.keyed() {
+            let key = self.key_of(old_vals.as_deref().unwrap_or(&vals));
+            self.last_by_key.get(&key).copied()
+        } else {
+            None
+        };
+        for j in 0..ncols {
+            if !matches!(vals[j], Val::Toast) {
+                continue;
+            }
+            // The full old row (replica identity full) or an earlier change in this batch has it.
+            let from_old = old_vals
+                .as_ref()
+                .map(|o| o[j])
+                .filter(|v| !matches!(v, Val::Toast));
+            let from_prev = prev_row
+                .map(|r| self.vals[r * ncols + j])
+                .filter(|v| !matches!(v, Val::Toast));
+            if let Some(v) = from_old.or(from_prev) {
+                vals[j] = v;
+                self.counts.toast_filled += 1;
+            } else {
+                self.counts.toast_kept += 1;
+            }
+        }
+        if let (Some(o), true) = (&old_vals, self.info.keyed()) {
+            if self.key_of(o) != self.key_of(&vals) {
+                // The key changed: the old key's row goes, the new key's row comes.
+                let mut gone = o.clone();
+                for v in gone.iter_mut() {
+                    if matches!(v, Val::Toast) {
+                        *v = Val::Null;
+                    }
+                }
+                self.push(b'D', pos, gone);
+                let pos = Position {
+                    ord: *next_ord,
+                    ..pos
+                };
+                *next_ord += 1;
+                self.push(b'U', pos, vals);
+                return Ok(());
+            }
+        }
+        self.push(b'U', pos, vals);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, pos: Position, old: &(OldKind, Vec<Value<'_>>)) -> Result<()> {
+        let mut vals = self.tuple_vals(&old.1)?;
+        for v in vals.iter_mut() {
+            if matches!(v, Val::Toast) {
+                *v = Val::Null;
+            }
+        }
+        self.counts.deletes += 1;
+        self.push(b'D', pos, vals);
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, pos: Position) {
+        let n = self.info.columns.len();
+        self.counts.truncates += 1;
+        self.truncate = Some(pos);
+        self.push(b'T', pos, vec![Val::Null; n]);
+    }
+
+    /// Arrow schema of the staged changes: the source columns, then the change metadata.
+    pub fn schema(info: &TableInfo) -> SchemaRef {
+        let mut fields: Vec<Field> = info.columns.iter().map(|c| c.arrow_field()).collect();
+        fields.extend(meta_fields());
+        Arc::new(Schema::new(fields))
+    }
+
+    /// BigQuery fields of the staged changes.
+    pub fn bigquery_fields(info: &TableInfo) -> Json {
+        let mut f = sluice::bigquery::schema::fields(&info.columns);
+        if let Some(a) = f.as_array_mut() {
+            a.extend(meta_bigquery_fields());
+        }
+        f
+    }
+
+    /// The batch as one record batch, and the decode counts.
+    pub fn to_record_batch(&self) -> Result<(RecordBatch, DecodeStats)> {
+        let info = &self.info;
+        let ncols = info.columns.len();
+        let mut cols = ColumnBuilders::new(info.qualified(), &info.columns);
+        let mut op = StringBuilder::new();
+        let mut lsn = Int64Builder::new();
+        let mut ord = Int64Builder::new();
+        let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        let mut xid = Int64Builder::new();
+        let mut toast = StringBuilder::new();
+        for (r, row) in self.rows.iter().enumerate() {
+            let mut toasted = String::new();
+            for j in 0..ncols {
+                match self.vals[r * ncols + j] {
+                    Val::Null => cols.append_null(j),
+                    Val::Toast => {
+                        cols.append_null(j);
+                        if toasted.is_empty() {
+                            toasted.push(',');
+                        }
+                        toasted.push_str(&info.columns[j].name);
+                        toasted.push(',');
+                    }
+                    Val::Bytes { start, len } => {
+                        cols.append(j, &self.arena[start..start + len], r as u64 + 1)?
+                    }
+                }
+            }
+            op.append_value((row.op as char).to_string());
+            lsn.append_value(row.pos.lsn as i64);
+            ord.append_value(row.pos.ord);
+            ts.append_value(row.pos.commit_unix_micros());
+            xid.append_value(row.pos.xid as i64);
+            if toasted.is_empty() {
+                toast.append_null();
+            } else {
+                toast.append_value(&toasted);
+            }
+        }
+        let mut arrays: Vec<ArrayRef> = cols.finish();
+        arrays.push(Arc::new(op.finish()));
+        arrays.push(Arc::new(lsn.finish()));
+        arrays.push(Arc::new(ord.finish()));
+        arrays.push(Arc::new(ts.finish()));
+        arrays.push(Arc::new(xid.finish()));
+        arrays.push(Arc::new(toast.finish()));
+        let batch =
+            RecordBatch::try_new(Self::schema(info), arrays).map_err(|e| Error::Decode {
+                table: info.qualified(),
+                detail: format!("building the change batch: {e}"),
+            })?;
+        Ok((batch, cols.stats()))
+    }
+}
+
+fn meta_fields() -> Vec<Field> {
+    vec![
+        Field::new(OP, DataType::Utf8, false),
+        Field::new(LSN, DataType::Int64, false),
+        Field::new(ORD, DataType::Int64, false),
+        Field::new(
+            COMMIT_TS,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(XID, DataType::Int64, false),
+        Field::new(TOAST, DataType::Utf8, true),
+    ]
+}
+
+fn meta_bigquery_fields() -> Vec<Json> {
+    let f = |n: &str, t: &str, m: &str| json!({"name": n, "type": t, "mode": m});
+    vec![
+        f(OP, "STRING", "REQUIRED"),
+        f(LSN, "INTEGER", "REQUIRED"),
+        f(ORD, "INTEGER", "REQUIRED"),
+        f(COMMIT_TS, "TIMESTAMP", "REQUIRED"),
+        f(XID, "INTEGER", "REQUIRED"),
+        f(TOAST, "STRING", "NULLABLE"),
+    ]
+}
+
+/// The change metadata columns as an append-only table holds them.
+pub fn history_meta_fields() -> Vec<Json> {
+    let mut v = meta_bigquery_fields();
+    for f in v.iter_mut() {
+        f["mode"] = json!("NULLABLE");
+    }
+    v.push(json!({"name": sluice::bigquery::merge::SYNCED_AT, "type": "TIMESTAMP", "mode": "NULLABLE"}));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    use sluice::types::{map_column, MappingOptions, PgType};
+
+    fn info(keyed: bool) -> Arc<TableInfo> {
+        let o = MappingOptions::default();
+        Arc::new(TableInfo {
+            schema: "public".into(),
+            name: "docs".into(),
+            bq_name: "docs".into(),
+            columns: vec![
+                map_column("docs", "id", &PgType::scalar("int8"), false, o).unwrap(),
+                map_column("docs", "body", &PgType::scalar("text"), false, o).unwrap(),
+                map_column("docs", "n", &PgType::scalar("int4"), false, o).unwrap(),
+            ],
+            source_index: vec![0, 1, 2],
+            relation_columns: 3,
+            key: if keyed { vec![0] } else { vec![] },
+        })
+    }
+
+    fn pos(lsn: u64, ord: i64) -> Position {
+        Position {
+            lsn,
+            ord,
+            commit_time: 0,
+            xid: 7,
+        }
+    }
+
+    const ID1: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 1];
+    const ID2: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 2];
+    const N5: &[u8] = &[0, 0, 0, 5];
+
+    #[test]
+    fn unchanged_toast_is_filled_from_an_earlier_change_in_the_batch() {
+        let mut c = TableChanges::new(info(true));
+        c.insert(
+            pos(10, 0),
+            &[Value::Binary(ID1), Value::Binary(b"big"), Value::Null],
+        )
+        .unwrap();
+        let mut next = 2;
+        c.update(
+            pos(10, 1),
+            None,
+            &[Value::Binary(ID1), Value::UnchangedToast, Value::Binary(N5)],
+            &mut next,
+        )
+        .unwrap();
+        // Another row, never seen in this batch: the replica keeps its value.
+        c.update(
+            pos(11, 0),
+            None,
+            &[Value::Binary(ID2), Value::UnchangedToast, Value::Binary(N5)],
+            &mut next,
+        )
+        .unwrap();
+        assert_eq!((c.counts.toast_filled, c.counts.toast_kept), (1, 1));
+        let (b, _) = c.to_record_batch().unwrap();
+        let body = b.column(1).as_string::<i32>();
+        assert_eq!(body.value(1), "big");
+        assert!(body.is_null(2));
+        let toast = b.column_by_name(TOAST).unwrap().as_string::<i32>();
+        assert!(toast.is_null(0) && toast.is_null(1));
+        assert_eq!(toast.value(2), ",body,");
+        let ops = b.column_by_name(OP).unwrap().as_string::<i32>();
+        assert_eq!((ops.value(0), ops.value(1)), ("I", "U"));
+    }
+
+    #[test]
+    fn a_key_change_deletes_the_old_key() {
+        let mut c = TableChanges::new(info(true));
+        let mut next = 1;
+        let old = (
+            OldKind::Key,
+            vec![Value::Binary(ID1), Value::Null, Value::Null],
+        );
+        c.update(
+            pos(10, 0),
+            Some(&old),
+            &[Value::Binary(ID2), Value::Binary(b"x"), Value::Null],
+            &mut next,
+        )
+        .unwrap();
+        assert_eq!(next, 2);
+        let (b, _) = c.to_record_batch().unwrap();
+        let ops = b.column_by_name(OP).unwrap().as_string::<i32>();
+        let ids = b.column(0).as_primitive::<Int64Type>();
+        let ords = b.column_by_name(ORD).unwrap().as_primitive::<Int64Type>();
+        assert_eq!((ops.value(0), ids.value(0), ords.value(0)), ("D", 1, 0));
+        assert_eq!((ops.value(1), ids.value(1), ords.value(1)), ("U", 2, 1));
+    }
+
+    #[test]
+    fn deletes_truncates_and_text_values() {
+        let mut c = TableChanges::new(info(false));
+        c.delete(
+            pos(5, 0),
+            &(
+                OldKind::Full,
+                vec![Value::Binary(ID1), Value::UnchangedToast, Value::Null],
+            ),
+        )
+        .unwrap();
+        c.truncate(pos(6, 0));
+        assert_eq!(c.truncate, Some(pos(6, 0)));
+        assert_eq!(c.counts.total(), 2);
+        let err = c
+            .insert(pos(7, 0), &[Value::Text(b"1"), Value::Null, Value::Null])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("column id arrived in text format"),
+            "{err}"
+        );
+        let short = c.insert(pos(7, 0), &[Value::Null]).unwrap_err();
+        assert!(short.to_string().contains("has 1 columns"), "{short}");
+    }
+}

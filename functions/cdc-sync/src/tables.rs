@@ -1,0 +1,323 @@
+//! Replicated tables: their columns as the stream (or the catalog) describes them, mapped to
+//! BigQuery, their key, and what the lake remembers about each (`_table.json`).
+
+use std::collections::HashMap;
+
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use sluice::bigquery::merge::{DELETED, DELETED_AT, ROW_LSN, ROW_ORD, SYNCED_AT};
+use sluice::config::OnUnsupported;
+use sluice::error::ErrorKind;
+use sluice::lake::Lake;
+use sluice::postgres::catalog::{types_by_oid, TableColumns};
+use sluice::postgres::pgoutput::Relation;
+use sluice::types::{map_column, ColumnMapping, MappingOptions, PgType};
+use sluice::{Error, Result};
+use tokio_postgres::Client;
+
+/// A table as one batch sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub schema: String,
+    pub name: String,
+    /// Its name in BigQuery: `table` for the public schema, else `schema__table`.
+    pub bq_name: String,
+    /// The mapped columns (unsupported ones skipped when configured).
+    pub columns: Vec<ColumnMapping>,
+    /// For each mapped column, its position in the stream's tuples.
+    pub source_index: Vec<usize>,
+    /// How many columns the stream's tuples have.
+    pub relation_columns: usize,
+    /// Indices into `columns` of the primary key; empty for tables without one.
+    pub key: Vec<usize>,
+}
+
+impl TableInfo {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    pub fn keyed(&self) -> bool {
+        !self.key.is_empty()
+    }
+
+    pub fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].name.clone())
+            .collect()
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// BigQuery fields of the replica: every column NULLABLE (a row may be known only by its key),
+    /// then the replica metadata; tables without a key keep every change instead.
+    pub fn replica_fields(&self) -> Json {
+        let mut fields = nullable(sluice::bigquery::schema::fields(&self.columns));
+        let extra: Vec<Json> = if self.keyed() {
+            let f = |n: &str, t: &str| json!({"name": n, "type": t, "mode": "NULLABLE"});
+            vec![
+                f(ROW_LSN, "INTEGER"),
+                f(ROW_ORD, "INTEGER"),
+                f(SYNCED_AT, "TIMESTAMP"),
+                f(DELETED, "BOOLEAN"),
+                f(DELETED_AT, "TIMESTAMP"),
+            ]
+        } else {
+            crate::changes::history_meta_fields()
+        };
+        if let Some(a) = fields.as_array_mut() {
+            a.extend(extra);
+        }
+        fields
+    }
+
+    /// BigQuery fields of `<table>_history`.
+    pub fn history_fields(&self) -> Json {
+        let mut fields = nullable(sluice::bigquery::schema::fields(&self.columns));
+        if let Some(a) = fields.as_array_mut() {
+            a.extend(crate::changes::history_meta_fields());
+        }
+        fields
+    }
+}
+
+fn nullable(mut fields: Json) -> Json {
+    if let Some(a) = fields.as_array_mut() {
+        for f in a.iter_mut() {
+            if f["mode"] == "REQUIRED" {
+                f["mode"] = json!("NULLABLE");
+            }
+        }
+    }
+    fields
+}
+
+/// BigQuery name of a Postgres table.
+pub fn bq_name(schema: &str, table: &str) -> String {
+    if schema == "public" {
+        table.to_string()
+    } else {
+        format!("{schema}__{table}")
+    }
+}
+
+/// Maps columns, skipping or refusing unsupported types as configured.
+fn map_columns(
+    qualified: &str,
+    columns: impl Iterator<Item = (usize, String, PgType)>,
+    on_unsupported: OnUnsupported,
+) -> Result<(Vec<ColumnMapping>, Vec<usize>)> {
+    let mut mapped = vec![];
+    let mut index = vec![];
+    for (i, name, ty) in columns {
+        match map_column(qualified, &name, &ty, false, MappingOptions::default()) {
+            Ok(m) => {
+                mapped.push(m);
+                index.push(i);
+            }
+            Err(e @ Error::UnsupportedType { .. }) if on_unsupported == OnUnsupported::Skip => {
+                tracing::warn!(table = %qualified, column = %name, error = %e, "column skipped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((mapped, index))
+}
+
+/// The table a Relation message describes; type OIDs are looked up (and cached) in the catalog.
+pub async fn from_relation(
+    catalog: &Client,
+    types: &mut HashMap<u32, PgType>,
+    rel: &Relation,
+    on_unsupported: OnUnsupported,
+) -> Result<TableInfo> {
+    let missing: Vec<u32> = rel
+        .columns
+        .iter()
+        .map(|c| c.type_oid)
+        .filter(|o| !types.contains_key(o))
+        .collect();
+    if !missing.is_empty() {
+        types.extend(types_by_oid(catalog, &missing).await?);
+    }
+    let qualified = format!("{}.{}", rel.schema, rel.name);
+    let mut cols = vec![];
+    for (i, c) in rel.columns.iter().enumerate() {
+        let ty = types
+            .get(&c.type_oid)
+            .cloned()
+            .ok_or_else(|| Error::Postgres {
+                context: format!("reading the type of {qualified}.{}", c.name),
+                message: format!("type oid {} is not in the catalog", c.type_oid),
+                kind: ErrorKind::Permanent,
+                source: None,
+            })?;
+        cols.push((i, c.name.clone(), ty.with_typmod(c.typmod)));
+    }
+    let (columns, source_index) = map_columns(&qualified, cols.into_iter(), on_unsupported)?;
+    // Replica identity default or index: the flagged columns are the key. Full flags every
+    // column, so the key comes from the catalog's primary key instead.
+    let key_names: Vec<String> = if rel.replica_identity == b'f' {
+        let row = catalog
+            .query(
+                "SELECT a.attname::text FROM pg_index i
+                 JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                 WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+                &[&rel.id],
+            )
+            .await
+            .map_err(|e| Error::postgres(format!("reading the primary key of {qualified}"), e))?;
+        row.iter().map(|r| r.get(0)).collect()
+    } else {
+        rel.columns
+            .iter()
+            .filter(|c| c.key)
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let info = TableInfo {
+        bq_name: bq_name(&rel.schema, &rel.name),
+        schema: rel.schema.clone(),
+        name: rel.name.clone(),
+        key: key_indices(&qualified, &columns, &key_names)?,
+        columns,
+        source_index,
+        relation_columns: rel.columns.len(),
+    };
+    Ok(info)
+}
+
+/// The table as the catalog describes it now (for snapshots).
+pub fn from_catalog(
+    cat: &TableColumns,
+    schema: &str,
+    name: &str,
+    on_unsupported: OnUnsupported,
+) -> Result<TableInfo> {
+    let (columns, source_index) = map_columns(
+        &cat.qualified,
+        cat.columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.name.clone(), c.ty.clone())),
+        on_unsupported,
+    )?;
+    Ok(TableInfo {
+        schema: schema.to_string(),
+        name: name.to_string(),
+        bq_name: bq_name(schema, name),
+        key: key_indices(&cat.qualified, &columns, &cat.primary_key)?,
+        columns,
+        source_index,
+        relation_columns: cat.columns.len(),
+    })
+}
+
+fn key_indices(qualified: &str, columns: &[ColumnMapping], names: &[String]) -> Result<Vec<usize>> {
+    names
+        .iter()
+        .map(|k| {
+            columns.iter().position(|c| &c.name == k).ok_or_else(|| {
+                Error::config(format!(
+                    "{qualified}: key column {k} has an unsupported type and cannot be skipped"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// What the lake remembers of a replicated table: written after its snapshot is in BigQuery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableState {
+    pub schema: String,
+    pub table: String,
+    /// Primary key at snapshot time; a different key later needs a resync.
+    pub key: Vec<String>,
+    /// The slot position the snapshot was stamped with.
+    pub snapshot_lsn: String,
+    pub snapshot_rows: u64,
+    pub snapshot_at: String,
+}
+
+pub fn state_path(source: &str, bq_name: &str) -> Path {
+    Path::from(format!("cdc/{source}/{bq_name}/_table.json"))
+}
+
+pub async fn read_state(lake: &Lake, source: &str, bq_name: &str) -> Result<Option<TableState>> {
+    let p = state_path(source, bq_name);
+    match lake.get_opt(&p).await? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::lake_other(format!("reading {}", lake.gs_uri(&p)), e)),
+    }
+}
+
+pub async fn write_state(lake: &Lake, source: &str, bq_name: &str, s: &TableState) -> Result<()> {
+    let body = serde_json::to_vec_pretty(s).map_err(|e| Error::lake_other("table state", e))?;
+    lake.put(&state_path(source, bq_name), body.into()).await
+}
+
+/// Deletes the state of every table of a source; returns how many there were.
+pub async fn forget_all(lake: &Lake, source: &str) -> Result<usize> {
+    let mut n = 0;
+    for o in lake.list(&Path::from(format!("cdc/{source}"))).await? {
+        if o.location.filename() == Some("_table.json") {
+            lake.delete(&o.location).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_bigquery() {
+        assert_eq!(bq_name("public", "orders"), "orders");
+        assert_eq!(bq_name("billing", "orders"), "billing__orders");
+    }
+
+    #[test]
+    fn replica_fields_are_nullable_with_metadata() {
+        let cat = TableColumns {
+            qualified: "public.t".into(),
+            columns: vec![
+                sluice::postgres::catalog::CatalogColumn {
+                    name: "id".into(),
+                    ty: PgType::scalar("int8"),
+                    not_null: true,
+                },
+                sluice::postgres::catalog::CatalogColumn {
+                    name: "tags".into(),
+                    ty: PgType::array_of(PgType::scalar("text")),
+                    not_null: false,
+                },
+            ],
+            primary_key: vec!["id".into()],
+            pages: 0,
+        };
+        let t = from_catalog(&cat, "public", "t", OnUnsupported::Error).unwrap();
+        assert_eq!(t.key, vec![0]);
+        let f = t.replica_fields();
+        assert_eq!(f[0]["mode"], "NULLABLE");
+        assert_eq!(f[1]["mode"], "REPEATED");
+        assert_eq!(f[2]["name"], ROW_LSN);
+        assert_eq!(f.as_array().unwrap().len(), 7);
+        let keyless = TableInfo { key: vec![], ..t };
+        assert_eq!(keyless.replica_fields()[2]["name"], "_op");
+    }
+
+    #[test]
+    fn unsupported_key_columns_cannot_be_skipped() {
+        let err = key_indices("public.t", &[], &["id".into()]).unwrap_err();
+        assert!(err.to_string().contains("key column id"));
+    }
+}
