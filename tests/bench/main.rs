@@ -1,5 +1,7 @@
 //! `make bench`: pg-copy's Postgres → Parquet-in-lake rate against the ceiling of a plain
-//! single-connection binary COPY, and pg-copy's peak memory, on generated tables.
+//! single-connection binary COPY, and pg-copy's peak memory, on generated tables; then
+//! cdc-sync's decode-and-stage rate against a raw peek of the slot, its end-to-end rate into
+//! the emulator and its peak memory (`cdc.rs`). `--only pg-copy` or `--only cdc` runs one part.
 //!
 //! Prints `name: value` lines and writes them to `.local/bench/results.json`. Each rate is the
 //! median of three runs measured in this one invocation; every Parquet file is checked (row
@@ -21,6 +23,8 @@ use sluice::config::{LakeLocation, Pipeline};
 use sluice::lake::Lake;
 use sluice::secret::Secret;
 use tokio_postgres::NoTls;
+
+mod cdc;
 
 const RUNS: usize = 3;
 
@@ -182,15 +186,19 @@ async fn child_extract(table: &str, parallel: usize) -> Result<()> {
     )
     .await?;
     let secs = t0.elapsed().as_secs_f64();
+    println!("{} {} {}", m.rows, secs, peak_rss_kib());
+    Ok(())
+}
+
+/// This process's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm_kib: u64 = status
+    status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    println!("{} {} {}", m.rows, secs, hwm_kib);
-    Ok(())
+        .unwrap_or(0)
 }
 
 struct Extract {
@@ -245,21 +253,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("extract") {
-        return child_extract(&args[2], args[3].parse()?).await;
-    }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("sluice-bench: pg-copy throughput and memory; run through `make bench`");
-        return Ok(());
-    }
+/// pg-copy against the COPY ceiling on 5M rows, and its peak memory at 1M, 5M and 10M rows.
+async fn measure_pg_copy(figures: &mut BTreeMap<String, f64>) -> Result<()> {
     let (big, small, huge) = ("bench_5m", "bench_1m", "bench_10m");
     ensure_table(big, 5_000_000).await?;
     ensure_table(small, 1_000_000).await?;
     ensure_doubled(big, huge, 10_000_000).await?;
-    let mut figures: BTreeMap<String, f64> = BTreeMap::new();
 
     let mut ceiling_rates = vec![];
     let mut p1_rates = vec![];
@@ -317,6 +316,40 @@ async fn main() -> Result<()> {
     );
     figures.insert("pg_copy_files_verified".into(), files as f64);
 
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("extract") {
+        return child_extract(&args[2], args[3].parse()?).await;
+    }
+    if args.get(1).map(String::as_str) == Some("cdc-run") {
+        return cdc::child_run(&args[2]).await;
+    }
+    if args.get(1).map(String::as_str) == Some("cdc-prepare") {
+        return cdc::child_prepare(&args[2]).await;
+    }
+    if args.get(1).map(String::as_str) == Some("cdc-stage") {
+        return cdc::child_stage(&args[2]).await;
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("sluice-bench: pg-copy and cdc-sync throughput and memory; run through `make bench` (`--only cdc` or `--only pg-copy` for one part)");
+        return Ok(());
+    }
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let mut figures: BTreeMap<String, f64> = BTreeMap::new();
+    if only != Some("cdc") {
+        measure_pg_copy(&mut figures).await?;
+    }
+    if only != Some("pg-copy") {
+        cdc::measure(&mut figures).await?;
+    }
     let out_dir = PathBuf::from(".local/bench");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(

@@ -337,6 +337,34 @@ async fn schema_changes_mid_stream() {
     assert_eq!(s.snapshots.len(), 1, "{s:?}");
     assert_replica_matches(&env, &p, "later", "id").await;
 
+    // A type BigQuery can widen in place (INT64 → NUMERIC) is widened; one it cannot
+    // (NUMERIC → STRING) stops the run, naming the column, the types and the fix. (The
+    // emulator refuses NUMERIC → BIGNUMERIC, which BigQuery allows: its BIGNUMERIC is
+    // DECIMAL(38,18), narrower in integer digits.)
+    write(
+        &env,
+        "ALTER TABLE items ALTER COLUMN qty TYPE numeric(12,2); UPDATE items SET qty = 5.25 WHERE id = 1;",
+    )
+    .await;
+    sync(&p).await;
+    assert_replica_matches(&env, &p, "items", "id").await;
+    write(
+        &env,
+        "ALTER TABLE items ALTER COLUMN price TYPE text; UPDATE items SET price = 'call us' WHERE id = 4;",
+    )
+    .await;
+    let e = sync_with(&p, |_| {}).await.unwrap_err().to_string();
+    assert!(
+        e.contains("column price changed type from NUMERIC to STRING")
+            && e.contains("cdc-sync resync --table public.items"),
+        "{e}"
+    );
+    cdc_sync::resync(&p, "local", None, &["items".into()], false)
+        .await
+        .expect("resync");
+    sync(&p).await;
+    assert_replica_matches(&env, &p, "items", "id").await;
+
     // Truncate: soft by default, then new rows stream in after it.
     write(
         &env,

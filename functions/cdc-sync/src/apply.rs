@@ -114,6 +114,43 @@ impl Sink {
         &self,
         info: &TableInfo,
     ) -> Result<(Vec<(String, String)>, Applied)> {
+        self.ensure_replica_for(info, false).await
+    }
+
+    /// Like `ensure_replica`, for a snapshot that replaces every row anyway: a replica whose
+    /// column types cannot hold the source's any more is dropped and made anew.
+    pub async fn ensure_replica_for_snapshot(&self, info: &TableInfo) -> Result<()> {
+        self.forget(&info.bq_name);
+        self.ensure_replica_for(info, true).await.map(|_| ())
+    }
+
+    fn replica_resource(&self, info: &TableInfo, fields: Json, replica: bool) -> Json {
+        let mut resource = json!({
+            "schema": {"fields": fields},
+            "description": format!("Replica of Postgres {} maintained by sluice cdc-sync.", info.qualified()),
+        });
+        let clusterable = info.key.len() <= 4
+            && info.key.iter().all(|&k| {
+                !info.columns[k].repeated
+                    && !matches!(
+                        info.columns[k].bq_type,
+                        sluice::types::BqType::Float64
+                            | sluice::types::BqType::Json
+                            | sluice::types::BqType::Bytes
+                            | sluice::types::BqType::Time
+                    )
+            });
+        if replica && info.keyed() && clusterable {
+            resource["clustering"] = json!({"fields": info.key_names()});
+        }
+        resource
+    }
+
+    async fn ensure_replica_for(
+        &self,
+        info: &TableInfo,
+        rebuild_incompatible: bool,
+    ) -> Result<(Vec<(String, String)>, Applied)> {
         self.bq.ensure_dataset(&self.dataset, None).await?;
         let mut applied = Applied::default();
         let mut dropped = vec![];
@@ -123,24 +160,7 @@ impl Sink {
         }
         for (i, (name, fields)) in tables.into_iter().enumerate() {
             let Some(existing) = self.bq.get_table(&self.dataset, &name).await? else {
-                let mut resource = json!({
-                    "schema": {"fields": fields},
-                    "description": format!("Replica of Postgres {} maintained by sluice cdc-sync.", info.qualified()),
-                });
-                let clusterable = info.key.len() <= 4
-                    && info.key.iter().all(|&k| {
-                        !info.columns[k].repeated
-                            && !matches!(
-                                info.columns[k].bq_type,
-                                sluice::types::BqType::Float64
-                                    | sluice::types::BqType::Json
-                                    | sluice::types::BqType::Bytes
-                                    | sluice::types::BqType::Time
-                            )
-                    });
-                if i == 0 && info.keyed() && clusterable {
-                    resource["clustering"] = json!({"fields": info.key_names()});
-                }
+                let resource = self.replica_resource(info, fields, i == 0);
                 self.bq.create_table(&self.dataset, &name, resource).await?;
                 tracing::info!(table = %name, "replica table created");
                 continue;
@@ -151,6 +171,7 @@ impl Sink {
                 .unwrap_or_default();
             let mut all = old.clone();
             let mut added = vec![];
+            let mut rebuilt = false;
             for c in &info.columns {
                 let new = sluice::bigquery::schema::fields(std::slice::from_ref(c))[0].clone();
                 let new_type = new["type"].as_str().unwrap_or_default().to_string();
@@ -189,6 +210,14 @@ impl Sink {
                                 .push(format!("{}: {old_type} → {new_type}", c.name));
                             continue;
                         }
+                        if rebuild_incompatible && i == 0 {
+                            tracing::warn!(table = %name, column = %c.name, from = %old_type, to = %new_type, "column type changed: the replica is made anew");
+                            self.bq.delete_table(&self.dataset, &name).await?;
+                            let resource = self.replica_resource(info, fields.clone(), true);
+                            self.bq.create_table(&self.dataset, &name, resource).await?;
+                            rebuilt = true;
+                            break;
+                        }
                         return Err(Error::bigquery(
                             format!("replicating {}", info.qualified()),
                             ErrorKind::Permanent,
@@ -203,6 +232,9 @@ impl Sink {
                         ));
                     }
                 }
+            }
+            if rebuilt {
+                continue;
             }
             if !added.is_empty() {
                 self.bq

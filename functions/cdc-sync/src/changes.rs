@@ -74,8 +74,8 @@ pub struct TableChanges {
     arena: Vec<u8>,
     rows: Vec<Row>,
     vals: Vec<Val>,
-    /// Latest row of each key in this batch (keyed tables only).
-    last_by_key: HashMap<Vec<u8>, usize>,
+    /// Latest row of each key in this batch (keyed tables only), once something needed it.
+    last_by_key: Option<HashMap<Vec<u8>, usize>>,
     /// The last truncate in the batch: only changes after it reach the replica.
     pub truncate: Option<Position>,
     pub counts: ChangeCounts,
@@ -88,7 +88,7 @@ impl TableChanges {
             arena: Vec::new(),
             rows: Vec::new(),
             vals: Vec::new(),
-            last_by_key: HashMap::new(),
+            last_by_key: None,
             truncate: None,
             counts: ChangeCounts::default(),
         }
@@ -140,23 +140,38 @@ impl TableChanges {
 
     /// The mapped columns of a tuple, in order.
     fn tuple_vals(&mut self, tuple: &[Value<'_>]) -> Result<Vec<Val>> {
-        let src = self.info.source_index.clone();
-        if let Some(max) = src.iter().max() {
-            if *max >= tuple.len() {
-                return Err(Error::Decode {
-                    table: self.info.qualified(),
-                    detail: format!(
-                        "a change has {} columns, the relation {}",
-                        tuple.len(),
-                        self.info.relation_columns
-                    ),
-                });
-            }
+        let info = self.info.clone();
+        if tuple.len() != info.relation_columns {
+            return Err(Error::Decode {
+                table: info.qualified(),
+                detail: format!(
+                    "a change has {} columns, the relation {}",
+                    tuple.len(),
+                    info.relation_columns
+                ),
+            });
         }
-        src.iter()
-            .enumerate()
-            .map(|(j, &i)| self.val(j, &tuple[i]))
-            .collect()
+        let mut vals = Vec::with_capacity(info.source_index.len());
+        for (j, &i) in info.source_index.iter().enumerate() {
+            vals.push(self.val(j, &tuple[i])?);
+        }
+        Ok(vals)
+    }
+
+    /// The latest row of each key so far, built the first time an update needs it (most
+    /// batches never do: only unchanged-TOAST values look back).
+    fn key_index(&mut self) -> &mut HashMap<Vec<u8>, usize> {
+        if self.last_by_key.is_none() {
+            let ncols = self.info.columns.len();
+            let mut map = HashMap::new();
+            for (r, row) in self.rows.iter().enumerate() {
+                if row.op != b'T' {
+                    map.insert(self.key_of(&self.vals[r * ncols..(r + 1) * ncols]), r);
+                }
+            }
+            self.last_by_key = Some(map);
+        }
+        self.last_by_key.as_mut().expect("built above")
     }
 
     fn key_of(&self, vals: &[Val]) -> Vec<u8> {
@@ -174,9 +189,12 @@ impl TableChanges {
     }
 
     fn push(&mut self, op: u8, pos: Position, vals: Vec<Val>) {
-        if self.info.keyed() && op != b'T' {
+        if self.info.keyed() && op != b'T' && self.last_by_key.is_some() {
             let key = self.key_of(&vals);
-            self.last_by_key.insert(key, self.rows.len());
+            let row = self.rows.len();
+            if let Some(map) = self.last_by_key.as_mut() {
+                map.insert(key, row);
+            }
         }
         self.rows.push(Row { op, pos });
         self.vals.extend(vals);
@@ -203,9 +221,10 @@ impl TableChanges {
         };
         self.counts.updates += 1;
         let ncols = vals.len();
-        let prev_row = if self.info.keyed() {
+        let toasted = vals.iter().any(|v| matches!(v, Val::Toast));
+        let prev_row = if self.info.keyed() && toasted {
             let key = self.key_of(old_vals.as_deref().unwrap_or(&vals));
-            self.last_by_key.get(&key).copied()
+            self.key_index().get(&key).copied()
         } else {
             None
         };
@@ -315,7 +334,12 @@ impl TableChanges {
                     }
                 }
             }
-            op.append_value((row.op as char).to_string());
+            op.append_value(match row.op {
+                b'I' => "I",
+                b'U' => "U",
+                b'D' => "D",
+                _ => "T",
+            });
             lsn.append_value(row.pos.lsn as i64);
             ord.append_value(row.pos.ord);
             ts.append_value(row.pos.commit_unix_micros());

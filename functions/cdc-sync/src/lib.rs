@@ -395,6 +395,88 @@ async fn record_snapshot(
     }
 }
 
+/// Benchmark support: drains `slot` — a copy of the pipeline's slot made with
+/// `pg_copy_logical_replication_slot`, never the slot itself — decoding each batch and staging it
+/// as Parquet in the lake, without BigQuery. Returns the changes and Parquet bytes staged.
+pub async fn decode_and_stage(
+    pipeline: &Pipeline,
+    target_name: &str,
+    source_name: &str,
+    slot_copy: &str,
+    batch_changes: u32,
+) -> Result<(u64, u64)> {
+    let target = pipeline.target(target_name)?;
+    let (name, source, cdc) = cdc_sources(pipeline, Some(source_name))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::config(format!("no source {source_name}")))?;
+    if slot_copy == cdc.slot(name) {
+        return Err(Error::config(
+            "decode_and_stage advances its slot without loading BigQuery: give it a copy",
+        ));
+    }
+    let mut ctx = source_ctx(pipeline, &target, name, source, cdc, "stage").await?;
+    ctx.slot = slot_copy.to_string();
+    let ctx = ctx;
+    let mut types = HashMap::new();
+    let (mut changes, mut bytes) = (0, 0);
+    loop {
+        let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+        let cap = batch_changes as u64 * BATCHES_PER_PEEK;
+        let mut last = None;
+        let mut read = 0;
+        {
+            let rows = peek(&ctx, cap).await?;
+            pin_mut!(rows);
+            let mut reader = BatchReader::new(&ctx, health.confirmed_flush, batch_changes);
+            let mut finished = vec![];
+            while let Some(r) = rows.try_next().await.map_err(|e| peek_error(&ctx, e))? {
+                if let Some(b) = reader.push(r.get(0), &mut types).await? {
+                    finished.push(b);
+                }
+                // Stage each finished batch before reading on, as `run` does.
+                for b in finished.drain(..) {
+                    bytes += stage_batch(&ctx, name, &b).await?;
+                    read += b.changes;
+                    last = b.to;
+                }
+            }
+            if let Some(b) = reader.finish()? {
+                bytes += stage_batch(&ctx, name, &b).await?;
+                read += b.changes;
+                last = b.to;
+            }
+        }
+        changes += read;
+        match last {
+            Some(to) => slot::advance(&ctx.stream.client, &ctx.slot, to).await?,
+            None => break,
+        }
+        if read < cap {
+            break;
+        }
+    }
+    Ok((changes, bytes))
+}
+
+/// Writes a batch's changes as Parquet under `cdc-stage/` (benchmark only).
+async fn stage_batch(ctx: &SourceCtx<'_>, name: &str, batch: &Batch) -> Result<u64> {
+    let to = batch.to.unwrap_or(batch.from);
+    let range = format!("{}-{}", lsn_hex(batch.from), lsn_hex(to));
+    let mut bytes = 0;
+    for segs in batch.tables.values() {
+        for (i, seg) in segs.iter().enumerate() {
+            let (rb, _) = seg.to_record_batch()?;
+            let path = object_store::path::Path::from(format!(
+                "cdc-stage/{name}/{}/{range}-{i}.parquet",
+                seg.info.bq_name
+            ));
+            bytes += ctx.sink.write_parquet(&path, &rb).await?;
+        }
+    }
+    Ok(bytes)
+}
+
 /// Snapshots a published table that has no replica yet.
 async fn snapshot_if_new(
     ctx: &SourceCtx<'_>,
@@ -439,55 +521,53 @@ struct Batch {
     first_commit: Option<i64>,
 }
 
-/// Reads up to `max` changes (whole transactions) from the slot without consuming them.
-async fn read_batch(
-    ctx: &SourceCtx<'_>,
-    types: &mut HashMap<u32, PgType>,
-    from: Lsn,
-    max: u32,
-) -> Result<Batch> {
-    let mut batch = Batch {
-        tables: BTreeMap::new(),
-        from,
-        to: None,
-        changes: 0,
-        transactions: 0,
-        first_commit: None,
-    };
-    let ctx_msg = || format!("reading slot {}", ctx.slot);
-    let max = max.min(i32::MAX as u32) as i32;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&ctx.slot, &max, &ctx.publication];
-    let rows = ctx
-        .stream
-        .client
-        .query_raw(slot::PEEK_SQL, params)
-        .await
-        .map_err(|e| slot::explain_active(Error::postgres(ctx_msg(), e), &ctx.slot))?;
-    pin_mut!(rows);
-    let mut relations: HashMap<u32, Arc<TableInfo>> = HashMap::new();
-    // The open transaction: its position and the ordinal the next change gets.
-    let mut tx: Option<(Position, i64)> = None;
-    let outside = |what: &str| Error::Decode {
-        table: format!("slot {}", ctx.slot),
-        detail: format!("{what} outside a transaction"),
-    };
-    let next = |tx: &mut Option<(Position, i64)>, what: &str| -> Result<Position> {
-        let (pos, ord) = tx.as_mut().ok_or_else(|| outside(what))?;
+/// Turns the rows of one peek into batches: a batch closes at the first commit after it holds
+/// `max` changes, so batches are whole transactions of bounded size.
+struct BatchReader<'c> {
+    ctx: &'c SourceCtx<'c>,
+    /// Relation messages come once per peek, before the first change of each table.
+    relations: HashMap<u32, Arc<TableInfo>>,
+    /// The open transaction: its position and the ordinal the next change gets.
+    tx: Option<(Position, i64)>,
+    batch: Batch,
+    max: u64,
+}
+
+impl<'c> BatchReader<'c> {
+    fn new(ctx: &'c SourceCtx<'c>, from: Lsn, max: u32) -> Self {
+        BatchReader {
+            ctx,
+            relations: HashMap::new(),
+            tx: None,
+            batch: Batch::starting_at(from),
+            max: max.max(1) as u64,
+        }
+    }
+
+    fn err(&self, detail: impl Into<String>) -> Error {
+        Error::Decode {
+            table: format!("slot {}", self.ctx.slot),
+            detail: detail.into(),
+        }
+    }
+
+    /// The position of the next change of the open transaction.
+    fn next(&mut self, what: &str) -> Result<Position> {
+        let Some((pos, ord)) = self.tx.as_mut() else {
+            return Err(self.err(format!("{what} outside a transaction")));
+        };
         let p = Position { ord: *ord, ..*pos };
         *ord += 1;
         Ok(p)
-    };
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .map_err(|e| slot::explain_active(Error::postgres(ctx_msg(), e), &ctx.slot))?
-    {
-        let data: &[u8] = row.get(0);
-        let msg = pgoutput::decode(data).map_err(|e| Error::Decode {
-            table: format!("slot {}", ctx.slot),
-            detail: e.0,
-        })?;
+    }
+
+    /// Feeds one message; returns the batch it completes, if any.
+    async fn push(
+        &mut self,
+        data: &[u8],
+        types: &mut HashMap<u32, PgType>,
+    ) -> Result<Option<Batch>> {
+        let msg = pgoutput::decode(data).map_err(|e| self.err(e.0))?;
         match msg {
             Message::Begin {
                 final_lsn,
@@ -500,61 +580,118 @@ async fn read_batch(
                     commit_time,
                     xid,
                 };
-                tx = Some((pos, 0));
-                batch.first_commit.get_or_insert(pos.commit_unix_micros());
+                self.tx = Some((pos, 0));
+                self.batch
+                    .first_commit
+                    .get_or_insert(pos.commit_unix_micros());
             }
             Message::Commit { end_lsn, .. } => {
-                batch.to = Some(end_lsn);
-                batch.transactions += 1;
-                tx = None;
+                self.batch.to = Some(end_lsn);
+                self.batch.transactions += 1;
+                self.tx = None;
+                if self.batch.changes >= self.max {
+                    let next = Batch::starting_at(end_lsn);
+                    return Ok(Some(std::mem::replace(&mut self.batch, next)));
+                }
             }
             Message::Relation(rel) => {
-                let info =
-                    tables::from_relation(&ctx.catalog.client, types, &rel, ctx.cdc.on_unsupported)
-                        .await?;
-                relations.insert(rel.id, Arc::new(info));
+                let info = tables::from_relation(
+                    &self.ctx.catalog.client,
+                    types,
+                    &rel,
+                    self.ctx.cdc.on_unsupported,
+                )
+                .await?;
+                self.relations.insert(rel.id, Arc::new(info));
             }
             Message::Insert { relation, new } => {
-                let pos = next(&mut tx, "insert")?;
-                segment(&mut batch, &relations, relation)?.insert(pos, &new)?;
-                batch.changes += 1;
+                let pos = self.next("insert")?;
+                segment(&mut self.batch, &self.relations, relation)?.insert(pos, &new)?;
+                self.batch.changes += 1;
             }
             Message::Update { relation, old, new } => {
-                let pos = next(&mut tx, "update")?;
-                let next_ord = &mut tx.as_mut().ok_or_else(|| outside("update"))?.1;
-                segment(&mut batch, &relations, relation)?.update(
+                let pos = self.next("update")?;
+                let Some((_, next_ord)) = self.tx.as_mut() else {
+                    return Err(self.err("update outside a transaction"));
+                };
+                segment(&mut self.batch, &self.relations, relation)?.update(
                     pos,
                     old.as_ref(),
                     &new,
                     next_ord,
                 )?;
-                batch.changes += 1;
+                self.batch.changes += 1;
             }
             Message::Delete { relation, old } => {
-                let pos = next(&mut tx, "delete")?;
-                segment(&mut batch, &relations, relation)?.delete(pos, &old)?;
-                batch.changes += 1;
+                let pos = self.next("delete")?;
+                segment(&mut self.batch, &self.relations, relation)?.delete(pos, &old)?;
+                self.batch.changes += 1;
             }
             Message::Truncate {
                 relations: rels, ..
             } => {
                 for r in rels {
-                    let pos = next(&mut tx, "truncate")?;
-                    segment(&mut batch, &relations, r)?.truncate(pos);
-                    batch.changes += 1;
+                    let pos = self.next("truncate")?;
+                    segment(&mut self.batch, &self.relations, r)?.truncate(pos);
+                    self.batch.changes += 1;
                 }
             }
             Message::Type { .. } | Message::Origin { .. } | Message::Message { .. } => {}
         }
+        Ok(None)
     }
-    if tx.is_some() {
-        return Err(Error::Decode {
-            table: format!("slot {}", ctx.slot),
-            detail: "the peek ended inside a transaction".into(),
-        });
+
+    /// The last, possibly smaller batch once the peek has ended.
+    fn finish(&mut self) -> Result<Option<Batch>> {
+        if self.tx.is_some() {
+            return Err(self.err("the peek ended inside a transaction"));
+        }
+        let rest = std::mem::replace(&mut self.batch, Batch::starting_at(Lsn(0)));
+        Ok(rest.to.is_some().then_some(rest))
     }
-    Ok(batch)
 }
+
+impl Batch {
+    fn starting_at(from: Lsn) -> Batch {
+        Batch {
+            tables: BTreeMap::new(),
+            from,
+            to: None,
+            changes: 0,
+            transactions: 0,
+            first_commit: None,
+        }
+    }
+}
+
+/// Opens a peek of up to `cap` changes (whole transactions) from the slot's position; the
+/// rows stream as the caller reads them.
+async fn peek<'c>(ctx: &'c SourceCtx<'c>, cap: u64) -> Result<tokio_postgres::RowStream> {
+    let cap = cap.min(i32::MAX as u64) as i32;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&ctx.slot, &cap, &ctx.publication];
+    ctx.stream
+        .client
+        .query_raw(slot::PEEK_SQL, params)
+        .await
+        .map_err(|e| {
+            slot::explain_active(
+                Error::postgres(format!("reading slot {}", ctx.slot), e),
+                &ctx.slot,
+            )
+        })
+}
+
+fn peek_error(ctx: &SourceCtx<'_>, e: tokio_postgres::Error) -> Error {
+    slot::explain_active(
+        Error::postgres(format!("reading slot {}", ctx.slot), e),
+        &ctx.slot,
+    )
+}
+
+/// Batches per peek: a peek decodes the slot's WAL from its restart point, so reading many
+/// batches in one peek saves decoding the same WAL again for each.
+const BATCHES_PER_PEEK: u64 = 20;
 
 /// The changes of a relation's table, in a new segment when its columns changed.
 fn segment<'b>(
@@ -607,54 +744,92 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
         p.enable_steady_tick(Duration::from_millis(200));
         p
     });
-    loop {
-        if opts.max_duration.is_some_and(|m| started.elapsed() >= m) {
+    let out_of_time = || opts.max_duration.is_some_and(|m| started.elapsed() >= m);
+    'peeks: loop {
+        if out_of_time() {
             tracing::info!("max duration reached; stopping after the committed batches");
             break;
         }
-        let batch_started = chrono::Utc::now();
         let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
-        let batch = read_batch(ctx, &mut types, health.confirmed_flush, max).await?;
-        let Some(to) = batch.to else {
-            if opts.follow && !opts.once && opts.max_duration.is_some_and(|m| started.elapsed() < m)
-            {
+        let cap = max as u64 * BATCHES_PER_PEEK;
+        let mut last: Option<Lsn> = None;
+        let mut read = 0u64;
+        let mut stop = false;
+        {
+            let rows = peek(ctx, cap).await?;
+            pin_mut!(rows);
+            let mut reader = BatchReader::new(ctx, health.confirmed_flush, max);
+            let mut batch_started = chrono::Utc::now();
+            loop {
+                let row = rows.try_next().await.map_err(|e| peek_error(ctx, e))?;
+                let ended = row.is_none();
+                let batch = match row {
+                    Some(r) => match reader.push(r.get(0), &mut types).await? {
+                        Some(b) => b,
+                        None => continue,
+                    },
+                    None => match reader.finish()? {
+                        Some(b) => b,
+                        None => break,
+                    },
+                };
+                read += batch.changes;
+                let to = batch.to.expect("a finished batch ends at a commit");
+                if summary.batches == 0 {
+                    summary.lag_seconds = batch
+                        .first_commit
+                        .map(|c| (chrono::Utc::now().timestamp_micros() - c).max(0) as f64 / 1e6)
+                        .unwrap_or(0.0);
+                }
+                let range = format!("{}-{}", lsn_hex(batch.from), lsn_hex(to));
+                let applied = match apply_batch(ctx, &batch, &range, crash, summary).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        record_batch(ctx, &batch, &range, batch_started, &[], Some(&e), summary)
+                            .await;
+                        return Err(e);
+                    }
+                };
+                record_batch(ctx, &batch, &range, batch_started, &applied, None, summary).await;
+                batch_started = chrono::Utc::now();
+                crash = None;
+                last = Some(to);
+                summary.batches += 1;
+                summary.changes += batch.changes;
+                for a in &applied {
+                    *summary.tables.entry(a.table.clone()).or_default() += a.changes;
+                }
+                tracing::info!(range = %range, changes = batch.changes, transactions = batch.transactions, "batch applied");
+                if let Some(p) = &progress {
+                    p.set_message(format!(
+                        "{} changes in {} batches, at {to}",
+                        summary.changes, summary.batches
+                    ));
+                }
+                if opts.once || out_of_time() {
+                    stop = true;
+                    break;
+                }
+                if ended {
+                    break;
+                }
+            }
+        }
+        // Only now, with every batch of the peek in BigQuery, may Postgres forget them.
+        if let Some(to) = last {
+            slot::advance(&ctx.stream.client, &ctx.slot, to).await?;
+            summary.last_lsn = Some(to.to_string());
+            tracing::info!(lsn = %to, "slot advanced");
+        }
+        if stop {
+            break 'peeks;
+        }
+        if read < cap {
+            // Caught up with what was committed when the peek started.
+            if opts.follow && opts.max_duration.is_some_and(|m| started.elapsed() < m) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
-            break;
-        };
-        if summary.batches == 0 {
-            summary.lag_seconds = batch
-                .first_commit
-                .map(|c| (chrono::Utc::now().timestamp_micros() - c).max(0) as f64 / 1e6)
-                .unwrap_or(0.0);
-        }
-        let range = format!("{}-{}", lsn_hex(batch.from), lsn_hex(to));
-        let result = apply_batch(ctx, &batch, &range, crash, summary).await;
-        let applied = match result {
-            Ok(a) => a,
-            Err(e) => {
-                record_batch(ctx, &batch, &range, batch_started, &[], Some(&e), summary).await;
-                return Err(e);
-            }
-        };
-        record_batch(ctx, &batch, &range, batch_started, &applied, None, summary).await;
-        slot::advance(&ctx.stream.client, &ctx.slot, to).await?;
-        crash = None;
-        summary.batches += 1;
-        summary.changes += batch.changes;
-        summary.last_lsn = Some(to.to_string());
-        for a in &applied {
-            *summary.tables.entry(a.table.clone()).or_default() += a.changes;
-        }
-        tracing::info!(range = %range, changes = batch.changes, transactions = batch.transactions, "batch applied; slot advanced");
-        if let Some(p) = &progress {
-            p.set_message(format!(
-                "{} changes in {} batches, at {to}",
-                summary.changes, summary.batches
-            ));
-        }
-        if opts.once {
             break;
         }
     }

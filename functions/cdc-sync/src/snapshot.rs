@@ -43,8 +43,7 @@ pub async fn snapshot(
     let _ = conn.client.batch_execute("COMMIT").await;
     let (info, files, rows) = result?;
 
-    sink.forget(&info.bq_name);
-    sink.ensure_replica(&info).await?;
+    sink.ensure_replica_for_snapshot(&info).await?;
     let stamp_hex = format!("{:016X}", stamp.0);
     let staging = format!("cdcsnap_{}_{}_{stamp_hex}", sink.source, info.bq_name);
     let run8: String = run_id
