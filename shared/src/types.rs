@@ -246,6 +246,16 @@ impl ColumnMapping {
     }
 }
 
+/// The Arrow schema of rows of mapped columns, as decoded and written to Parquet.
+pub fn arrow_schema(columns: &[ColumnMapping]) -> arrow::datatypes::SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(
+        columns
+            .iter()
+            .map(ColumnMapping::arrow_field)
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// The Arrow type a scalar kind is decoded into.
 pub fn arrow_type(kind: &PgKind) -> DataType {
     match kind {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use parquet::arrow::AsyncArrowWriter;
 use serde_json::{json, Value as Json};
 use sluice::bigquery::merge::{self, Deletes, MergeSpec};
-use sluice::bigquery::schema::job_id;
+use sluice::bigquery::schema::{job_id, run_tag};
 use sluice::bigquery::sql::{ident, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::error::ErrorKind;
@@ -74,6 +74,15 @@ pub fn int_param(name: &str, v: i64) -> Param {
         name: name.into(),
         ty: "INT64",
         value: v.to_string(),
+    }
+}
+
+/// `-s<n>` for the n-th segment of a table in a batch (its columns changed mid-batch).
+fn segment_suffix(segment: usize) -> String {
+    if segment == 0 {
+        String::new()
+    } else {
+        format!("-s{segment}")
     }
 }
 
@@ -346,10 +355,32 @@ impl Sink {
         Ok(table_ref(self.bq.project(), &self.staging_dataset, staging))
     }
 
-    pub fn job_id(&self, parts: &[&str]) -> String {
+    /// A job id of this pipeline, target and slot for `parts`, ending in the run's tag.
+    pub fn job_id(&self, run_id: &str, parts: &[&str]) -> String {
+        let tag = run_tag(run_id);
         let mut all = vec!["sluice", &self.job_prefix, "cdc", &self.slot];
         all.extend_from_slice(parts);
+        all.push(&tag);
         job_id(&all)
+    }
+
+    /// Writes one table's changes as `cdc/<source>/<table>/<range>[-s<segment>].parquet`;
+    /// returns the file and its bytes.
+    pub async fn stage(
+        &self,
+        changes: &TableChanges,
+        range: &str,
+        segment: usize,
+    ) -> Result<(object_store::path::Path, u64)> {
+        let (batch, _stats) = changes.to_record_batch()?;
+        let path = object_store::path::Path::from(format!(
+            "cdc/{}/{}/{range}{}.parquet",
+            self.source,
+            changes.info.bq_name,
+            segment_suffix(segment)
+        ));
+        let bytes = self.write_parquet(&path, &batch).await?;
+        Ok((path, bytes))
     }
 
     /// Stages one table's changes and applies them to its replica (and history).
@@ -362,18 +393,8 @@ impl Sink {
         crash: Option<crate::CrashPoint>,
     ) -> Result<Applied> {
         let info = &changes.info;
-        let (batch, _stats) = changes.to_record_batch()?;
-        let seg = if segment == 0 {
-            String::new()
-        } else {
-            format!("-s{segment}")
-        };
-        let path = object_store::path::Path::from(format!(
-            "cdc/{}/{}/{range}{seg}.parquet",
-            self.source, info.bq_name
-        ));
-        let bytes = self.write_parquet(&path, &batch).await?;
-        drop(batch);
+        let (path, bytes) = self.stage(changes, range, segment).await?;
+        let seg = segment_suffix(segment);
         let staging = format!(
             "cdc_{}_{}_{}{}",
             self.source,
@@ -381,12 +402,7 @@ impl Sink {
             range.replace('-', "_"),
             seg.replace('-', "_")
         );
-        let run8: String = run_id
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(8)
-            .collect();
-        let job = self.job_id(&[&info.bq_name, range, &seg, &run8, "load"]);
+        let job = self.job_id(run_id, &[&info.bq_name, range, &seg, "load"]);
         let staging_ref = self
             .load_staging(
                 &staging,

@@ -102,11 +102,6 @@ impl TableChanges {
         self.rows.is_empty()
     }
 
-    /// Bytes held, for progress and memory accounting.
-    pub fn approx_bytes(&self) -> usize {
-        self.arena.len() + self.vals.len() * std::mem::size_of::<Val>()
-    }
-
     fn val(&mut self, column: usize, v: &Value<'_>) -> Result<Val> {
         Ok(match v {
             Value::Null => Val::Null,

@@ -21,7 +21,6 @@ use serde_json::json;
 use sluice::bigquery::merge::Deletes;
 use sluice::bigquery::BigQuery;
 use sluice::config::{resolve_dsn, CdcConfig, DeleteMode, Pipeline, Source, Target};
-use sluice::error::ErrorKind;
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, RunRecord, Status};
 use sluice::postgres::pgoutput::{self, Lsn, Message};
@@ -112,6 +111,42 @@ struct SourceCtx<'a> {
     stream: PgConnection,
     /// Catalog lookups and snapshots while a peek streams.
     catalog: PgConnection,
+}
+
+impl SourceCtx<'_> {
+    /// A successful ledger row of this run and source, started at `started`, finished now;
+    /// callers fill in what they did.
+    fn ledger_row(
+        &self,
+        started: chrono::DateTime<chrono::Utc>,
+        details: serde_json::Value,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: self.run_id.clone(),
+            worker: "cdc-sync".into(),
+            target: self.target.name.clone(),
+            source: Some(self.name.clone()),
+            table_name: None,
+            logical_date: None,
+            lsn_range: None,
+            started_at: started.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            status: Status::Success,
+            rows_in: 0,
+            rows_loaded: 0,
+            rows_dead_lettered: 0,
+            bytes: 0,
+            error: None,
+            details,
+        }
+    }
+
+    /// Writes a ledger row; a failure to write it is logged, never fails the run.
+    async fn record(&self, r: RunRecord) {
+        if let Err(e) = self.ledger.record(&r).await {
+            tracing::warn!(error = %e, "could not write the run ledger");
+        }
+    }
 }
 
 fn cdc_sources<'a>(
@@ -346,53 +381,42 @@ pub async fn resync(
                     ctx.publication
                 )));
             }
-            let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
-            let started = chrono::Utc::now();
-            let (info, rows) = snapshot::snapshot(
-                &ctx.catalog,
-                &ctx.sink,
-                &s,
-                &t,
-                health.confirmed_flush,
-                cdc.on_unsupported,
-                &run_id,
-            )
-            .await?;
-            record_snapshot(&ctx, &info, rows, health.confirmed_flush, started).await;
-            out.push((info.qualified(), rows));
+            let (info, state) = take_snapshot(&ctx, &s, &t).await?;
+            out.push((info.qualified(), state.snapshot_rows));
         }
     }
     Ok(out)
 }
 
-async fn record_snapshot(
+/// Snapshots a table at the slot's current position and records it in the ledger.
+async fn take_snapshot(
     ctx: &SourceCtx<'_>,
-    info: &TableInfo,
-    rows: u64,
-    lsn: Lsn,
-    started: chrono::DateTime<chrono::Utc>,
-) {
-    let r = RunRecord {
-        run_id: ctx.run_id.clone(),
-        worker: "cdc-sync".into(),
-        target: ctx.target.name.clone(),
-        source: Some(ctx.name.clone()),
+    schema: &str,
+    table: &str,
+) -> Result<(TableInfo, tables::TableState)> {
+    let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+    let started = chrono::Utc::now();
+    let lsn = health.confirmed_flush;
+    let (info, state) = snapshot::snapshot(
+        &ctx.catalog,
+        &ctx.sink,
+        schema,
+        table,
+        lsn,
+        ctx.cdc.on_unsupported,
+        &ctx.run_id,
+    )
+    .await?;
+    let rows = state.snapshot_rows;
+    ctx.record(RunRecord {
         table_name: Some(info.bq_name.clone()),
-        logical_date: None,
         lsn_range: Some(format!("snapshot@{lsn}")),
-        started_at: started.to_rfc3339(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
-        status: Status::Success,
         rows_in: rows,
         rows_loaded: rows,
-        rows_dead_lettered: 0,
-        bytes: 0,
-        error: None,
-        details: json!({"kind": "snapshot"}),
-    };
-    if let Err(e) = ctx.ledger.record(&r).await {
-        tracing::warn!(error = %e, "could not write the run ledger");
-    }
+        ..ctx.ledger_row(started, json!({"kind": "snapshot"}))
+    })
+    .await;
+    Ok((info, state))
 }
 
 /// Benchmark support: drains `slot` — a copy of the pipeline's slot made with
@@ -417,7 +441,6 @@ pub async fn decode_and_stage(
     }
     let mut ctx = source_ctx(pipeline, &target, name, source, cdc, "stage").await?;
     ctx.slot = slot_copy.to_string();
-    let ctx = ctx;
     let mut types = HashMap::new();
     let (mut changes, mut bytes) = (0, 0);
     loop {
@@ -429,20 +452,9 @@ pub async fn decode_and_stage(
             let rows = peek(&ctx, cap).await?;
             pin_mut!(rows);
             let mut reader = BatchReader::new(&ctx, health.confirmed_flush, batch_changes);
-            let mut finished = vec![];
-            while let Some(r) = rows.try_next().await.map_err(|e| peek_error(&ctx, e))? {
-                if let Some(b) = reader.push(r.get(0), &mut types).await? {
-                    finished.push(b);
-                }
-                // Stage each finished batch before reading on, as `run` does.
-                for b in finished.drain(..) {
-                    bytes += stage_batch(&ctx, name, &b).await?;
-                    read += b.changes;
-                    last = b.to;
-                }
-            }
-            if let Some(b) = reader.finish()? {
-                bytes += stage_batch(&ctx, name, &b).await?;
+            // Each batch is staged before reading on, as `run` applies it.
+            while let Some(b) = reader.next_batch(rows.as_mut(), &mut types).await? {
+                bytes += stage_batch(&ctx, &b).await?;
                 read += b.changes;
                 last = b.to;
             }
@@ -459,53 +471,34 @@ pub async fn decode_and_stage(
     Ok((changes, bytes))
 }
 
-/// Writes a batch's changes as Parquet under `cdc-stage/` (benchmark only).
-async fn stage_batch(ctx: &SourceCtx<'_>, name: &str, batch: &Batch) -> Result<u64> {
-    let to = batch.to.unwrap_or(batch.from);
-    let range = format!("{}-{}", lsn_hex(batch.from), lsn_hex(to));
+/// Writes a batch's changes as Parquet in the lake, as `run` does (benchmark only).
+async fn stage_batch(ctx: &SourceCtx<'_>, batch: &Batch) -> Result<u64> {
+    let range = batch.range();
     let mut bytes = 0;
     for segs in batch.tables.values() {
         for (i, seg) in segs.iter().enumerate() {
-            let (rb, _) = seg.to_record_batch()?;
-            let path = object_store::path::Path::from(format!(
-                "cdc-stage/{name}/{}/{range}-{i}.parquet",
-                seg.info.bq_name
-            ));
-            bytes += ctx.sink.write_parquet(&path, &rb).await?;
+            bytes += ctx.sink.stage(seg, &range, i).await?.1;
         }
     }
     Ok(bytes)
 }
 
-/// Snapshots a published table that has no replica yet.
+/// The state of a published table, snapshotting it first if it has no replica yet.
 async fn snapshot_if_new(
     ctx: &SourceCtx<'_>,
     schema: &str,
     table: &str,
     summary: &mut Summary,
-) -> Result<()> {
+) -> Result<tables::TableState> {
     let bq_name = tables::bq_name(schema, table);
-    if tables::read_state(&ctx.sink.lake, &ctx.name, &bq_name)
-        .await?
-        .is_some()
-    {
-        return Ok(());
+    if let Some(state) = tables::read_state(&ctx.sink.lake, &ctx.name, &bq_name).await? {
+        return Ok(state);
     }
-    let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
-    let started = chrono::Utc::now();
-    let (info, rows) = snapshot::snapshot(
-        &ctx.catalog,
-        &ctx.sink,
-        schema,
-        table,
-        health.confirmed_flush,
-        ctx.cdc.on_unsupported,
-        &ctx.run_id,
-    )
-    .await?;
-    record_snapshot(ctx, &info, rows, health.confirmed_flush, started).await;
-    summary.snapshots.push((info.qualified(), rows));
-    Ok(())
+    let (info, state) = take_snapshot(ctx, schema, table).await?;
+    summary
+        .snapshots
+        .push((info.qualified(), state.snapshot_rows));
+    Ok(state)
 }
 
 /// One batch read from the slot.
@@ -531,6 +524,8 @@ struct BatchReader<'c> {
     tx: Option<(Position, i64)>,
     batch: Batch,
     max: u64,
+    /// The peek's rows have all been read: a finished RowStream must not be polled again.
+    ended: bool,
 }
 
 impl<'c> BatchReader<'c> {
@@ -541,6 +536,7 @@ impl<'c> BatchReader<'c> {
             tx: None,
             batch: Batch::starting_at(from),
             max: max.max(1) as u64,
+            ended: false,
         }
     }
 
@@ -641,6 +637,26 @@ impl<'c> BatchReader<'c> {
         Ok(None)
     }
 
+    /// Reads rows until a batch completes; at the end of the peek, the last (possibly
+    /// smaller) batch, then None.
+    async fn next_batch(
+        &mut self,
+        mut rows: std::pin::Pin<&mut tokio_postgres::RowStream>,
+        types: &mut HashMap<u32, PgType>,
+    ) -> Result<Option<Batch>> {
+        while !self.ended {
+            match rows.try_next().await.map_err(|e| peek_error(self.ctx, e))? {
+                Some(r) => {
+                    if let Some(b) = self.push(r.get(0), types).await? {
+                        return Ok(Some(b));
+                    }
+                }
+                None => self.ended = true,
+            }
+        }
+        self.finish()
+    }
+
     /// The last, possibly smaller batch once the peek has ended.
     fn finish(&mut self) -> Result<Option<Batch>> {
         if self.tx.is_some() {
@@ -652,6 +668,12 @@ impl<'c> BatchReader<'c> {
 }
 
 impl Batch {
+    /// `<from>-<to>` in 16 hex digits each: names the batch's files, tables and jobs.
+    fn range(&self) -> String {
+        let hex = |l: Lsn| format!("{:016X}", l.0);
+        format!("{}-{}", hex(self.from), hex(self.to.unwrap_or(self.from)))
+    }
+
     fn starting_at(from: Lsn) -> Batch {
         Batch {
             tables: BTreeMap::new(),
@@ -674,12 +696,7 @@ async fn peek<'c>(ctx: &'c SourceCtx<'c>, cap: u64) -> Result<tokio_postgres::Ro
         .client
         .query_raw(slot::PEEK_SQL, params)
         .await
-        .map_err(|e| {
-            slot::explain_active(
-                Error::postgres(format!("reading slot {}", ctx.slot), e),
-                &ctx.slot,
-            )
-        })
+        .map_err(|e| peek_error(ctx, e))
 }
 
 fn peek_error(ctx: &SourceCtx<'_>, e: tokio_postgres::Error) -> Error {
@@ -708,10 +725,6 @@ fn segment<'b>(
         segs.push(TableChanges::new(info.clone()));
     }
     Ok(segs.last_mut().expect("pushed above"))
-}
-
-fn lsn_hex(l: Lsn) -> String {
-    format!("{:016X}", l.0)
 }
 
 async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summary) -> Result<()> {
@@ -760,19 +773,7 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
             pin_mut!(rows);
             let mut reader = BatchReader::new(ctx, health.confirmed_flush, max);
             let mut batch_started = chrono::Utc::now();
-            loop {
-                let row = rows.try_next().await.map_err(|e| peek_error(ctx, e))?;
-                let ended = row.is_none();
-                let batch = match row {
-                    Some(r) => match reader.push(r.get(0), &mut types).await? {
-                        Some(b) => b,
-                        None => continue,
-                    },
-                    None => match reader.finish()? {
-                        Some(b) => b,
-                        None => break,
-                    },
-                };
+            while let Some(batch) = reader.next_batch(rows.as_mut(), &mut types).await? {
                 read += batch.changes;
                 let to = batch.to.expect("a finished batch ends at a commit");
                 if summary.batches == 0 {
@@ -781,7 +782,7 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
                         .map(|c| (chrono::Utc::now().timestamp_micros() - c).max(0) as f64 / 1e6)
                         .unwrap_or(0.0);
                 }
-                let range = format!("{}-{}", lsn_hex(batch.from), lsn_hex(to));
+                let range = batch.range();
                 let applied = match apply_batch(ctx, &batch, &range, crash, summary).await {
                     Ok(a) => a,
                     Err(e) => {
@@ -808,9 +809,6 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
                 }
                 if opts.once || out_of_time() {
                     stop = true;
-                    break;
-                }
-                if ended {
                     break;
                 }
             }
@@ -846,34 +844,21 @@ async fn record_health(
     summary: &Summary,
     started: chrono::DateTime<chrono::Utc>,
 ) {
-    let r = RunRecord {
-        run_id: ctx.run_id.clone(),
-        worker: "cdc-sync".into(),
-        target: ctx.target.name.clone(),
-        source: Some(ctx.name.clone()),
-        table_name: None,
-        logical_date: None,
+    let details = json!({
+        "kind": "run",
+        "slot": ctx.slot,
+        "batches": summary.batches,
+        "retained_wal_bytes": summary.retained_wal_bytes,
+        "lag_seconds": summary.lag_seconds,
+        "snapshots": summary.snapshots.len(),
+    });
+    ctx.record(RunRecord {
         lsn_range: summary.last_lsn.as_ref().map(|l| format!("run..{l}")),
-        started_at: started.to_rfc3339(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
-        status: Status::Success,
         rows_in: summary.changes,
         rows_loaded: summary.changes,
-        rows_dead_lettered: 0,
-        bytes: 0,
-        error: None,
-        details: json!({
-            "kind": "run",
-            "slot": ctx.slot,
-            "batches": summary.batches,
-            "retained_wal_bytes": summary.retained_wal_bytes,
-            "lag_seconds": summary.lag_seconds,
-            "snapshots": summary.snapshots.len(),
-        }),
-    };
-    if let Err(e) = ctx.ledger.record(&r).await {
-        tracing::warn!(error = %e, "could not write the run ledger");
-    }
+        ..ctx.ledger_row(started, details)
+    })
+    .await
 }
 
 async fn apply_batch(
@@ -887,19 +872,16 @@ async fn apply_batch(
     for segs in batch.tables.values() {
         let first = &segs[0].info;
         // A table the stream knows but the replica does not: snapshot it first.
-        snapshot_if_new(ctx, &first.schema, &first.name, summary).await?;
-        let state = tables::read_state(&ctx.sink.lake, &ctx.name, &first.bq_name).await?;
+        let state = snapshot_if_new(ctx, &first.schema, &first.name, summary).await?;
         for (i, seg) in segs.iter().enumerate() {
-            if let Some(s) = &state {
-                if s.key != seg.info.key_names() {
-                    return Err(Error::Config(format!(
-                        "the primary key of {} changed from ({}) to ({}); run `cdc-sync resync --table {}` to rebuild its replica",
-                        seg.info.qualified(),
-                        s.key.join(", "),
-                        seg.info.key_names().join(", "),
-                        seg.info.qualified()
-                    )));
-                }
+            if state.key != seg.info.key_names() {
+                return Err(Error::Config(format!(
+                    "the primary key of {} changed from ({}) to ({}); run `cdc-sync resync --table {}` to rebuild its replica",
+                    seg.info.qualified(),
+                    state.key.join(", "),
+                    seg.info.key_names().join(", "),
+                    seg.info.qualified()
+                )));
             }
             if !seg.info.keyed() && seg.counts.updates + seg.counts.deletes > 0 {
                 tracing::warn!(table = %seg.info.qualified(), "no primary key: updates and deletes are kept as history rows");
@@ -931,45 +913,31 @@ async fn record_batch(
             (t.clone(), json!(c))
         })
         .collect();
-    let r = RunRecord {
-        run_id: ctx.run_id.clone(),
-        worker: "cdc-sync".into(),
-        target: ctx.target.name.clone(),
-        source: Some(ctx.name.clone()),
-        table_name: None,
-        logical_date: None,
+    let details = json!({
+        "slot": ctx.slot,
+        "transactions": batch.transactions,
+        "tables": counts,
+        "applied": applied,
+        "retained_wal_bytes": summary.retained_wal_bytes,
+        "lag_seconds": summary.lag_seconds,
+    });
+    let failed = error.is_some();
+    ctx.record(RunRecord {
         lsn_range: Some(range.to_string()),
-        started_at: started.to_rfc3339(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
-        status: if error.is_some() {
+        status: if failed {
             Status::Failed
         } else {
             Status::Success
         },
         rows_in: batch.changes,
-        rows_loaded: if error.is_some() {
+        rows_loaded: if failed {
             0
         } else {
             applied.iter().map(|a| a.changes).sum()
         },
-        rows_dead_lettered: 0,
         bytes: applied.iter().map(|a| a.bytes).sum(),
         error: error.map(|e| e.to_string()),
-        details: json!({
-            "slot": ctx.slot,
-            "transactions": batch.transactions,
-            "tables": counts,
-            "applied": applied,
-            "retained_wal_bytes": summary.retained_wal_bytes,
-            "lag_seconds": summary.lag_seconds,
-        }),
-    };
-    if let Err(e) = ctx.ledger.record(&r).await {
-        tracing::warn!(error = %e, "could not write the run ledger");
-    }
-}
-
-/// Errors that mean "nothing to do until a person acts".
-pub fn is_permanent(e: &Error) -> bool {
-    e.kind() == ErrorKind::Permanent
+        ..ctx.ledger_row(started, details)
+    })
+    .await
 }

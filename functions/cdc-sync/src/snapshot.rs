@@ -16,6 +16,7 @@ use sluice::config::OnUnsupported;
 use sluice::lake::parquet::SinkLimits;
 use sluice::lake::ParquetSink;
 use sluice::postgres::catalog::quote_ident;
+use sluice::postgres::copy::DEFAULT_BATCH_ROWS;
 use sluice::postgres::pgoutput::Lsn;
 use sluice::postgres::{table_columns, CopyDecoder, PgConnection};
 use sluice::{Error, Result};
@@ -23,7 +24,8 @@ use sluice::{Error, Result};
 use crate::apply::{int_param, Sink};
 use crate::tables::{self, TableInfo, TableState};
 
-/// Copies `schema.table` into its replica, replacing what the replica held.
+/// Copies `schema.table` into its replica, replacing what the replica held; returns the
+/// table and the state written for it.
 pub async fn snapshot(
     conn: &PgConnection,
     sink: &Sink,
@@ -32,7 +34,7 @@ pub async fn snapshot(
     stamp: Lsn,
     on_unsupported: OnUnsupported,
     run_id: &str,
-) -> Result<(TableInfo, u64)> {
+) -> Result<(TableInfo, TableState)> {
     let qualified = format!("{schema}.{table}");
     let ctx = || format!("snapshot of {qualified}");
     conn.client
@@ -46,12 +48,7 @@ pub async fn snapshot(
     sink.ensure_replica_for_snapshot(&info).await?;
     let stamp_hex = format!("{:016X}", stamp.0);
     let staging = format!("cdcsnap_{}_{}_{stamp_hex}", sink.source, info.bq_name);
-    let run8: String = run_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
-    let job = sink.job_id(&[&info.bq_name, "snapshot", &stamp_hex, &run8]);
+    let job = sink.job_id(run_id, &[&info.bq_name, "snapshot", &stamp_hex]);
     let uris = files
         .iter()
         .map(|f| sink.lake.gs_uri(&Path::from(f.path.as_str())))
@@ -73,22 +70,17 @@ pub async fn snapshot(
     sink.bq
         .delete_table(&sink.staging_dataset, &staging)
         .await?;
-    tables::write_state(
-        &sink.lake,
-        &sink.source,
-        &info.bq_name,
-        &TableState {
-            schema: schema.to_string(),
-            table: table.to_string(),
-            key: info.key_names(),
-            snapshot_lsn: stamp.to_string(),
-            snapshot_rows: rows,
-            snapshot_at: chrono::Utc::now().to_rfc3339(),
-        },
-    )
-    .await?;
+    let state = TableState {
+        schema: schema.to_string(),
+        table: table.to_string(),
+        key: info.key_names(),
+        snapshot_lsn: stamp.to_string(),
+        snapshot_rows: rows,
+        snapshot_at: chrono::Utc::now().to_rfc3339(),
+    };
+    tables::write_state(&sink.lake, &sink.source, &info.bq_name, &state).await?;
     tracing::info!(table = %qualified, rows, lsn = %stamp, "snapshot loaded");
-    Ok((info, rows))
+    Ok((info, state))
 }
 
 async fn copy_into_lake(
@@ -117,16 +109,11 @@ async fn copy_into_lake(
         quote_ident(schema),
         quote_ident(table)
     );
-    let schema_ref = Arc::new(arrow::datatypes::Schema::new(
-        info.columns
-            .iter()
-            .map(|c| c.arrow_field())
-            .collect::<Vec<_>>(),
-    ));
+    let mut decoder = CopyDecoder::new(qualified.clone(), &info.columns);
     let mut sink_files = ParquetSink::new(
         sink.lake.clone(),
         prefix,
-        schema_ref,
+        decoder.schema(),
         SinkLimits::default(),
         Arc::new(AtomicU32::new(0)),
     );
@@ -137,11 +124,10 @@ async fn copy_into_lake(
         .await
         .map_err(|e| Error::postgres(ctx(), e))?;
     futures::pin_mut!(stream);
-    let mut decoder = CopyDecoder::new(qualified.clone(), &info.columns);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::postgres(ctx(), e))?;
         decoder.push(&chunk)?;
-        if decoder.buffered_rows() >= 32 * 1024 || decoder.buffered_bytes() >= 32 << 20 {
+        if decoder.batch_ready(DEFAULT_BATCH_ROWS) {
             if let Some(b) = decoder.take_batch()? {
                 sink_files.write(&b).await?;
             }

@@ -34,7 +34,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             parallel: 1,
             limits: SinkLimits::default(),
-            batch_rows: 16 * 1024,
+            batch_rows: sluice::postgres::copy::DEFAULT_BATCH_ROWS,
         }
     }
 }
@@ -203,7 +203,7 @@ async fn copy_range(
             counters
                 .bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if decoder.buffered_rows() >= opts.batch_rows || decoder.buffered_bytes() >= 8 << 20 {
+            if decoder.batch_ready(opts.batch_rows) {
                 let rows = decoder.rows();
                 counters.rows.fetch_add(rows - last_rows, Ordering::Relaxed);
                 last_rows = rows;
@@ -271,12 +271,7 @@ pub async fn extract(
         begin_snapshot(&c, snapshot.as_deref(), &label).await?;
         followers.push(c);
     }
-    let schema = Arc::new(arrow::datatypes::Schema::new(
-        plan.columns
-            .iter()
-            .map(ColumnMapping::arrow_field)
-            .collect::<Vec<_>>(),
-    ));
+    let schema = sluice::types::arrow_schema(&plan.columns);
     let next_part = Arc::new(AtomicU32::new(0));
     let conns: Vec<&PgConnection> = std::iter::once(&leader).chain(followers.iter()).collect();
     let tasks = ranges.iter().zip(conns).map(|(range, conn)| {

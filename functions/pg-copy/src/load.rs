@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::bigquery::schema::{diff, job_id};
+use sluice::bigquery::schema::{diff, job_id, run_tag};
 use sluice::bigquery::sql::{ident, partition_date, replace_partition, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Mode, Pipeline, Target};
@@ -56,11 +56,7 @@ pub async fn load(
         .await?;
 
     let ds = unit.ds.format("%Y-%m-%d").to_string();
-    let run8: String = run_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(8)
-        .collect();
+    let run8 = run_tag(run_id);
     let staging = format!(
         "{}__{}__{}__{run8}",
         unit.source,

@@ -41,6 +41,16 @@ pub fn job_id(parts: &[&str]) -> String {
     id
 }
 
+/// The part of a run id that goes into job ids and staging table names: its first eight
+/// letters and digits, so each run's jobs are its own.
+pub fn run_tag(run_id: &str) -> String {
+    run_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect()
+}
+
 /// The columns of `new` that `old` lacks, and fields whose type or mode changed.
 pub fn diff(old: &Value, new: &Value) -> (Vec<Value>, Vec<String>) {
     let empty = vec![];

@@ -4,9 +4,7 @@
 //! split across chunks is carried over. Batches are cut by rows or by buffered bytes so memory
 //! stays flat however large the table.
 
-use std::sync::Arc;
-
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::batch::{ColumnBuilders, DecodeStats};
@@ -15,6 +13,12 @@ use crate::error::{Error, Result};
 use crate::types::ColumnMapping;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Rows per Arrow batch that readers of COPY cut by default.
+pub const DEFAULT_BATCH_ROWS: usize = 16 * 1024;
+/// Bytes buffered in the builders past which a batch is cut whatever its rows: batches of
+/// wide rows stay small, which keeps peak memory flat.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// Turns a binary COPY stream into Arrow record batches.
 pub struct CopyDecoder {
@@ -31,11 +35,10 @@ pub struct CopyDecoder {
 impl CopyDecoder {
     pub fn new(table: impl Into<String>, columns: &[ColumnMapping]) -> Self {
         let table = table.into();
-        let fields: Vec<Field> = columns.iter().map(|c| c.arrow_field()).collect();
         CopyDecoder {
             columns: ColumnBuilders::new(table.clone(), columns),
             table,
-            schema: Arc::new(Schema::new(fields)),
+            schema: crate::types::arrow_schema(columns),
             carry: Vec::new(),
             header_done: false,
             finished: false,
@@ -64,6 +67,11 @@ impl CopyDecoder {
 
     pub fn buffered_bytes(&self) -> usize {
         self.columns.approx_bytes()
+    }
+
+    /// Whether the rows waiting make a batch: `max_rows` of them, or `MAX_BATCH_BYTES`.
+    pub fn batch_ready(&self, max_rows: usize) -> bool {
+        self.rows_in_batch >= max_rows || self.buffered_bytes() >= MAX_BATCH_BYTES
     }
 
     fn err(&self, detail: impl Into<String>) -> Error {
