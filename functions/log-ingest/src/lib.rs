@@ -1,6 +1,357 @@
-//! log-ingest: Land Pub/Sub events in BigQuery, validated against JSON Schemas, with a dead-letter table.
+//! log-ingest: land Pub/Sub events in BigQuery, validated against JSON Schemas, with a
+//! dead-letter table.
 //!
-//! Not built yet: this crate holds its place in the workspace until issue #4.
+//! Start-up ([`Ingest::open`]) reads `schemas/events/*.json`, creates or widens each event
+//! table, `ops.dead_letter` and the dedup views. Then either [`serve`] takes push requests or
+//! [`pull::run`] reads a subscription; both route every message ([`event::Router`]) and hand it
+//! to the group-commit [`writer`], and ack only what the writer reports committed.
 
-/// The issue that builds this worker.
-pub const ISSUE: u32 = 4;
+pub mod auth;
+pub mod event;
+pub mod pull;
+pub mod replay;
+pub mod schema;
+pub mod service;
+pub mod writer;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice::bigquery::sql::table_ref;
+use sluice::bigquery::BigQuery;
+use sluice::config::{EventsConfig, Pipeline, Target};
+use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::{Error, Result};
+use tokio::net::TcpListener;
+
+use crate::event::{dead_letter_fields, Incoming, Routed, Router};
+use crate::writer::{Counts, Writer, WriterConfig, DEAD_LETTER_TABLE};
+
+/// Table of replayed dead letters (appended; `ops.dead_letter` itself is never updated, as
+/// rows still in BigQuery's streaming buffer cannot be).
+pub const REPLAYS_TABLE: &str = "dead_letter_replays";
+/// View of dead letters not replayed yet.
+pub const OPEN_VIEW: &str = "dead_letter_open";
+/// Suffix of each event table's view that keeps one row per `_message_id`.
+pub const DEDUP_SUFFIX: &str = "_dedup";
+
+/// Everything a delivery path needs: the router, the client and where rows go.
+#[derive(Debug)]
+pub struct Ingest {
+    pub router: Router,
+    pub bq: BigQuery,
+    pub target: Target,
+    pub events: EventsConfig,
+    pub events_dataset: String,
+    pub ops_dataset: String,
+}
+
+/// The `events:` block, or a clear error.
+pub fn events_config(pipeline: &Pipeline) -> Result<&EventsConfig> {
+    pipeline.events.as_ref().ok_or_else(|| {
+        Error::config("pipeline.yaml has no `events:` block (log-ingest needs one; see the README)")
+    })
+}
+
+/// Loads the schemas of `events.schemas`, resolved against the pipeline file's directory.
+pub fn load_router(events: &EventsConfig, pipeline_dir: &Path) -> Result<Router> {
+    let dir = pipeline_dir.join(&events.schemas);
+    let schemas = schema::load_dir(&dir).map_err(Error::config)?;
+    Ok(Router {
+        schemas,
+        type_attribute: events.type_attribute.clone(),
+        type_field: events.type_field.clone(),
+        max_payload_bytes: events.max_payload_bytes,
+    })
+}
+
+impl Ingest {
+    /// Loads the schemas and brings BigQuery up to date with them: missing tables created,
+    /// new optional properties added as columns, incompatible changes refused by name.
+    pub async fn open(pipeline: &Pipeline, pipeline_dir: &Path, target: &Target) -> Result<Ingest> {
+        let events = events_config(pipeline)?.clone();
+        let router = load_router(&events, pipeline_dir)?;
+        let bq = BigQuery::for_target(target)?;
+        let events_dataset = target.dataset(&events.dataset);
+        let ops_dataset = target.dataset(&pipeline.bigquery.ops_dataset);
+        bq.ensure_dataset(&events_dataset, None).await?;
+        bq.ensure_dataset(&ops_dataset, None).await?;
+        let ingest = Ingest {
+            router,
+            bq,
+            target: target.clone(),
+            events,
+            events_dataset,
+            ops_dataset,
+        };
+        for s in ingest.router.schemas.values() {
+            let ctx = format!("event type {} ({})", s.event_type, s.file.display());
+            ingest
+                .ensure_table(&ingest.events_dataset, &s.table, s.table_resource(), &ctx)
+                .await?;
+            let table = table_ref(ingest.bq.project(), &ingest.events_dataset, &s.table);
+            let view = table_ref(
+                ingest.bq.project(),
+                &ingest.events_dataset,
+                &format!("{}{DEDUP_SUFFIX}", s.table),
+            );
+            ingest
+                .bq
+                .query(
+                    &format!(
+                        "CREATE OR REPLACE VIEW {view} OPTIONS (description = 'One row per Pub/Sub message of {table}: query this for exactly-once.') AS\n\
+                         SELECT * FROM {table} WHERE TRUE\n\
+                         QUALIFY ROW_NUMBER() OVER (PARTITION BY _message_id ORDER BY _ingested_at) = 1"
+                    ),
+                    &[],
+                )
+                .await?;
+        }
+        ingest
+            .ensure_table(
+                &ingest.ops_dataset,
+                DEAD_LETTER_TABLE,
+                json!({
+                    "schema": {"fields": dead_letter_fields()},
+                    "timePartitioning": {"type": "DAY", "field": "received_at"},
+                    "clustering": {"fields": ["reason_code", "event_type"]},
+                    "description": "Events log-ingest could not store, with the reason and the payload as received.",
+                }),
+                "the dead-letter table",
+            )
+            .await?;
+        ingest
+            .ensure_table(
+                &ingest.ops_dataset,
+                REPLAYS_TABLE,
+                json!({
+                    "schema": {"fields": replay::replay_fields()},
+                    "timePartitioning": {"type": "DAY", "field": "replayed_at"},
+                    "description": "Dead letters `log-ingest replay` stored in their tables.",
+                }),
+                "the replays table",
+            )
+            .await?;
+        let dl = table_ref(ingest.bq.project(), &ingest.ops_dataset, DEAD_LETTER_TABLE);
+        let rp = table_ref(ingest.bq.project(), &ingest.ops_dataset, REPLAYS_TABLE);
+        let open = table_ref(ingest.bq.project(), &ingest.ops_dataset, OPEN_VIEW);
+        ingest
+            .bq
+            .query(
+                &format!(
+                    "CREATE OR REPLACE VIEW {open} OPTIONS (description = 'Dead letters not replayed yet, one row per message and reason.') AS\n\
+                     SELECT d.* FROM {dl} AS d\n\
+                     WHERE NOT EXISTS (SELECT 1 FROM {rp} AS r WHERE r.message_id = d.message_id)\n\
+                     QUALIFY ROW_NUMBER() OVER (PARTITION BY d.message_id, d.reason_code ORDER BY d.received_at) = 1"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(ingest)
+    }
+
+    /// Creates a table, or adds the columns its schema gained; refuses type changes.
+    async fn ensure_table(
+        &self,
+        dataset: &str,
+        table: &str,
+        resource: serde_json::Value,
+        what: &str,
+    ) -> Result<()> {
+        if self
+            .bq
+            .create_table(dataset, table, resource.clone())
+            .await?
+        {
+            tracing::info!(table = %format!("{dataset}.{table}"), "created table for {what}");
+            return Ok(());
+        }
+        let existing = self.bq.get_table(dataset, table).await?.unwrap_or_default();
+        let fields = &existing["schema"]["fields"];
+        match schema::evolve(fields, &resource["schema"]["fields"]) {
+            Ok(None) => Ok(()),
+            Ok(Some(merged)) => {
+                self.bq.patch_schema(dataset, table, &merged).await?;
+                tracing::info!(table = %format!("{dataset}.{table}"), "added new columns for {what}");
+                Ok(())
+            }
+            Err(e) => Err(Error::config(format!(
+                "{what}: table {dataset}.{table}: {e}"
+            ))),
+        }
+    }
+
+    /// Routes one message, stamped now.
+    pub fn route(&self, msg: Incoming) -> Routed {
+        let now = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        self.router.route(msg, &now)
+    }
+
+    /// Batch limits from the pipeline.
+    pub fn writer_config(&self) -> WriterConfig {
+        let b = &self.events.batch;
+        WriterConfig {
+            events_dataset: self.events_dataset.clone(),
+            ops_dataset: self.ops_dataset.clone(),
+            max_rows: b.max_rows,
+            max_bytes: b.max_bytes,
+            max_wait: Duration::from_millis(b.max_wait_ms),
+            max_inflight: 4,
+            max_payload_bytes: self.events.max_payload_bytes,
+            attempts: 3,
+        }
+    }
+
+    /// Starts the writer and the ledger window; `finish` on the returned pipeline drains both.
+    pub async fn start(self: &Arc<Self>, via: &'static str) -> Result<Running> {
+        let counts = Arc::new(Counts::default());
+        let (writer, writer_task) =
+            Writer::start(self.bq.clone(), self.writer_config(), counts.clone());
+        let ledger = Ledger::open(self.bq.clone(), &self.ops_dataset).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let window = Duration::from_secs(self.events.ledger_window_s);
+        let target = self.target.name.clone();
+        let ledger_task = tokio::spawn(ledger_loop(ledger, counts, window, target, via, stopped));
+        Ok(Running {
+            writer,
+            writer_task,
+            ledger_task,
+            stop,
+        })
+    }
+}
+
+/// A started writer and ledger window.
+pub struct Running {
+    pub writer: Writer,
+    writer_task: tokio::task::JoinHandle<()>,
+    ledger_task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Running {
+    /// Waits for every batch handed to the writer (once all its clones are dropped), then
+    /// writes the last ledger window.
+    pub async fn finish(self) {
+        drop(self.writer);
+        let _ = self.writer_task.await;
+        let _ = self.stop.send(true);
+        let _ = self.ledger_task.await;
+    }
+}
+
+/// Writes one ledger row per table per window: events in, loaded, dead-lettered.
+async fn ledger_loop(
+    ledger: Ledger,
+    counts: Arc<Counts>,
+    window: Duration,
+    target: String,
+    via: &'static str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut started = chrono::Utc::now();
+    loop {
+        let last = tokio::select! {
+            _ = tokio::time::sleep(window) => false,
+            _ = stop.changed() => true,
+        };
+        let finished = chrono::Utc::now();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        for (table, c) in counts.take() {
+            let record = RunRecord {
+                run_id: run_id.clone(),
+                worker: "log-ingest".into(),
+                target: target.clone(),
+                source: Some(via.into()),
+                table_name: Some(table.clone()),
+                logical_date: None,
+                lsn_range: None,
+                started_at: started.to_rfc3339(),
+                finished_at: finished.to_rfc3339(),
+                status: if c.not_committed > 0 && c.rows_in == 0 {
+                    Status::Failed
+                } else {
+                    Status::Success
+                },
+                rows_in: c.rows_in,
+                rows_loaded: c.loaded,
+                rows_dead_lettered: c.dead_lettered,
+                bytes: c.bytes,
+                error: (c.not_committed > 0).then(|| {
+                    format!(
+                        "{} events not committed (refused for redelivery)",
+                        c.not_committed
+                    )
+                }),
+                details: json!({"reasons": c.reasons, "not_committed": c.not_committed}),
+            };
+            if let Err(e) = ledger.record(&record).await {
+                tracing::warn!(error = %e, table, "could not write the run ledger");
+            }
+        }
+        started = finished;
+        if last {
+            break;
+        }
+    }
+}
+
+/// What `serve` did.
+#[derive(Debug, Default)]
+pub struct ServeReport {
+    pub addr: String,
+}
+
+/// Serves push requests on `listener` until `shutdown` resolves; then stops taking requests,
+/// commits every batch in flight, answers those requests and writes the last ledger window.
+pub async fn serve(
+    ingest: Arc<Ingest>,
+    listener: TcpListener,
+    verifier: Option<Arc<auth::Verifier>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ServeReport> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let running = ingest.start("push").await?;
+    let app = service::router(ingest.clone(), running.writer.clone(), verifier);
+    tracing::info!(addr, "log-ingest listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::config(format!("serving on {addr}: {e}")))?;
+    tracing::info!("stopped taking requests; committing what is in flight");
+    running.finish().await;
+    tracing::info!("log-ingest stopped");
+    Ok(ServeReport { addr })
+}
+
+/// Resolves on SIGTERM (Cloud Run's stop signal) or Ctrl-C.
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

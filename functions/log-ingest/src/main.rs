@@ -1,18 +1,259 @@
-//! The log-ingest command line (a placeholder until issue #4).
+//! The log-ingest command line.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+use log_ingest::event::Reason;
+use log_ingest::replay::{self, ReplayFilter};
+use log_ingest::Ingest;
+use sluice::config::Pipeline;
+use sluice::telemetry::{self, LogFormat};
 
 /// Land Pub/Sub events in BigQuery, validated against JSON Schemas, with a dead-letter table.
 ///
-/// Not built yet (issue #4); this command only says so.
+/// `serve` takes Pub/Sub push requests (Cloud Run service); `pull` reads a subscription
+/// (Cloud Run job); `replay` retries dead letters against today's schemas; `check` validates
+/// the schemas and prints the tables they make.
 #[derive(Debug, Parser)]
 #[command(name = "log-ingest", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The pipeline definition.
+    #[arg(
+        long,
+        default_value = "pipeline.yaml",
+        env = "SLUICE_PIPELINE",
+        global = true
+    )]
+    config: PathBuf,
+    /// Target environment: local, dev, prod, or a pull-request name like pr-123.
+    #[arg(long, env = "SLUICE_TARGET", global = true)]
+    target: Option<String>,
+    /// Log format: auto (human on a terminal), json, human.
+    #[arg(long, default_value = "auto", global = true)]
+    log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve Pub/Sub push requests on POST / (and GET /healthz) until SIGTERM.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Port to listen on (Cloud Run sets PORT).
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: String,
+    },
+    /// Read a subscription by streaming pull; ack each message once committed.
+    Pull {
+        #[command(flatten)]
+        common: Common,
+        /// Subscription: `projects/P/subscriptions/S`, or S in the target's project
+        /// (default: events.subscription).
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Stop after this long, e.g. 50m or 300s (default: until SIGTERM).
+        #[arg(long, value_parser = parse_duration)]
+        max_duration: Option<Duration>,
+        /// Stop once no message has arrived for this long, e.g. 30s.
+        #[arg(long, value_parser = parse_duration)]
+        idle_timeout: Option<Duration>,
+        /// Pub/Sub endpoint (default: PUBSUB_EMULATOR_HOST when set, else Google's).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Validate dead-lettered events against today's schemas; store those that pass.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// Only dead letters with this reason code (e.g. unknown_type, schema_violation).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only dead letters received since this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Report what would be replayed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the event schemas and print each event type's table and columns (offline).
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+}
 
 fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!("log-ingest: not built yet (issue #{})", log_ingest::ISSUE);
-    ExitCode::FAILURE
+    let cli = Cli::parse();
+    let common = match &cli.command {
+        Command::Serve { common, .. }
+        | Command::Pull { common, .. }
+        | Command::Replay { common, .. }
+        | Command::Check { common } => common,
+    };
+    telemetry::init(LogFormat::from_flag(&common.log_format));
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("log-ingest: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("log-ingest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pipeline_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+async fn open(common: &Common) -> anyhow::Result<(Pipeline, Arc<Ingest>)> {
+    let pipeline = Pipeline::load(&common.config)?;
+    let target_name = common
+        .target
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--target is required (local, dev, prod or pr-N)"))?;
+    let target = pipeline.target(&target_name)?;
+    let ingest = Ingest::open(&pipeline, &pipeline_dir(&common.config), &target).await?;
+    Ok((pipeline, Arc::new(ingest)))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { common, port, host } => {
+            let (_, ingest) = open(&common).await?;
+            let verifier = if ingest.target.verify_push_tokens {
+                let push = ingest.events.push.clone().ok_or_else(|| {
+                    anyhow::anyhow!("events.push (audience, service_account) is required to check push tokens; set `verify_push_tokens: false` on targets without them")
+                })?;
+                let v = log_ingest::auth::Verifier::new(push);
+                let n = v.preload().await.map_err(|e| anyhow::anyhow!(e))?;
+                tracing::info!(keys = n, "checking push tokens");
+                Some(Arc::new(v))
+            } else {
+                tracing::warn!(
+                    target = ingest.target.name,
+                    "push tokens are not checked on this target"
+                );
+                None
+            };
+            let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
+            log_ingest::serve(ingest, listener, verifier, log_ingest::stop_signal()).await?;
+        }
+        Command::Pull { .. } => {
+            anyhow::bail!("pull is not built yet");
+        }
+        Command::Replay {
+            common,
+            reason,
+            since,
+            dry_run,
+        } => {
+            let reason = reason
+                .map(|r| {
+                    Reason::from_code(&r).ok_or_else(|| {
+                        anyhow::anyhow!("--reason {r}: not a reason code (not_json, bad_base64, missing_type, unknown_type, schema_violation, payload_too_large, bigquery_rejected)")
+                    })
+                })
+                .transpose()?;
+            let since = since
+                .map(|s| replay::parse_since(&s).map_err(|e| anyhow::anyhow!("--since {e}")))
+                .transpose()?;
+            let (_, ingest) = open(&common).await?;
+            let report = replay::run(
+                ingest,
+                &ReplayFilter {
+                    reason,
+                    since,
+                    dry_run,
+                },
+            )
+            .await?;
+            println!("dead letters considered: {}", report.considered);
+            for (table, n) in &report.replayed {
+                println!(
+                    "  {} into {table}: {n}",
+                    if dry_run { "would replay" } else { "replayed" }
+                );
+            }
+            for (code, n) in &report.still_failing {
+                println!("  still failing ({code}): {n}");
+            }
+            if report.truncated > 0 {
+                println!(
+                    "  payload cut at the size limit, not replayable: {}",
+                    report.truncated
+                );
+            }
+            if report.not_committed > 0 {
+                anyhow::bail!("{} events passed but were not committed (transient BigQuery errors); run replay again", report.not_committed);
+            }
+        }
+        Command::Check { common } => {
+            let pipeline = Pipeline::load(&common.config)?;
+            let events = log_ingest::events_config(&pipeline)?;
+            let router = log_ingest::load_router(events, &pipeline_dir(&common.config))?;
+            for s in router.schemas.values() {
+                println!(
+                    "{} → {}.{} (partitioned by {} {}{})",
+                    s.event_type,
+                    events.dataset,
+                    s.table,
+                    s.partition_field,
+                    s.partition_type,
+                    if s.clustering.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", clustered by {}", s.clustering.join(", "))
+                    }
+                );
+                for f in s.fields().as_array().into_iter().flatten() {
+                    println!(
+                        "    {:<24} {} {}",
+                        f["name"].as_str().unwrap_or(""),
+                        f["mode"].as_str().unwrap_or(""),
+                        f["type"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `50m`, `300s`, `2h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number with s, m or h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        other => return Err(format!("`{s}`: unknown unit `{other}` (use s, m or h)")),
+    };
+    Ok(Duration::from_secs(secs))
 }

@@ -180,12 +180,26 @@ impl BigQuery {
         body: Option<&Value>,
         ctx: &str,
     ) -> Result<(u16, Value)> {
+        let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        self.call_raw(method, path, body, ctx).await
+    }
+
+    /// One request with a body already serialized as JSON.
+    async fn call_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        ctx: &str,
+    ) -> Result<(u16, Value)> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = self.token().await? {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
         let resp = req.send().await.map_err(|e| {
             Error::bigquery(
@@ -507,6 +521,78 @@ impl BigQuery {
     }
 }
 
+/// A row insertAll refused, by its index in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub index: usize,
+    /// BigQuery's reason: `invalid` for the row itself, `stopped` for a good row not written
+    /// because another row of the request was refused.
+    pub reason: String,
+    pub message: String,
+}
+
+impl BigQuery {
+    /// One insertAll request, not retried, from rows already serialized as JSON objects:
+    /// `(insert id, row)`. Ok holds the rows BigQuery refused (none were written then).
+    pub async fn insert_all_raw(
+        &self,
+        dataset: &str,
+        table: &str,
+        rows: &[(&str, &[u8])],
+    ) -> Result<Vec<RowError>> {
+        let ctx = format!("inserting {} rows into {dataset}.{table}", rows.len());
+        let size: usize = rows.iter().map(|(id, r)| id.len() + r.len() + 32).sum();
+        let mut body = Vec::with_capacity(size + 64);
+        body.extend_from_slice(br#"{"kind":"bigquery#tableDataInsertAllRequest","rows":["#);
+        for (i, (id, row)) in rows.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(br#"{"insertId":"#);
+            serde_json::to_writer(&mut body, id).unwrap_or_default();
+            body.extend_from_slice(br#","json":"#);
+            body.extend_from_slice(row);
+            body.push(b'}');
+        }
+        body.extend_from_slice(b"]}");
+        let (status, resp) = self
+            .call_raw(
+                reqwest::Method::POST,
+                &format!("/datasets/{dataset}/tables/{table}/insertAll"),
+                Some(body),
+                &ctx,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(http_error(&ctx, status, &resp));
+        }
+        Ok(row_errors(&resp))
+    }
+}
+
+fn row_errors(resp: &Value) -> Vec<RowError> {
+    let empty = vec![];
+    resp["insertErrors"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|e| {
+            let first = &e["errors"][0];
+            let location = first["location"].as_str().unwrap_or("");
+            let message = first["message"].as_str().unwrap_or("");
+            RowError {
+                index: e["index"].as_u64().unwrap_or(0) as usize,
+                reason: first["reason"].as_str().unwrap_or("").to_string(),
+                message: if location.is_empty() {
+                    message.to_string()
+                } else {
+                    format!("{location}: {message}")
+                },
+            }
+        })
+        .collect()
+}
+
 fn first_line(sql: &str) -> String {
     let l = sql.trim().lines().next().unwrap_or("");
     if l.len() > 80 {
@@ -596,6 +682,25 @@ mod tests {
             e.to_string(),
             "bigquery (creating table d.t): HTTP 400: Invalid field name"
         );
+    }
+
+    #[test]
+    fn row_errors_are_read() {
+        let resp = json!({"insertErrors": [
+            {"index": 0, "errors": [{"reason": "stopped", "location": "", "message": ""}]},
+            {"index": 1, "errors": [{"reason": "invalid", "location": "id", "message": "bad value"}]}
+        ]});
+        let e = row_errors(&resp);
+        assert_eq!(e[0].reason, "stopped");
+        assert_eq!(
+            e[1],
+            RowError {
+                index: 1,
+                reason: "invalid".into(),
+                message: "id: bad value".into()
+            }
+        );
+        assert!(row_errors(&json!({})).is_empty());
     }
 
     #[test]

@@ -5,4 +5,4 @@ pub mod merge;
 pub mod schema;
 pub mod sql;
 
-pub use client::{BigQuery, JobResult, Param, QueryRows};
+pub use client::{BigQuery, JobResult, Param, QueryRows, RowError};

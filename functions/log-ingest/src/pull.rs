@@ -1,0 +1,1 @@
+//! `log-ingest pull`: the same pipeline fed by streaming pull.

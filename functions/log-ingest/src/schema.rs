@@ -1,0 +1,769 @@
+//! Event schemas: `schemas/events/<type>.json` (JSON Schema 2020-12) and the BigQuery table
+//! each one derives.
+//!
+//! The mapping, property by property (documented in the README):
+//!
+//! | JSON Schema | BigQuery column |
+//! |---|---|
+//! | `string` | STRING |
+//! | `string`, `format: date-time` | TIMESTAMP (values normalised to UTC microseconds) |
+//! | `string`, `format: date` | DATE |
+//! | `string`, `contentEncoding: base64` | BYTES |
+//! | `integer` | INT64 |
+//! | `number` | FLOAT64 |
+//! | `boolean` | BOOL |
+//! | `object` with `properties` | RECORD of the mapped properties |
+//! | `object` without `properties` | JSON |
+//! | `array` whose `items` map to one of the above | REPEATED of it |
+//! | anything else (no `type`, several types, `oneOf`/`anyOf`, arrays of arrays) | JSON |
+//! | `"type": [T, "null"]` | as T |
+//! | `"x-bigquery": {"type": T}` on a property | T (STRING, NUMERIC, BIGNUMERIC, JSON, ...) |
+//!
+//! Every column is NULLABLE (or REPEATED): `required` is enforced by validation, so a schema
+//! can make a property required or optional later without rebuilding the table. Each table
+//! also has `_message_id`, `_publish_time`, `_ingested_at`, `_attributes` (JSON) and `_extra`
+//! (JSON: top-level properties the schema does not name, when it allows them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+/// A BigQuery column type derived from a property.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColType {
+    String,
+    Int64,
+    Float64,
+    Bool,
+    Timestamp,
+    Date,
+    Bytes,
+    Numeric,
+    BigNumeric,
+    Json,
+    Record(Vec<Column>),
+}
+
+impl ColType {
+    /// The name BigQuery's REST API reports for the type.
+    pub fn api_name(&self) -> &'static str {
+        match self {
+            ColType::String => "STRING",
+            ColType::Int64 => "INTEGER",
+            ColType::Float64 => "FLOAT",
+            ColType::Bool => "BOOLEAN",
+            ColType::Timestamp => "TIMESTAMP",
+            ColType::Date => "DATE",
+            ColType::Bytes => "BYTES",
+            ColType::Numeric => "NUMERIC",
+            ColType::BigNumeric => "BIGNUMERIC",
+            ColType::Json => "JSON",
+            ColType::Record(_) => "RECORD",
+        }
+    }
+
+    fn from_hint(name: &str) -> Option<ColType> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "STRING" => ColType::String,
+            "INT64" | "INTEGER" => ColType::Int64,
+            "FLOAT64" | "FLOAT" => ColType::Float64,
+            "BOOL" | "BOOLEAN" => ColType::Bool,
+            "TIMESTAMP" => ColType::Timestamp,
+            "DATE" => ColType::Date,
+            "BYTES" => ColType::Bytes,
+            "NUMERIC" => ColType::Numeric,
+            "BIGNUMERIC" => ColType::BigNumeric,
+            "JSON" => ColType::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// One column of an event table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColType,
+    pub repeated: bool,
+    pub description: Option<String>,
+}
+
+/// Columns every event table has, after the typed ones.
+pub const META_COLUMNS: [(&str, &str); 5] = [
+    ("_message_id", "STRING"),
+    ("_publish_time", "TIMESTAMP"),
+    ("_ingested_at", "TIMESTAMP"),
+    ("_attributes", "JSON"),
+    ("_extra", "JSON"),
+];
+
+/// A loaded event type: its validator, table and columns.
+pub struct EventSchema {
+    pub event_type: String,
+    pub file: PathBuf,
+    pub table: String,
+    pub partition_field: String,
+    pub partition_type: String,
+    pub clustering: Vec<String>,
+    pub description: Option<String>,
+    pub columns: Vec<Column>,
+    /// Top-level property names, for splitting off `_extra`.
+    known: Vec<String>,
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for EventSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventSchema({} → {})", self.event_type, self.table)
+    }
+}
+
+/// Why an event does not fit its schema or its table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// JSON pointer of the first failing value (`/user/id`; empty for the whole event).
+    pub pointer: String,
+    pub message: String,
+}
+
+/// Reads every `<type>.json` in `dir`. Errors name the file and the property.
+pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, EventSchema>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read event schemas in {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(format!(
+            "no event schemas (<type>.json) in {}",
+            dir.display()
+        ));
+    }
+    let mut out = BTreeMap::new();
+    let mut tables: BTreeMap<String, String> = BTreeMap::new();
+    for path in paths {
+        let event_type = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        let schema = EventSchema::from_json(&event_type, &path, &doc)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(other) = tables.insert(schema.table.clone(), event_type.clone()) {
+            return Err(format!(
+                "{}: table `{}` is already the table of event type `{other}`",
+                path.display(),
+                schema.table
+            ));
+        }
+        out.insert(event_type, schema);
+    }
+    Ok(out)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 300
+}
+
+impl EventSchema {
+    /// Builds an event type from its schema document.
+    pub fn from_json(event_type: &str, file: &Path, doc: &Value) -> Result<EventSchema, String> {
+        if !valid_name(event_type) {
+            return Err(format!(
+                "event type `{event_type}` (the file name) must be letters, digits and underscores"
+            ));
+        }
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(doc)
+            .map_err(|e| format!("not a valid JSON Schema: {e}"))?;
+        if doc["type"] != "object" {
+            return Err("the top level must be `\"type\": \"object\"`".into());
+        }
+        let hints = doc.get("x-bigquery").cloned().unwrap_or(json!({}));
+        let hint_str = |k: &str| hints.get(k).and_then(Value::as_str).map(str::to_string);
+        let table = hint_str("table").unwrap_or_else(|| event_type.to_string());
+        if !valid_name(&table) {
+            return Err(format!(
+                "x-bigquery.table `{table}` is not a valid BigQuery table name"
+            ));
+        }
+        let columns = record_columns(doc, "")?;
+        for c in &columns {
+            if c.name.starts_with("_") && META_COLUMNS.iter().any(|(m, _)| *m == c.name) {
+                return Err(format!(
+                    "property `{}` clashes with a column log-ingest adds",
+                    c.name
+                ));
+            }
+        }
+        let known = columns.iter().map(|c| c.name.clone()).collect();
+        let partition_field = hint_str("partition_field").unwrap_or_else(|| "_publish_time".into());
+        let partition_ok = matches!(partition_field.as_str(), "_publish_time" | "_ingested_at")
+            || columns.iter().any(|c| {
+                c.name == partition_field
+                    && !c.repeated
+                    && matches!(c.ty, ColType::Timestamp | ColType::Date)
+            });
+        if !partition_ok {
+            return Err(format!(
+                "x-bigquery.partition_field `{partition_field}` must be a top-level date or date-time property, or _publish_time / _ingested_at"
+            ));
+        }
+        let partition_type = hint_str("partition_type")
+            .unwrap_or_else(|| "DAY".into())
+            .to_ascii_uppercase();
+        if !matches!(partition_type.as_str(), "HOUR" | "DAY" | "MONTH" | "YEAR") {
+            return Err(format!(
+                "x-bigquery.partition_type `{partition_type}` must be HOUR, DAY, MONTH or YEAR"
+            ));
+        }
+        let clustering: Vec<String> = match hints.get("clustering") {
+            None => vec![],
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or("x-bigquery.clustering must be a list of property names")?,
+            Some(_) => return Err("x-bigquery.clustering must be a list of property names".into()),
+        };
+        if clustering.len() > 4 {
+            return Err("x-bigquery.clustering takes at most 4 properties".into());
+        }
+        for c in &clustering {
+            let ok = columns.iter().any(|col| {
+                &col.name == c
+                    && !col.repeated
+                    && !matches!(
+                        col.ty,
+                        ColType::Record(_) | ColType::Json | ColType::Float64
+                    )
+            });
+            if !ok {
+                return Err(format!(
+                    "x-bigquery.clustering: `{c}` must be a top-level property of a scalar type other than number"
+                ));
+            }
+        }
+        Ok(EventSchema {
+            event_type: event_type.to_string(),
+            file: file.to_path_buf(),
+            table,
+            partition_field,
+            partition_type,
+            clustering,
+            description: doc["description"].as_str().map(str::to_string),
+            columns,
+            known,
+            validator,
+        })
+    }
+
+    /// The REST `fields` of the table: typed columns, then the meta columns.
+    pub fn fields(&self) -> Value {
+        let mut f = fields_of(&self.columns);
+        if let Value::Array(a) = &mut f {
+            for (name, ty) in META_COLUMNS {
+                a.push(json!({"name": name, "type": ty, "mode": "NULLABLE"}));
+            }
+        }
+        f
+    }
+
+    /// The REST table resource to create.
+    pub fn table_resource(&self) -> Value {
+        let mut r = json!({
+            "schema": {"fields": self.fields()},
+            "timePartitioning": {"type": self.partition_type, "field": self.partition_field},
+            "description": self.description.clone().unwrap_or_else(|| format!("Events of type {} (log-ingest).", self.event_type)),
+            "labels": {"sluice_worker": "log-ingest"},
+        });
+        if !self.clustering.is_empty() {
+            r["clustering"] = json!({"fields": self.clustering});
+        }
+        r
+    }
+
+    /// Validates an event; the first violation names the failing value by JSON pointer.
+    pub fn validate(&self, event: &Value) -> Result<(), Violation> {
+        match self.validator.validate(event) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut message = e.to_string();
+                truncate_chars(&mut message, 500);
+                Err(Violation {
+                    pointer: e.instance_path().to_string(),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// The typed columns of a valid event as an insertAll row (meta columns not included),
+    /// and the top-level properties the schema does not name.
+    pub fn to_row(&self, event: &Value) -> Result<(Map<String, Value>, Option<Value>), Violation> {
+        let obj = event.as_object().ok_or_else(|| Violation {
+            pointer: String::new(),
+            message: "the event is not a JSON object".into(),
+        })?;
+        let row = convert_record(&self.columns, obj, "")?;
+        let extra: Map<String, Value> = obj
+            .iter()
+            .filter(|(k, _)| !self.known.iter().any(|n| n == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok((row, (!extra.is_empty()).then_some(Value::Object(extra))))
+    }
+}
+
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
+    }
+}
+
+fn fields_of(columns: &[Column]) -> Value {
+    Value::Array(
+        columns
+            .iter()
+            .map(|c| {
+                let mut f = json!({
+                    "name": c.name,
+                    "type": c.ty.api_name(),
+                    "mode": if c.repeated { "REPEATED" } else { "NULLABLE" },
+                });
+                if let ColType::Record(sub) = &c.ty {
+                    f["fields"] = fields_of(sub);
+                }
+                if let Some(d) = &c.description {
+                    f["description"] = json!(d);
+                }
+                f
+            })
+            .collect(),
+    )
+}
+
+/// The columns of an object schema's `properties`, in document order.
+fn record_columns(schema: &Value, path: &str) -> Result<Vec<Column>, String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::with_capacity(props.len());
+    for (name, prop) in props {
+        let here = format!("{path}/{name}");
+        if !valid_name(name) {
+            return Err(format!(
+                "property `{here}`: `{name}` is not a valid BigQuery column name (letters, digits, underscores; not starting with a digit)"
+            ));
+        }
+        let (ty, repeated) = property_type(prop, &here)?;
+        out.push(Column {
+            name: name.clone(),
+            ty,
+            repeated,
+            description: prop
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+/// The one non-null JSON type a property declares, if it declares exactly one.
+fn single_type(prop: &Value) -> Option<&str> {
+    match prop.get("type")? {
+        Value::String(t) => Some(t),
+        Value::Array(ts) => {
+            let non_null: Vec<&str> = ts
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect();
+            (non_null.len() == 1).then(|| non_null[0])
+        }
+        _ => None,
+    }
+}
+
+fn property_type(prop: &Value, here: &str) -> Result<(ColType, bool), String> {
+    if let Some(hint) = prop.pointer("/x-bigquery/type").and_then(Value::as_str) {
+        let ty = ColType::from_hint(hint).ok_or_else(|| {
+            format!("property `{here}`: x-bigquery.type `{hint}` is not a type log-ingest writes")
+        })?;
+        let repeated = single_type(prop) == Some("array");
+        return Ok((ty, repeated));
+    }
+    if single_type(prop) == Some("array") {
+        let items = prop.get("items").unwrap_or(&Value::Null);
+        if single_type(items) == Some("array") || items.is_null() {
+            return Ok((ColType::Json, false));
+        }
+        let (ty, _) = property_type(items, &format!("{here}/items"))?;
+        // BigQuery arrays hold no NULLs and no nested arrays: those stay JSON.
+        let nullable_items = items["type"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == "null"));
+        if ty == ColType::Json || nullable_items {
+            return Ok((ColType::Json, false));
+        }
+        return Ok((ty, true));
+    }
+    let ty = match single_type(prop) {
+        Some("string") => match (
+            prop.get("format").and_then(Value::as_str),
+            prop.get("contentEncoding").and_then(Value::as_str),
+        ) {
+            (_, Some("base64")) => ColType::Bytes,
+            (Some("date-time"), _) => ColType::Timestamp,
+            (Some("date"), _) => ColType::Date,
+            _ => ColType::String,
+        },
+        Some("integer") => ColType::Int64,
+        Some("number") => ColType::Float64,
+        Some("boolean") => ColType::Bool,
+        Some("object") if prop.get("properties").is_some() => {
+            let sub = record_columns(prop, here)?;
+            if sub.is_empty() {
+                ColType::Json
+            } else {
+                ColType::Record(sub)
+            }
+        }
+        _ => ColType::Json,
+    };
+    Ok((ty, false))
+}
+
+fn violation(pointer: &str, message: impl Into<String>) -> Violation {
+    Violation {
+        pointer: pointer.to_string(),
+        message: message.into(),
+    }
+}
+
+fn convert_record(
+    columns: &[Column],
+    obj: &Map<String, Value>,
+    path: &str,
+) -> Result<Map<String, Value>, Violation> {
+    let mut row = Map::new();
+    for c in columns {
+        let Some(v) = obj.get(&c.name) else { continue };
+        if v.is_null() {
+            continue;
+        }
+        let here = format!("{path}/{}", c.name);
+        let out = if c.repeated {
+            let items = v
+                .as_array()
+                .ok_or_else(|| violation(&here, "expected an array"))?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{here}/{i}");
+                if item.is_null() {
+                    return Err(violation(&at, "BigQuery arrays cannot hold null"));
+                }
+                out.push(convert_value(&c.ty, item, &at)?);
+            }
+            Value::Array(out)
+        } else {
+            convert_value(&c.ty, v, &here)?
+        };
+        row.insert(c.name.clone(), out);
+    }
+    Ok(row)
+}
+
+/// A value as insertAll takes it for a column of type `ty`.
+fn convert_value(ty: &ColType, v: &Value, here: &str) -> Result<Value, Violation> {
+    Ok(match ty {
+        ColType::String => match v {
+            Value::String(_) => v.clone(),
+            other => Value::String(other.to_string()),
+        },
+        ColType::Int64 => {
+            let i = v
+                .as_i64()
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                        .map(|f| f as i64)
+                })
+                .ok_or_else(|| violation(here, format!("{v} does not fit INT64")))?;
+            Value::from(i)
+        }
+        ColType::Float64 => {
+            let f = v
+                .as_f64()
+                .ok_or_else(|| violation(here, format!("{v} is not a number")))?;
+            Value::from(f)
+        }
+        ColType::Bool => Value::Bool(
+            v.as_bool()
+                .ok_or_else(|| violation(here, format!("{v} is not a boolean")))?,
+        ),
+        ColType::Timestamp => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| violation(here, "expected a date-time string"))?;
+            Value::String(
+                normalize_timestamp(s).ok_or_else(|| {
+                    violation(here, format!("`{s}` is not an RFC 3339 date-time"))
+                })?,
+            )
+        }
+        ColType::Date => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| violation(here, "expected a date string"))?;
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| violation(here, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
+            v.clone()
+        }
+        ColType::Bytes => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| violation(here, "expected a base64 string"))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| violation(here, format!("not base64: {e}")))?;
+            v.clone()
+        }
+        ColType::Numeric | ColType::BigNumeric => match v {
+            Value::Number(n) => Value::String(n.to_string()),
+            Value::String(s) if s.parse::<f64>().is_ok() => v.clone(),
+            _ => return Err(violation(here, format!("{v} is not a decimal number"))),
+        },
+        ColType::Json => Value::String(v.to_string()),
+        ColType::Record(sub) => {
+            let obj = v
+                .as_object()
+                .ok_or_else(|| violation(here, "expected an object"))?;
+            Value::Object(convert_record(sub, obj, here)?)
+        }
+    })
+}
+
+/// RFC 3339 → `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (BigQuery keeps microseconds).
+pub fn normalize_timestamp(s: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    Some(
+        t.with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+    )
+}
+
+/// How an existing table's schema differs from the derived one: columns to add (the new
+/// full field list), or the first incompatible property, named.
+pub fn evolve(existing: &Value, derived: &Value) -> Result<Option<Value>, String> {
+    let mut merged = existing.clone();
+    let changed = evolve_fields(&mut merged, derived, "")?;
+    Ok(changed.then_some(merged))
+}
+
+fn canonical_type(t: &str) -> &str {
+    match t {
+        "INT64" => "INTEGER",
+        "FLOAT64" => "FLOAT",
+        "BOOL" => "BOOLEAN",
+        "STRUCT" => "RECORD",
+        other => other,
+    }
+}
+
+fn evolve_fields(existing: &mut Value, derived: &Value, path: &str) -> Result<bool, String> {
+    let mut changed = false;
+    let empty = vec![];
+    for f in derived.as_array().unwrap_or(&empty) {
+        let name = f["name"].as_str().unwrap_or_default();
+        let here = format!("{path}/{name}");
+        let list = existing
+            .as_array_mut()
+            .ok_or("table schema is not a list")?;
+        match list.iter_mut().find(|o| {
+            o["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }) {
+            None => {
+                list.push(f.clone());
+                changed = true;
+            }
+            Some(o) => {
+                let (ot, nt) = (
+                    canonical_type(o["type"].as_str().unwrap_or("")),
+                    canonical_type(f["type"].as_str().unwrap_or("")),
+                );
+                let (om, nm) = (
+                    o["mode"].as_str().unwrap_or("NULLABLE"),
+                    f["mode"].as_str().unwrap_or("NULLABLE"),
+                );
+                if ot != nt || (om == "REPEATED") != (nm == "REPEATED") {
+                    return Err(format!(
+                        "property `{here}` changed from {om} {ot} to {nm} {nt}, which BigQuery cannot alter in place; keep the old type, or give the event a new table (x-bigquery.table)"
+                    ));
+                }
+                if ot == "RECORD" {
+                    if o.get("fields").is_none() {
+                        o["fields"] = json!([]);
+                    }
+                    changed |= evolve_fields(&mut o["fields"], &f["fields"], &here)?;
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(doc: Value) -> EventSchema {
+        EventSchema::from_json("page_view", Path::new("page_view.json"), &doc).unwrap()
+    }
+
+    fn sample() -> Value {
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "description": "A page view",
+            "x-bigquery": {"table": "page_views", "partition_field": "ts", "clustering": ["user_id"]},
+            "required": ["user_id", "ts"],
+            "properties": {
+                "user_id": {"type": "integer", "description": "who"},
+                "ts": {"type": "string", "format": "date-time"},
+                "day": {"type": "string", "format": "date"},
+                "url": {"type": ["string", "null"]},
+                "score": {"type": "number"},
+                "ok": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "blob": {"type": "string", "contentEncoding": "base64"},
+                "amount": {"type": "string", "x-bigquery": {"type": "NUMERIC"}},
+                "device": {"type": "object", "properties": {"os": {"type": "string"}, "w": {"type": "integer"}}},
+                "props": {"type": "object"},
+                "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                "matrix": {"type": "array", "items": {"type": "array"}}
+            }
+        })
+    }
+
+    #[test]
+    fn schema_maps_to_columns() {
+        let s = schema(sample());
+        assert_eq!(s.table, "page_views");
+        let f = s.fields();
+        let by = |n: &str| {
+            f.as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == n)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(by("user_id")["type"], "INTEGER");
+        assert_eq!(by("user_id")["description"], "who");
+        assert_eq!(by("ts")["type"], "TIMESTAMP");
+        assert_eq!(by("day")["type"], "DATE");
+        assert_eq!(by("url")["type"], "STRING");
+        assert_eq!(by("score")["type"], "FLOAT");
+        assert_eq!(by("ok")["type"], "BOOLEAN");
+        assert_eq!(by("tags")["mode"], "REPEATED");
+        assert_eq!(by("blob")["type"], "BYTES");
+        assert_eq!(by("amount")["type"], "NUMERIC");
+        assert_eq!(by("device")["type"], "RECORD");
+        assert_eq!(by("device")["fields"][1]["name"], "w");
+        assert_eq!(by("props")["type"], "JSON");
+        assert_eq!(by("either")["type"], "JSON");
+        assert_eq!(by("matrix")["type"], "JSON");
+        assert_eq!(by("_attributes")["type"], "JSON");
+        let r = s.table_resource();
+        assert_eq!(r["timePartitioning"]["field"], "ts");
+        assert_eq!(r["clustering"]["fields"], json!(["user_id"]));
+    }
+
+    #[test]
+    fn rows_are_converted_for_insert_all() {
+        let s = schema(sample());
+        let event = json!({
+            "user_id": 7, "ts": "2026-11-23T12:00:00.1234567+02:00", "day": "2026-11-23",
+            "tags": ["a"], "amount": "12.50", "device": {"os": "ios", "w": 3, "x": 1},
+            "props": {"k": [1]}, "either": 5, "unknown": true
+        });
+        s.validate(&event).unwrap();
+        let (row, extra) = s.to_row(&event).unwrap();
+        assert_eq!(row["ts"], "2026-11-23T10:00:00.123456Z");
+        assert_eq!(row["props"], r#"{"k":[1]}"#);
+        assert_eq!(row["either"], "5");
+        assert_eq!(row["device"], json!({"os": "ios", "w": 3}));
+        assert_eq!(extra, Some(json!({"unknown": true})));
+    }
+
+    #[test]
+    fn violations_carry_a_pointer() {
+        let s = schema(sample());
+        let v = s
+            .validate(&json!({"user_id": 1, "ts": "2026-11-23T10:00:00Z", "device": {"w": "x"}}))
+            .unwrap_err();
+        assert_eq!(v.pointer, "/device/w");
+        let v = s
+            .validate(&json!({"user_id": 1, "ts": "yesterday"}))
+            .unwrap_err();
+        assert_eq!(v.pointer, "/ts");
+        let v = s
+            .validate(&json!({"ts": "2026-11-23T10:00:00Z"}))
+            .unwrap_err();
+        assert!(v.message.contains("user_id"), "{}", v.message);
+    }
+
+    #[test]
+    fn bad_schemas_are_refused_by_name() {
+        let e = EventSchema::from_json(
+            "x",
+            Path::new("x.json"),
+            &json!({"type": "object", "properties": {"bad-name": {"type": "string"}}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("`/bad-name`"), "{e}");
+        let e = EventSchema::from_json(
+            "x",
+            Path::new("x.json"),
+            &json!({"type": "object", "x-bigquery": {"partition_field": "n"}, "properties": {"n": {"type": "integer"}}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("partition_field"), "{e}");
+    }
+
+    #[test]
+    fn evolution_adds_optional_columns_and_refuses_type_changes() {
+        let old = schema(json!({"type": "object", "properties": {"a": {"type": "integer"}, "r": {"type": "object", "properties": {"x": {"type": "string"}}}}})).fields();
+        let added = schema(json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "r": {"type": "object", "properties": {"x": {"type": "string"}, "y": {"type": "boolean"}}}}})).fields();
+        let merged = evolve(&old, &added).unwrap().unwrap();
+        assert!(merged.as_array().unwrap().iter().any(|f| f["name"] == "b"));
+        assert_eq!(merged[1]["fields"][1]["name"], "y");
+        assert_eq!(evolve(&merged, &added).unwrap(), None);
+        let changed = schema(json!({"type": "object", "properties": {"r": {"type": "object", "properties": {"x": {"type": "integer"}}}}})).fields();
+        let e = evolve(&old, &changed).unwrap_err();
+        assert!(
+            e.starts_with("property `/r/x` changed from NULLABLE STRING to NULLABLE INTEGER"),
+            "{e}"
+        );
+    }
+}
