@@ -106,6 +106,25 @@ impl TestEnv {
     /// Like `pipeline`, with a `cdc:` block for `src` (YAML lines under `cdc:`); the slot and
     /// publication are named by `slot()`.
     pub fn pipeline_with_cdc(&self, tables_yaml: &str, cdc_yaml: Option<&str>) -> Pipeline {
+        let yaml = self.pipeline_yaml(tables_yaml, cdc_yaml, "");
+        Pipeline::parse(&yaml, "test pipeline").unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    /// A pipeline with an `events:` block (YAML lines under `events:`) reading schemas from
+    /// `schemas`, as YAML text (to write to a file) and parsed.
+    pub fn pipeline_with_events(
+        &self,
+        schemas: &std::path::Path,
+        events_yaml: &str,
+    ) -> (String, Pipeline) {
+        let body: String = events_yaml.lines().map(|l| format!("  {l}\n")).collect();
+        let extra = format!("events:\n  schemas: {}\n{body}", schemas.display());
+        let yaml = self.pipeline_yaml("", None, &extra);
+        let p = Pipeline::parse(&yaml, "test pipeline").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        (yaml, p)
+    }
+
+    fn pipeline_yaml(&self, tables_yaml: &str, cdc_yaml: Option<&str>, extra: &str) -> String {
         let mut tables: String = tables_yaml
             .lines()
             .map(|l| format!("      {l}\n"))
@@ -123,19 +142,18 @@ impl TestEnv {
                 )
             }
         };
-        let yaml = format!(
+        format!(
             "name: test\n\
              bigquery: {{ project: {project} }}\n\
              lake: {{ bucket: unused }}\n\
-             sources:\n  src:\n    dsn: {{ env: {dsn} }}\n    tables:\n{tables}{cdc}\
-             targets:\n  local:\n    project: {project}\n    bigquery_endpoint: {bq}\n    lake: {lake}\n    lake_bucket: t{id}\n    dataset_suffix: _t{id}\n    no_auth: true\n",
+             sources:\n  src:\n    dsn: {{ env: {dsn} }}\n    tables:\n{tables}{cdc}{extra}\
+             targets:\n  local:\n    project: {project}\n    bigquery_endpoint: {bq}\n    lake: {lake}\n    lake_bucket: t{id}\n    dataset_suffix: _t{id}\n    no_auth: true\n    verify_push_tokens: false\n",
             project = self.stack.bq_project,
             dsn = self.dsn_var,
             bq = self.stack.bq_endpoint,
             lake = self.stack.lake_dir.display(),
             id = self.id,
-        );
-        Pipeline::parse(&yaml, "test pipeline").unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+        )
     }
 
     /// Runs SQL in the test database.
@@ -217,7 +235,7 @@ impl Drop for TestEnv {
                         .await;
                 }
                 if let Ok(bq) = BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project) {
-                    for ds in ["src", "src_replica", "ops", "sluice_staging"] {
+                    for ds in ["src", "src_replica", "ops", "sluice_staging", "events"] {
                         let _ = bq.delete_dataset(&format!("{ds}_t{id}")).await;
                     }
                 }

@@ -21,17 +21,42 @@ pub struct PushEnvelope {
     pub delivery_attempt: Option<i64>,
 }
 
-/// The message inside a push envelope (`data` is base64).
+/// The message inside a push envelope (`data` is base64). Pub/Sub writes the id and time
+/// twice, camelCase and snake_case; either is taken.
 #[derive(Debug, Deserialize)]
+#[serde(from = "WireMessage")]
 pub struct PushMessage {
-    #[serde(default)]
     pub data: Option<String>,
-    #[serde(default)]
     pub attributes: BTreeMap<String, String>,
-    #[serde(rename = "messageId", alias = "message_id")]
     pub message_id: String,
-    #[serde(default, rename = "publishTime", alias = "publish_time")]
     pub publish_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default, rename = "messageId")]
+    message_id: Option<String>,
+    #[serde(default, rename = "message_id")]
+    message_id_snake: Option<String>,
+    #[serde(default, rename = "publishTime")]
+    publish_time: Option<String>,
+    #[serde(default, rename = "publish_time")]
+    publish_time_snake: Option<String>,
+}
+
+impl From<WireMessage> for PushMessage {
+    fn from(w: WireMessage) -> Self {
+        PushMessage {
+            data: w.data,
+            attributes: w.attributes,
+            message_id: w.message_id.or(w.message_id_snake).unwrap_or_default(),
+            publish_time: w.publish_time.or(w.publish_time_snake),
+        }
+    }
 }
 
 /// A message from either delivery path, data decoded.
@@ -393,6 +418,18 @@ mod tests {
         };
         let (code, _) = reason(r.route(Incoming::from_push(env, m), "t"));
         assert_eq!(code, Reason::BadBase64);
+    }
+
+    #[test]
+    fn push_envelopes_as_pubsub_writes_them() {
+        let body = r#"{"subscription":"projects/p/subscriptions/s","message":{"publishTime":"2026-11-23T11:32:51.977Z","data":"e30=","publish_time":"2026-11-23T11:32:51.977Z","messageId":"20001","message_id":"20001","attributes":{"a":"b"}}}"#;
+        let env: PushEnvelope = serde_json::from_str(body).unwrap();
+        let m = env.message.unwrap();
+        assert_eq!(m.message_id, "20001");
+        assert_eq!(m.publish_time.as_deref(), Some("2026-11-23T11:32:51.977Z"));
+        let env: PushEnvelope =
+            serde_json::from_str(r#"{"message":{"data":"e30=","message_id":"7"}}"#).unwrap();
+        assert_eq!(env.message.unwrap().message_id, "7");
     }
 
     #[test]

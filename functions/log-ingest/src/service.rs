@@ -89,7 +89,7 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
     if message.message_id.is_empty() {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "push envelope's message has an empty messageId".into(),
+            "push envelope's message has no messageId".into(),
         );
     }
     let incoming = Incoming::from_push(envelope, message);
