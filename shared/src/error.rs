@@ -74,6 +74,14 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// Pub/Sub refused a request or the stream broke.
+    #[error("pub/sub ({context}): {message}")]
+    PubSub {
+        context: String,
+        message: String,
+        kind: ErrorKind,
+    },
+
     /// Fetching a secret failed.
     #[error("secret {name}: {message}")]
     Secret { name: String, message: String },
@@ -85,7 +93,8 @@ impl Error {
         match self {
             Error::Postgres { kind, .. }
             | Error::BigQuery { kind, .. }
-            | Error::Lake { kind, .. } => *kind,
+            | Error::Lake { kind, .. }
+            | Error::PubSub { kind, .. } => *kind,
             Error::Config(_)
             | Error::UnsupportedType { .. }
             | Error::ValueOutOfRange { .. }

@@ -430,7 +430,7 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
         let id = format!("m{i}");
         if is_invalid(i) {
             envelope(&id, "click", r#"{"user_id": "nobody"}"#)
-        } else if i % 3 == 0 {
+        } else if i.is_multiple_of(3) {
             envelope(
                 &id,
                 "purchase",
@@ -468,7 +468,7 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
     svc.stop().await;
     let invalid = (0..EVENTS_SENT).filter(|&i| is_invalid(i)).count() as u64;
     let purchases = (0..EVENTS_SENT)
-        .filter(|&i| !is_invalid(i) && i % 3 == 0)
+        .filter(|&i| !is_invalid(i) && i.is_multiple_of(3))
         .count() as u64;
     let clicks = EVENTS_SENT as u64 - invalid - purchases;
     let distinct = |t: &str| {
@@ -993,4 +993,69 @@ async fn pubsub_push_through_an_outage_adds_up() {
         .await;
     let refused: u64 = outage.get(0, "n").unwrap_or("0").parse().unwrap();
     assert!(refused > 0, "the outage refused nothing: it did not happen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_pull_through_an_outage_adds_up() {
+    let env = TestEnv::new().await;
+    let schemas = Schemas::new(&env, &[("click", click_schema())]);
+    let (_, pipeline) = env.pipeline_with_events(&schemas.0, "batch: { max_rows: 1000 }");
+    let mut target = pipeline.target("local").unwrap();
+    let failing = Arc::new(AtomicBool::new(true));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    target.bigquery_endpoint = Some(
+        flaky_bigquery(
+            env.stack.bq_endpoint.clone(),
+            failing.clone(),
+            refused.clone(),
+        )
+        .await,
+    );
+    let ingest = open(&pipeline, &target).await;
+    let ps = PubSub::new(&env);
+    ps.create_topic("events").await;
+    ps.create_topic("events-dlq").await;
+    ps.create_subscription("events-dlq-watch", json!({"topic": ps.topic("events-dlq")}))
+        .await;
+    ps.create_subscription(
+        "events-pull",
+        json!({
+            "topic": ps.topic("events"),
+            "ackDeadlineSeconds": 30,
+            "deadLetterPolicy": {"deadLetterTopic": ps.topic("events-dlq"), "maxDeliveryAttempts": 5},
+        }),
+    )
+    .await;
+    const N: usize = 10_000;
+    let messages: Vec<Value> = (0..N).map(published).collect();
+    ps.publish("events", &messages).await;
+    let opts = log_ingest::pull::PullOptions {
+        subscription: ps.subscription("events-pull"),
+        endpoint: Some(ps.base.trim_end_matches("/v1").to_string()),
+        anonymous: true,
+        max_duration: Some(Duration::from_secs(240)),
+        idle_timeout: Some(Duration::from_secs(15)),
+        max_outstanding: 5000,
+    };
+    let puller = tokio::spawn(log_ingest::pull::run(ingest, opts, std::future::pending()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Long enough to outlast the writer's own retries (three tries per batch).
+    while refused.load(Ordering::Relaxed) < 12 {
+        assert!(Instant::now() < deadline, "pull delivered nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    failing.store(false, Ordering::Relaxed);
+    let report = puller.await.unwrap().unwrap();
+    assert!(report.nacked > 0, "the outage nacked nothing: {report:?}");
+    let (stored, dead, on_dlq) = wait_for_total(&env, &ps, "events-dlq-watch", N as u64).await;
+    let invalid = (0..N).filter(|i| i % 100 == 42).count() as u64;
+    assert_eq!(
+        stored + dead + on_dlq,
+        N as u64,
+        "stored {stored} + dead-lettered {dead} + on the DLQ topic {on_dlq}; {report:?}"
+    );
+    assert!(
+        dead <= invalid && dead + on_dlq >= invalid,
+        "dead {dead}, dlq {on_dlq}"
+    );
 }

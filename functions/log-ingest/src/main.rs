@@ -162,8 +162,41 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
             log_ingest::serve(ingest, listener, verifier, log_ingest::stop_signal()).await?;
         }
-        Command::Pull { .. } => {
-            anyhow::bail!("pull is not built yet");
+        Command::Pull {
+            common,
+            subscription,
+            max_duration,
+            idle_timeout,
+            endpoint,
+        } => {
+            let (_, ingest) = open(&common).await?;
+            let sub = subscription
+                .or_else(|| ingest.events.subscription.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--subscription is required (or events.subscription in the pipeline)"
+                    )
+                })?;
+            let emulator = std::env::var("PUBSUB_EMULATOR_HOST")
+                .ok()
+                .filter(|h| !h.is_empty());
+            let endpoint = endpoint.or_else(|| emulator.as_ref().map(|h| format!("http://{h}")));
+            let opts = log_ingest::pull::PullOptions {
+                subscription: log_ingest::pull::subscription_name(&ingest.target.project, &sub),
+                anonymous: ingest.target.no_auth || emulator.is_some(),
+                endpoint,
+                max_duration,
+                idle_timeout,
+                max_outstanding: 5000,
+            };
+            let r = log_ingest::pull::run(ingest, opts, log_ingest::stop_signal()).await?;
+            println!(
+                "received {}, loaded {}, nacked {}",
+                r.received, r.loaded, r.nacked
+            );
+            for (code, n) in &r.dead_lettered {
+                println!("  dead-lettered ({code}): {n}");
+            }
         }
         Command::Replay {
             common,
