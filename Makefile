@@ -14,7 +14,7 @@ demo:
 test: fmt-check lint stack-up
 	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
 
-## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes
+## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events
 bench: stack-up
 	$(WITH_ENV) scripts/bench.sh
 

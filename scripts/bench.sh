@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "==> building the benchmark (release)" >&2
-cargo build --release -p sluice-tests --bin sluice-bench
+cargo build --release -p sluice-tests --bin sluice-bench -p log-ingest --bin log-ingest
 echo "==> running (three runs of each measurement; the first run generates the tables)" >&2
 exec ./target/release/sluice-bench "$@"

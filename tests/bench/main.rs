@@ -1,7 +1,9 @@
 //! `make bench`: pg-copy's Postgres → Parquet-in-lake rate against the ceiling of a plain
 //! single-connection binary COPY, and pg-copy's peak memory, on generated tables; then
 //! cdc-sync's decode-and-stage rate against a raw peek of the slot, its end-to-end rate into
-//! the emulator and its peak memory (`cdc.rs`). `--only pg-copy` or `--only cdc` runs one part.
+//! the emulator and its peak memory (`cdc.rs`); log-ingest's validation rate against plain JSON
+//! parsing, push throughput and latency, and memory (`events.rs`). `--only pg-copy|cdc|events`
+//! runs one part.
 //!
 //! Prints `name: value` lines and writes them to `.local/bench/results.json`. Each rate is the
 //! median of three runs measured in this one invocation; every Parquet file is checked (row
@@ -25,6 +27,7 @@ use sluice::secret::Secret;
 use tokio_postgres::NoTls;
 
 mod cdc;
+mod events;
 
 const RUNS: usize = 3;
 
@@ -191,13 +194,7 @@ async fn child_extract(table: &str, parallel: usize) -> Result<()> {
 
 /// This process's peak resident memory (VmHWM), in KiB.
 fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    sluice_tests::peak_rss_kib_of("self")
 }
 
 struct Extract {
@@ -334,7 +331,7 @@ async fn main() -> Result<()> {
         return cdc::child_stage(&args[2]).await;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("sluice-bench: pg-copy and cdc-sync throughput and memory; run through `make bench` (`--only cdc` or `--only pg-copy` for one part)");
+        println!("sluice-bench: pg-copy, cdc-sync and log-ingest throughput and memory; run through `make bench` (`--only pg-copy|cdc|events` for one part)");
         return Ok(());
     }
     let only = args
@@ -343,11 +340,18 @@ async fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(String::as_str);
     let mut figures: BTreeMap<String, f64> = BTreeMap::new();
-    if only != Some("cdc") {
+    let part = |name: &str| only.is_none_or(|o| o == name);
+    if let Some(o) = only.filter(|o| !["pg-copy", "cdc", "events"].contains(o)) {
+        bail!("--only {o}: the parts are pg-copy, cdc and events");
+    }
+    if part("pg-copy") {
         measure_pg_copy(&mut figures).await?;
     }
-    if only != Some("pg-copy") {
+    if part("cdc") {
         cdc::measure(&mut figures).await?;
+    }
+    if part("events") {
+        events::measure(&mut figures).await?;
     }
     let out_dir = PathBuf::from(".local/bench");
     std::fs::create_dir_all(&out_dir)?;

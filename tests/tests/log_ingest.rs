@@ -510,34 +510,10 @@ async fn sigterm_in_the_middle_of_a_batch_loses_nothing() {
         env.pipeline_with_events(&schemas.0, "batch: { max_wait_ms: 300, max_rows: 5000 }");
     let config = schemas.0.join("pipeline.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = tokio::process::Command::new(binary("log-ingest"))
-        .args([
-            "serve",
-            "--target",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--log-format",
-            "json",
-        ])
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("log-ingest binary (cargo build)");
-    let url = format!("http://127.0.0.1:{port}/");
+    let (mut child, url) = sluice_tests::spawn_log_ingest(&binary("log-ingest"), &config)
+        .await
+        .expect("log-ingest binary (built by cargo nextest run --workspace)");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http.get(format!("{url}healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "log-ingest did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..32)
         .map(|c| {
