@@ -234,7 +234,7 @@ impl Router {
                 format!("unknown event type `{event_type}` (no schemas/events/{event_type}.json)");
             return dead(msg, Some(event_type), Reason::UnknownType, d);
         };
-        let converted = schema.validate(&event).and_then(|()| schema.to_row(&event));
+        let converted = schema.validate(&event).and_then(|()| schema.to_row(event));
         let (mut row, extra) = match converted {
             Ok(r) => r,
             Err(v) => {

@@ -109,8 +109,6 @@ pub struct EventSchema {
     pub clustering: Vec<String>,
     pub description: Option<String>,
     pub columns: Vec<Column>,
-    /// Top-level property names, for splitting off `_extra`.
-    known: Vec<String>,
     validator: jsonschema::Validator,
 }
 
@@ -210,7 +208,6 @@ impl EventSchema {
                 ));
             }
         }
-        let known = columns.iter().map(|c| c.name.clone()).collect();
         let partition_field = hint_str("partition_field").unwrap_or_else(|| "_publish_time".into());
         let partition_ok = matches!(partition_field.as_str(), "_publish_time" | "_ingested_at")
             || columns.iter().any(|c| {
@@ -267,7 +264,6 @@ impl EventSchema {
             clustering,
             description: doc["description"].as_str().map(str::to_string),
             columns,
-            known,
             validator,
         })
     }
@@ -313,19 +309,14 @@ impl EventSchema {
     }
 
     /// The typed columns of a valid event as an insertAll row (meta columns not included),
-    /// and the top-level properties the schema does not name.
-    pub fn to_row(&self, event: &Value) -> Result<(Map<String, Value>, Option<Value>), Violation> {
-        let obj = event.as_object().ok_or_else(|| Violation {
-            pointer: String::new(),
-            message: "the event is not a JSON object".into(),
-        })?;
-        let row = convert_record(&self.columns, obj, "")?;
-        let extra: Map<String, Value> = obj
-            .iter()
-            .filter(|(k, _)| !self.known.iter().any(|n| n == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok((row, (!extra.is_empty()).then_some(Value::Object(extra))))
+    /// and the top-level properties the schema does not name. Consumes the event: values move
+    /// into the row rather than being copied.
+    pub fn to_row(&self, event: Value) -> Result<(Map<String, Value>, Option<Value>), Violation> {
+        let Value::Object(mut obj) = event else {
+            return Err(violation(&Ptr::Root, "the event is not a JSON object"));
+        };
+        let row = convert_record(&self.columns, &mut obj, &Ptr::Root)?;
+        Ok((row, (!obj.is_empty()).then_some(Value::Object(obj))))
     }
 }
 
@@ -450,32 +441,52 @@ fn property_type(prop: &Value, here: &str) -> Result<(ColType, bool), String> {
     Ok((ty, false))
 }
 
-fn violation(pointer: &str, message: impl Into<String>) -> Violation {
+/// Where a value is, rendered as a JSON pointer only when something fails there.
+enum Ptr<'a> {
+    Root,
+    Key(&'a Ptr<'a>, &'a str),
+    Index(&'a Ptr<'a>, usize),
+}
+
+impl Ptr<'_> {
+    fn pointer(&self) -> String {
+        match self {
+            Ptr::Root => String::new(),
+            Ptr::Key(p, k) => format!("{}/{k}", p.pointer()),
+            Ptr::Index(p, i) => format!("{}/{i}", p.pointer()),
+        }
+    }
+}
+
+fn violation(at: &Ptr, message: impl Into<String>) -> Violation {
     Violation {
-        pointer: pointer.to_string(),
+        pointer: at.pointer(),
         message: message.into(),
     }
 }
 
+/// Moves the mapped properties out of `obj` into a row; what is left is not in the schema.
 fn convert_record(
     columns: &[Column],
-    obj: &Map<String, Value>,
-    path: &str,
+    obj: &mut Map<String, Value>,
+    at: &Ptr,
 ) -> Result<Map<String, Value>, Violation> {
     let mut row = Map::new();
     for c in columns {
-        let Some(v) = obj.get(&c.name) else { continue };
+        let Some((name, v)) = obj.remove_entry(&c.name) else {
+            continue;
+        };
         if v.is_null() {
             continue;
         }
-        let here = format!("{path}/{}", c.name);
+        let here = Ptr::Key(at, &c.name);
         let out = if c.repeated {
-            let items = v
-                .as_array()
-                .ok_or_else(|| violation(&here, "expected an array"))?;
+            let Value::Array(items) = v else {
+                return Err(violation(&here, "expected an array"));
+            };
             let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let at = format!("{here}/{i}");
+            for (i, item) in items.into_iter().enumerate() {
+                let at = Ptr::Index(&here, i);
                 if item.is_null() {
                     return Err(violation(&at, "BigQuery arrays cannot hold null"));
                 }
@@ -485,16 +496,16 @@ fn convert_record(
         } else {
             convert_value(&c.ty, v, &here)?
         };
-        row.insert(c.name.clone(), out);
+        row.insert(name, out);
     }
     Ok(row)
 }
 
 /// A value as insertAll takes it for a column of type `ty`.
-fn convert_value(ty: &ColType, v: &Value, here: &str) -> Result<Value, Violation> {
+fn convert_value(ty: &ColType, v: Value, here: &Ptr) -> Result<Value, Violation> {
     Ok(match ty {
         ColType::String => match v {
-            Value::String(_) => v.clone(),
+            Value::String(_) => v,
             other => Value::String(other.to_string()),
         },
         ColType::Int64 => {
@@ -519,14 +530,16 @@ fn convert_value(ty: &ColType, v: &Value, here: &str) -> Result<Value, Violation
                 .ok_or_else(|| violation(here, format!("{v} is not a boolean")))?,
         ),
         ColType::Timestamp => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| violation(here, "expected a date-time string"))?;
-            Value::String(
-                normalize_timestamp(s).ok_or_else(|| {
+            let Value::String(s) = v else {
+                return Err(violation(here, "expected a date-time string"));
+            };
+            if is_utc_micros(&s) {
+                Value::String(s)
+            } else {
+                Value::String(normalize_timestamp(&s).ok_or_else(|| {
                     violation(here, format!("`{s}` is not an RFC 3339 date-time"))
-                })?,
-            )
+                })?)
+            }
         }
         ColType::Date => {
             let s = v
@@ -534,7 +547,7 @@ fn convert_value(ty: &ColType, v: &Value, here: &str) -> Result<Value, Violation
                 .ok_or_else(|| violation(here, "expected a date string"))?;
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map_err(|_| violation(here, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
-            v.clone()
+            v
         }
         ColType::Bytes => {
             let s = v
@@ -543,21 +556,50 @@ fn convert_value(ty: &ColType, v: &Value, here: &str) -> Result<Value, Violation
             base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| violation(here, format!("not base64: {e}")))?;
-            v.clone()
+            v
         }
         ColType::Numeric | ColType::BigNumeric => match v {
             Value::Number(n) => Value::String(n.to_string()),
-            Value::String(s) if s.parse::<f64>().is_ok() => v.clone(),
+            Value::String(ref s) if s.parse::<f64>().is_ok() => v,
             _ => return Err(violation(here, format!("{v} is not a decimal number"))),
         },
         ColType::Json => Value::String(v.to_string()),
         ColType::Record(sub) => {
-            let obj = v
-                .as_object()
-                .ok_or_else(|| violation(here, "expected an object"))?;
-            Value::Object(convert_record(sub, obj, here)?)
+            let Value::Object(mut obj) = v else {
+                return Err(violation(here, "expected an object"));
+            };
+            Value::Object(convert_record(sub, &mut obj, here)?)
         }
     })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z`: already what BigQuery keeps, so no parse is needed (the
+/// schema's `format: date-time` has checked the rest).
+fn is_utc_micros(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b.len() <= 27
+        && b[10] == b'T'
+        && b[b.len() - 1] == b'Z'
+        && (b.len() == 20 || (b[19] == b'.' && b.len() > 21))
+        && b[..10].iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && b[11..19].iter().enumerate().all(|(i, c)| {
+            if i == 2 || i == 5 {
+                *c == b':'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && b.get(20..b.len() - 1)
+            .unwrap_or(&[])
+            .iter()
+            .all(u8::is_ascii_digit)
 }
 
 /// RFC 3339 → `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (BigQuery keeps microseconds).
@@ -708,12 +750,16 @@ mod tests {
             "props": {"k": [1]}, "either": 5, "unknown": true
         });
         s.validate(&event).unwrap();
-        let (row, extra) = s.to_row(&event).unwrap();
+        let (row, extra) = s.to_row(event).unwrap();
         assert_eq!(row["ts"], "2026-11-23T10:00:00.123456Z");
         assert_eq!(row["props"], r#"{"k":[1]}"#);
         assert_eq!(row["either"], "5");
         assert_eq!(row["device"], json!({"os": "ios", "w": 3}));
         assert_eq!(extra, Some(json!({"unknown": true})));
+        assert!(is_utc_micros("2026-11-23T10:00:00Z"));
+        assert!(is_utc_micros("2026-11-23T10:00:00.123456Z"));
+        assert!(!is_utc_micros("2026-11-23T10:00:00.1234567Z"));
+        assert!(!is_utc_micros("2026-11-23T10:00:00+02:00"));
     }
 
     #[test]
