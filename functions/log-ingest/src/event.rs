@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(row.insert_id, "m1");
         let v: Value = serde_json::from_slice(&row.json).unwrap();
         assert_eq!(v["user_id"], 5);
-        assert_eq!(v["_publish_time"], "2026-11-23T10:00:00.500000Z");
+        assert_eq!(v["_publish_time"], "2026-11-23T10:00:00.5Z");
         assert_eq!(v["_attributes"], r#"{"event_type":"signup"}"#);
         // The type may also come from a field.
         let Routed::Row(row) = r.route(msg(r#"{"type": "signup", "user_id": 5}"#, None), "t")

@@ -602,8 +602,12 @@ fn is_utc_micros(s: &str) -> bool {
             .all(u8::is_ascii_digit)
 }
 
-/// RFC 3339 → `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (BigQuery keeps microseconds).
+/// RFC 3339 → UTC `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (BigQuery keeps microseconds); UTC values
+/// with at most six fractional digits are kept as they are.
 pub fn normalize_timestamp(s: &str) -> Option<String> {
+    if is_utc_micros(s) {
+        return Some(s.to_string());
+    }
     let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
     Some(
         t.with_timezone(&chrono::Utc)
