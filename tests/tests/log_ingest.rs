@@ -892,29 +892,70 @@ async fn wait_for_total(
     }
 }
 
+/// One click schema, BigQuery behind a proxy that refuses inserts until told otherwise, and
+/// a Pub/Sub topic `events` whose dead-letter topic is watched by `events-dlq-watch`.
+struct Outage {
+    ps: PubSub,
+    ingest: Arc<Ingest>,
+    failing: Arc<AtomicBool>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+    _schemas: Schemas,
+    env: TestEnv,
+}
+
+impl Outage {
+    async fn start(events_yaml: &str) -> Outage {
+        let env = TestEnv::new().await;
+        let schemas = Schemas::new(&env, &[("click", click_schema())]);
+        let (_, pipeline) = env.pipeline_with_events(&schemas.0, events_yaml);
+        let mut target = pipeline.target("local").unwrap();
+        let failing = Arc::new(AtomicBool::new(true));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        target.bigquery_endpoint = Some(
+            flaky_bigquery(
+                env.stack.bq_endpoint.clone(),
+                failing.clone(),
+                refused.clone(),
+            )
+            .await,
+        );
+        let ingest = open(&pipeline, &target).await;
+        let ps = PubSub::new(&env);
+        ps.create_topic("events").await;
+        ps.create_topic("events-dlq").await;
+        ps.create_subscription("events-dlq-watch", json!({"topic": ps.topic("events-dlq")}))
+            .await;
+        Outage {
+            ps,
+            ingest,
+            failing,
+            refused,
+            _schemas: schemas,
+            env,
+        }
+    }
+
+    /// Ends the outage once BigQuery has refused `n` inserts (within a minute).
+    async fn end_after_refusing(&self, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.refused.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} inserts refused, {} rows stored",
+                self.refused.load(Ordering::Relaxed),
+                count(&self.env, EVENTS, "clicks", "").await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.failing.store(false, Ordering::Relaxed);
+    }
+}
+
 #[tokio::test]
 async fn pubsub_push_through_an_outage_adds_up() {
-    let env = TestEnv::new().await;
-    let schemas = Schemas::new(&env, &[("click", click_schema())]);
-    let (_, pipeline) = env.pipeline_with_events(&schemas.0, "");
-    let mut target = pipeline.target("local").unwrap();
-    let failing = Arc::new(AtomicBool::new(true));
-    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    target.bigquery_endpoint = Some(
-        flaky_bigquery(
-            env.stack.bq_endpoint.clone(),
-            failing.clone(),
-            refused.clone(),
-        )
-        .await,
-    );
-    let ingest = open(&pipeline, &target).await;
-    let svc = Service::start(ingest, None).await;
-    let ps = PubSub::new(&env);
-    ps.create_topic("events").await;
-    ps.create_topic("events-dlq").await;
-    ps.create_subscription("events-dlq-watch", json!({"topic": ps.topic("events-dlq")}))
-        .await;
+    let o = Outage::start("").await;
+    let (env, ps) = (&o.env, &o.ps);
+    let svc = Service::start(o.ingest.clone(), None).await;
     ps.create_subscription(
         "events-push",
         json!({
@@ -932,18 +973,9 @@ async fn pubsub_push_through_an_outage_adds_up() {
     let messages: Vec<Value> = (0..N).map(published).collect();
     ps.publish("events", &messages).await;
     // BigQuery is down until it has refused 3 inserts: those pushes get 503 and come back.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while refused.load(Ordering::Relaxed) < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "pushes did not reach the service: {} inserts refused, {} rows stored",
-            refused.load(Ordering::Relaxed),
-            count(&env, EVENTS, "clicks", "").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    failing.store(false, Ordering::Relaxed);
-    let (stored, dead, on_dlq) = wait_for_total(&env, &ps, "events-dlq-watch", N as u64).await;
+    o.end_after_refusing(3, "pushes did not reach the service")
+        .await;
+    let (stored, dead, on_dlq) = wait_for_total(env, ps, "events-dlq-watch", N as u64).await;
     svc.stop().await;
     let invalid = (0..N).filter(|i| i % 100 == 42).count() as u64;
     assert_eq!(
@@ -974,26 +1006,8 @@ async fn pubsub_push_through_an_outage_adds_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pubsub_pull_through_an_outage_adds_up() {
-    let env = TestEnv::new().await;
-    let schemas = Schemas::new(&env, &[("click", click_schema())]);
-    let (_, pipeline) = env.pipeline_with_events(&schemas.0, "batch: { max_rows: 1000 }");
-    let mut target = pipeline.target("local").unwrap();
-    let failing = Arc::new(AtomicBool::new(true));
-    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    target.bigquery_endpoint = Some(
-        flaky_bigquery(
-            env.stack.bq_endpoint.clone(),
-            failing.clone(),
-            refused.clone(),
-        )
-        .await,
-    );
-    let ingest = open(&pipeline, &target).await;
-    let ps = PubSub::new(&env);
-    ps.create_topic("events").await;
-    ps.create_topic("events-dlq").await;
-    ps.create_subscription("events-dlq-watch", json!({"topic": ps.topic("events-dlq")}))
-        .await;
+    let o = Outage::start("batch: { max_rows: 1000 }").await;
+    let (env, ps) = (&o.env, &o.ps);
     ps.create_subscription(
         "events-pull",
         json!({
@@ -1014,17 +1028,16 @@ async fn pubsub_pull_through_an_outage_adds_up() {
         idle_timeout: Some(Duration::from_secs(15)),
         max_outstanding: 5000,
     };
-    let puller = tokio::spawn(log_ingest::pull::run(ingest, opts, std::future::pending()));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let puller = tokio::spawn(log_ingest::pull::run(
+        o.ingest.clone(),
+        opts,
+        std::future::pending(),
+    ));
     // Long enough to outlast the writer's own retries (three tries per batch).
-    while refused.load(Ordering::Relaxed) < 12 {
-        assert!(Instant::now() < deadline, "pull delivered nothing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    failing.store(false, Ordering::Relaxed);
+    o.end_after_refusing(12, "pull delivered nothing").await;
     let report = puller.await.unwrap().unwrap();
     assert!(report.nacked > 0, "the outage nacked nothing: {report:?}");
-    let (stored, dead, on_dlq) = wait_for_total(&env, &ps, "events-dlq-watch", N as u64).await;
+    let (stored, dead, on_dlq) = wait_for_total(env, ps, "events-dlq-watch", N as u64).await;
     let invalid = (0..N).filter(|i| i % 100 == 42).count() as u64;
     assert_eq!(
         stored + dead + on_dlq,
