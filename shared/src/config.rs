@@ -649,6 +649,21 @@ impl Pipeline {
     }
 }
 
+/// A duration on the command line: `50m`, `300s`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number and a unit (s, m, h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 /// `pr-123`, `pr_45`: a pull-request target.
 fn is_pr_target(name: &str) -> bool {
     let rest = name
@@ -714,6 +729,15 @@ pub async fn resolve_dsn(r: &DsnRef) -> Result<Secret> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("50m").unwrap(), Duration::from_secs(3000));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("m").is_err());
+    }
+
     use super::*;
 
     const SAMPLE: &str = r#"

@@ -56,7 +56,7 @@ enum Command {
         common: Common,
         /// Stop starting batches after this long, e.g. 50m or 300s (keep it under the Cloud
         /// Run task timeout); finished batches stay committed.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = sluice::config::parse_duration)]
         max_duration: Option<Duration>,
         /// Apply one batch and exit.
         #[arg(long)]
@@ -84,20 +84,6 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number and a unit (s, m, h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m or h)")),
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 fn main() -> ExitCode {
@@ -241,17 +227,4 @@ fn load(common: &Common) -> anyhow::Result<(Pipeline, String)> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("--target is required (local, dev, prod or pr-N)"))?;
     Ok((pipeline, target))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("50m").unwrap(), Duration::from_secs(3000));
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("m").is_err());
-    }
 }

@@ -64,10 +64,10 @@ enum Command {
         #[arg(long)]
         subscription: Option<String>,
         /// Stop after this long, e.g. 50m or 300s (default: until SIGTERM).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = sluice::config::parse_duration)]
         max_duration: Option<Duration>,
         /// Stop once no message has arrived for this long, e.g. 30s.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = sluice::config::parse_duration)]
         idle_timeout: Option<Duration>,
         /// Pub/Sub endpoint (default: PUBSUB_EMULATOR_HOST when set, else Google's).
         #[arg(long)]
@@ -274,19 +274,4 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `50m`, `300s`, `2h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number with s, m or h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        other => return Err(format!("`{s}`: unknown unit `{other}` (use s, m or h)")),
-    };
-    Ok(Duration::from_secs(secs))
 }
