@@ -12,6 +12,8 @@ demo:
 
 ## test: format check, clippy (warnings denied), then every test against the local stack
 test: fmt-check lint stack-up
+	@echo "==> building the workers (tests run the binaries too)"
+	cargo build --workspace --bins
 	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
 
 ## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events

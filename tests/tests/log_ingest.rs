@@ -495,10 +495,17 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
     assert_eq!(clicks + purchases + invalid, EVENTS_SENT as u64);
 }
 
-/// The binary, built by the same `cargo nextest run --workspace`.
+/// The worker binary next to this test's profile directory, built by `make test`
+/// (`cargo build --workspace --bins`; `cargo test` does not build other packages' binaries).
 fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join(name)
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins -p {name}` (make test does)",
+        path.display()
+    );
+    path
 }
 
 #[tokio::test]
