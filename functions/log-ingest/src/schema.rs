@@ -295,6 +295,10 @@ impl EventSchema {
 
     /// Validates an event; the first violation names the failing value by JSON pointer.
     pub fn validate(&self, event: &Value) -> Result<(), Violation> {
+        // The yes/no walk is the cheap one; the first error is looked for only when it fails.
+        if self.validator.is_valid(event) {
+            return Ok(());
+        }
         match self.validator.validate(event) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -308,15 +312,177 @@ impl EventSchema {
         }
     }
 
-    /// The typed columns of a valid event as an insertAll row (meta columns not included),
-    /// and the top-level properties the schema does not name. Consumes the event: values move
-    /// into the row rather than being copied.
-    pub fn to_row(&self, event: Value) -> Result<(Map<String, Value>, Option<Value>), Violation> {
-        let Value::Object(mut obj) = event else {
+    /// Writes the typed columns of a valid event into an insertAll row being built in `out`
+    /// (each as `"name":value,`; the caller closes the object), and returns the top-level
+    /// properties the schema does not name. Consumes the event, and writes the row's bytes
+    /// directly rather than building it as a JSON tree first: this is the hot path.
+    pub fn write_columns(
+        &self,
+        event: Value,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Map<String, Value>>, Violation> {
+        let Value::Object(obj) = event else {
             return Err(violation(&Ptr::Root, "the event is not a JSON object"));
         };
-        let row = convert_record(&self.columns, &mut obj, &Ptr::Root)?;
-        Ok((row, (!obj.is_empty()).then_some(Value::Object(obj))))
+        let rest = write_record(&self.columns, obj, &Ptr::Root, out)?;
+        Ok((!rest.is_empty()).then_some(rest))
+    }
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes it. Runs that need no escape
+/// are found eight bytes at a time and copied whole: event payloads are mostly such runs.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    write_str_contents(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// The inside of a JSON string: `b` (UTF-8) with what JSON requires escaped.
+fn write_str_contents(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        if let Some(word) = b.get(i..i + 8) {
+            if !needs_escape(u64::from_le_bytes(word.try_into().unwrap_or_default())) {
+                i += 8;
+                continue;
+            }
+        }
+        let esc: &[u8] = match b[i] {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            c if c < 0x20 => {
+                out.extend_from_slice(&b[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+                i += 1;
+                start = i;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(esc);
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
+/// Whether a string can be written between quotes as it is.
+fn needs_no_escape(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    words
+        .by_ref()
+        .all(|w| !needs_escape(u64::from_le_bytes(w.try_into().unwrap_or_default())))
+        && words
+            .remainder()
+            .iter()
+            .all(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+}
+
+/// Whether any of eight bytes is a control character, `"` or a backslash (bytes of multi-byte UTF-8
+/// characters are all >= 0x80 and never match).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+    below_space || has_zero(w ^ (ONES * b'"' as u64)) || has_zero(w ^ (ONES * b'\\' as u64))
+}
+
+/// Appends `"name":` (column names are letters, digits and underscores: nothing to escape).
+pub(crate) fn write_key(out: &mut Vec<u8>, name: &str) {
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Appends the JSON text of `v` (as serde_json writes it) as a JSON string: how insertAll
+/// takes a JSON column. Written in one pass, escaping as it goes, with no text in between.
+pub(crate) fn write_json_text(out: &mut Vec<u8>, v: &Value) {
+    out.push(b'"');
+    write_quoted_value(out, v);
+    out.push(b'"');
+}
+
+/// Appends string attributes as the text of a JSON object, as a JSON string.
+pub(crate) fn write_attributes_text(out: &mut Vec<u8>, attributes: &BTreeMap<String, String>) {
+    out.push(b'"');
+    write_quoted_object(out, attributes.iter(), |out, v| write_quoted_str(out, v));
+    out.push(b'"');
+}
+
+fn write_quoted_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Digits, signs, '.', 'e': nothing to escape.
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => write_quoted_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_quoted_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_quoted_object(out, map.iter(), write_quoted_value),
+    }
+}
+
+/// `{"key":value,...}` inside a JSON string.
+fn write_quoted_object<'a, V: 'a>(
+    out: &mut Vec<u8>,
+    members: impl Iterator<Item = (&'a String, &'a V)>,
+    value: impl Fn(&mut Vec<u8>, &V),
+) {
+    out.push(b'{');
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_quoted_str(out, k);
+        out.push(b':');
+        value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// A string inside JSON text inside a JSON string: escaped once for the text, then again.
+fn write_quoted_str(out: &mut Vec<u8>, s: &str) {
+    if needs_no_escape(s.as_bytes()) {
+        out.extend_from_slice(b"\\\"");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"\\\"");
+    } else {
+        let mut text = Vec::with_capacity(s.len() + 8);
+        write_str(&mut text, s);
+        write_str_contents(out, &text);
+    }
+}
+
+/// Ends an object whose members each end in a comma.
+fn close_object(out: &mut Vec<u8>) {
+    match out.last_mut() {
+        Some(last @ b',') => *last = b'}',
+        _ => out.push(b'}'),
     }
 }
 
@@ -465,48 +631,57 @@ fn violation(at: &Ptr, message: impl Into<String>) -> Violation {
     }
 }
 
-/// Moves the mapped properties out of `obj` into a row; what is left is not in the schema.
-fn convert_record(
+/// Writes the mapped properties of `obj` as `"name":value,` members and returns the rest,
+/// the properties the schema does not name. Walks the object once, in its own (sorted) order,
+/// looking each key up among the few columns: cheaper than removing column by column.
+fn write_record(
     columns: &[Column],
-    obj: &mut Map<String, Value>,
+    obj: Map<String, Value>,
     at: &Ptr,
+    out: &mut Vec<u8>,
 ) -> Result<Map<String, Value>, Violation> {
-    let mut row = Map::new();
-    for c in columns {
-        let Some((name, v)) = obj.remove_entry(&c.name) else {
+    let mut rest = Map::new();
+    for (name, v) in obj {
+        let Some(c) = columns.iter().find(|c| c.name == name) else {
+            rest.insert(name, v);
             continue;
         };
         if v.is_null() {
             continue;
         }
         let here = Ptr::Key(at, &c.name);
-        let out = if c.repeated {
+        write_key(out, &c.name);
+        if c.repeated {
             let Value::Array(items) = v else {
                 return Err(violation(&here, "expected an array"));
             };
-            let mut out = Vec::with_capacity(items.len());
+            out.push(b'[');
             for (i, item) in items.into_iter().enumerate() {
                 let at = Ptr::Index(&here, i);
                 if item.is_null() {
                     return Err(violation(&at, "BigQuery arrays cannot hold null"));
                 }
-                out.push(convert_value(&c.ty, item, &at)?);
+                write_value(&c.ty, item, &at, out)?;
+                out.push(b',');
             }
-            Value::Array(out)
+            match out.last_mut() {
+                Some(last @ b',') => *last = b']',
+                _ => out.push(b']'),
+            }
         } else {
-            convert_value(&c.ty, v, &here)?
-        };
-        row.insert(name, out);
+            write_value(&c.ty, v, &here, out)?;
+        }
+        out.push(b',');
     }
-    Ok(row)
+    Ok(rest)
 }
 
-/// A value as insertAll takes it for a column of type `ty`.
-fn convert_value(ty: &ColType, v: Value, here: &Ptr) -> Result<Value, Violation> {
-    Ok(match ty {
+/// Writes a value as insertAll takes it for a column of type `ty`.
+fn write_value(ty: &ColType, v: Value, here: &Ptr, out: &mut Vec<u8>) -> Result<(), Violation> {
+    match ty {
         ColType::String => match v {
-            Value::String(_) => v,
-            other => Value::String(other.to_string()),
+            Value::String(s) => write_str(out, &s),
+            other => write_str(out, &other.to_string()),
         },
         ColType::Int64 => {
             let i = v
@@ -517,28 +692,34 @@ fn convert_value(ty: &ColType, v: Value, here: &Ptr) -> Result<Value, Violation>
                         .map(|f| f as i64)
                 })
                 .ok_or_else(|| violation(here, format!("{v} does not fit INT64")))?;
-            Value::from(i)
+            let _ = serde_json::to_writer(&mut *out, &i);
         }
         ColType::Float64 => {
             let f = v
                 .as_f64()
                 .ok_or_else(|| violation(here, format!("{v} is not a number")))?;
-            Value::from(f)
+            let _ = serde_json::to_writer(&mut *out, &f);
         }
-        ColType::Bool => Value::Bool(
-            v.as_bool()
-                .ok_or_else(|| violation(here, format!("{v} is not a boolean")))?,
-        ),
+        ColType::Bool => {
+            let b = v
+                .as_bool()
+                .ok_or_else(|| violation(here, format!("{v} is not a boolean")))?;
+            out.extend_from_slice(if b { b"true" } else { b"false" });
+        }
         ColType::Timestamp => {
             let Value::String(s) = v else {
                 return Err(violation(here, "expected a date-time string"));
             };
             if is_utc_micros(&s) {
-                Value::String(s)
+                // Digits, '-', ':', '.', 'T' and 'Z': nothing to escape.
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
             } else {
-                Value::String(normalize_timestamp(&s).ok_or_else(|| {
+                let t = normalize_timestamp(&s).ok_or_else(|| {
                     violation(here, format!("`{s}` is not an RFC 3339 date-time"))
-                })?)
+                })?;
+                write_str(out, &t);
             }
         }
         ColType::Date => {
@@ -547,7 +728,7 @@ fn convert_value(ty: &ColType, v: Value, here: &Ptr) -> Result<Value, Violation>
                 .ok_or_else(|| violation(here, "expected a date string"))?;
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map_err(|_| violation(here, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
-            v
+            write_str(out, s);
         }
         ColType::Bytes => {
             let s = v
@@ -556,21 +737,26 @@ fn convert_value(ty: &ColType, v: Value, here: &Ptr) -> Result<Value, Violation>
             base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| violation(here, format!("not base64: {e}")))?;
-            v
+            write_str(out, s);
         }
         ColType::Numeric | ColType::BigNumeric => match v {
-            Value::Number(n) => Value::String(n.to_string()),
-            Value::String(ref s) if s.parse::<f64>().is_ok() => v,
+            Value::Number(n) => write_str(out, &n.to_string()),
+            Value::String(ref s) if s.parse::<f64>().is_ok() => write_str(out, s),
             _ => return Err(violation(here, format!("{v} is not a decimal number"))),
         },
-        ColType::Json => Value::String(v.to_string()),
+        ColType::Json => write_json_text(out, &v),
         ColType::Record(sub) => {
-            let Value::Object(mut obj) = v else {
+            let Value::Object(obj) = v else {
                 return Err(violation(here, "expected an object"));
             };
-            Value::Object(convert_record(sub, &mut obj, here)?)
+            out.push(b'{');
+            // Properties a nested object's schema does not name are not kept (only the top
+            // level has `_extra`).
+            write_record(sub, obj, here, out)?;
+            close_object(out);
         }
-    })
+    }
+    Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z`: already what BigQuery keeps, so no parse is needed (the
@@ -754,16 +940,95 @@ mod tests {
             "props": {"k": [1]}, "either": 5, "unknown": true
         });
         s.validate(&event).unwrap();
-        let (row, extra) = s.to_row(event).unwrap();
+        let mut out = b"{".to_vec();
+        let extra = s.write_columns(event, &mut out).unwrap();
+        close_object(&mut out);
+        let row: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(row["user_id"], 7);
         assert_eq!(row["ts"], "2026-11-23T10:00:00.123456Z");
+        assert_eq!(row["day"], "2026-11-23");
+        assert_eq!(row["tags"], json!(["a"]));
+        assert_eq!(row["amount"], "12.50");
         assert_eq!(row["props"], r#"{"k":[1]}"#);
         assert_eq!(row["either"], "5");
         assert_eq!(row["device"], json!({"os": "ios", "w": 3}));
-        assert_eq!(extra, Some(json!({"unknown": true})));
+        assert_eq!(extra, json!({"unknown": true}).as_object().cloned());
+        // Empty arrays and records still close; escapes survive.
+        let mut out = b"{".to_vec();
+        s.write_columns(json!({"tags": [], "device": {}, "url": "a\"b\n"}), &mut out)
+            .unwrap();
+        close_object(&mut out);
+        let row: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(row, json!({"tags": [], "device": {}, "url": "a\"b\n"}));
+        let mut out = b"{".to_vec();
+        s.write_columns(json!({}), &mut out).unwrap();
+        close_object(&mut out);
+        assert_eq!(out, b"{}");
         assert!(is_utc_micros("2026-11-23T10:00:00Z"));
         assert!(is_utc_micros("2026-11-23T10:00:00.123456Z"));
         assert!(!is_utc_micros("2026-11-23T10:00:00.1234567Z"));
         assert!(!is_utc_micros("2026-11-23T10:00:00+02:00"));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut samples: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "exactly8".into(),
+            "a\"quoted\" \\path\\ over eight bytes".into(),
+            "tabs\tand\nlines\r\u{8}\u{c}\u{0}\u{1f}\u{7f}".into(),
+            "ünïcødé ✓ 😀 mixed \"with\" escapes".into(),
+            "x".repeat(2000),
+        ];
+        // Every byte value that can start or sit in a string, at every offset of a word.
+        for c in (0u32..0x80).chain([0xe9, 0x2713, 0x1f600]) {
+            let ch = char::from_u32(c).unwrap();
+            for pad in 0..9 {
+                samples.push(format!("{}{ch}{}", "a".repeat(pad), "b".repeat(9 - pad)));
+            }
+        }
+        for s in samples {
+            let mut out = vec![];
+            write_str(&mut out, &s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn json_columns_are_their_text_as_a_string() {
+        let values = [
+            json!(null),
+            json!({}),
+            json!([]),
+            json!({"k": [1, 2.5, -3e-7, true, null], "nested": {"a": "b"}}),
+            json!({"quote\"key": "line\nbreak \\ and \"quotes\"", "ctl": "\u{1}\u{1f}", "u": "ü ✓ 😀"}),
+            json!("just a string with \"quotes\" over eight bytes"),
+            json!(12345678901234i64),
+            json!(u64::MAX),
+        ];
+        for v in values {
+            let mut out = vec![];
+            write_json_text(&mut out, &v);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, v.to_string());
+        }
+        let attributes: BTreeMap<String, String> = [
+            ("event_type".to_string(), "signup".to_string()),
+            ("odd \"key\"".to_string(), "tab\there".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let mut out = vec![];
+        write_attributes_text(&mut out, &attributes);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, serde_json::to_string(&attributes).unwrap());
+        let mut out = vec![];
+        write_attributes_text(&mut out, &BTreeMap::new());
+        assert_eq!(out, br#""{}""#);
     }
 
     #[test]
