@@ -3,7 +3,7 @@
 //! cdc-sync's decode-and-stage rate against a raw peek of the slot, its end-to-end rate into
 //! the emulator and its peak memory (`cdc.rs`); log-ingest's validation rate against plain JSON
 //! parsing, push throughput and latency, and memory (`events.rs`). `--only pg-copy|cdc|events`
-//! runs one part.
+//! runs one part; `--only events-route` only the single-core validation rate (seconds, no stack).
 //!
 //! Prints `name: value` lines and writes them to `.local/bench/results.json`. Each rate is the
 //! median of three runs measured in this one invocation; every Parquet file is checked (row
@@ -331,7 +331,7 @@ async fn main() -> Result<()> {
         return cdc::child_stage(&args[2]).await;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("sluice-bench: pg-copy, cdc-sync and log-ingest throughput and memory; run through `make bench` (`--only pg-copy|cdc|events` for one part)");
+        println!("sluice-bench: pg-copy, cdc-sync and log-ingest throughput and memory; run through `make bench` (`--only pg-copy|cdc|events` for one part, `--only events-route` for log-ingest's single-core rate alone)");
         return Ok(());
     }
     let only = args
@@ -341,8 +341,8 @@ async fn main() -> Result<()> {
         .map(String::as_str);
     let mut figures: BTreeMap<String, f64> = BTreeMap::new();
     let part = |name: &str| only.is_none_or(|o| o == name);
-    if let Some(o) = only.filter(|o| !["pg-copy", "cdc", "events"].contains(o)) {
-        bail!("--only {o}: the parts are pg-copy, cdc and events");
+    if let Some(o) = only.filter(|o| !["pg-copy", "cdc", "events", "events-route"].contains(o)) {
+        bail!("--only {o}: the parts are pg-copy, cdc, events (and events-route, its first half)");
     }
     if part("pg-copy") {
         measure_pg_copy(&mut figures).await?;
@@ -351,7 +351,10 @@ async fn main() -> Result<()> {
         cdc::measure(&mut figures).await?;
     }
     if part("events") {
-        events::measure(&mut figures).await?;
+        events::measure(&mut figures, true).await?;
+    }
+    if only == Some("events-route") {
+        events::measure(&mut figures, false).await?;
     }
     let out_dir = PathBuf::from(".local/bench");
     std::fs::create_dir_all(&out_dir)?;
