@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::schema::{
-    normalize_timestamp, write_attributes_text, write_json_text, write_key, write_str, EventSchema,
+    close, normalize_timestamp, write_attributes_text, write_json_text, write_key, write_str,
+    EventSchema,
 };
 
 /// The body Pub/Sub POSTs to a push endpoint.
@@ -255,25 +256,25 @@ impl Router {
                 return dead(msg, Some(event_type), Reason::SchemaViolation, d);
             }
         };
-        write_key(&mut json, "_message_id");
-        write_str(&mut json, &msg.message_id);
+        // Meta columns, each ending in a comma like the typed ones.
+        let mut member = |name: &str, write: &dyn Fn(&mut Vec<u8>)| {
+            write_key(&mut json, name);
+            write(&mut json);
+            json.push(b',');
+        };
+        member("_message_id", &|out| write_str(out, &msg.message_id));
         if let Some(t) = msg.publish_time.as_deref().and_then(normalize_timestamp) {
-            json.push(b',');
-            write_key(&mut json, "_publish_time");
-            write_str(&mut json, &t);
+            member("_publish_time", &|out| write_str(out, &t));
         }
-        json.push(b',');
-        write_key(&mut json, "_attributes");
-        write_attributes_text(&mut json, &msg.attributes);
+        member("_attributes", &|out| {
+            write_attributes_text(out, &msg.attributes)
+        });
         if let Some(x) = extra {
-            json.push(b',');
-            write_key(&mut json, "_extra");
-            write_json_text(&mut json, &Value::Object(x));
+            let x = Value::Object(x);
+            member("_extra", &|out| write_json_text(out, &x));
         }
-        json.push(b',');
-        write_key(&mut json, "_ingested_at");
-        write_str(&mut json, now);
-        json.push(b'}');
+        member("_ingested_at", &|out| write_str(out, now));
+        close(&mut json, b'}');
         Routed::Row(Row {
             table: schema.table.clone(),
             insert_id: msg.message_id.clone(),

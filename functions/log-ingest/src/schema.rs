@@ -478,11 +478,11 @@ fn write_quoted_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Ends an object whose members each end in a comma.
-fn close_object(out: &mut Vec<u8>) {
+/// Ends an object (`b'}'`) or array (`b']'`) whose members each end in a comma.
+pub(crate) fn close(out: &mut Vec<u8>, bracket: u8) {
     match out.last_mut() {
-        Some(last @ b',') => *last = b'}',
-        _ => out.push(b'}'),
+        Some(last @ b',') => *last = bracket,
+        _ => out.push(bracket),
     }
 }
 
@@ -664,10 +664,7 @@ fn write_record(
                 write_value(&c.ty, item, &at, out)?;
                 out.push(b',');
             }
-            match out.last_mut() {
-                Some(last @ b',') => *last = b']',
-                _ => out.push(b']'),
-            }
+            close(out, b']');
         } else {
             write_value(&c.ty, v, &here, out)?;
         }
@@ -753,7 +750,7 @@ fn write_value(ty: &ColType, v: Value, here: &Ptr, out: &mut Vec<u8>) -> Result<
             // Properties a nested object's schema does not name are not kept (only the top
             // level has `_extra`).
             write_record(sub, obj, here, out)?;
-            close_object(out);
+            close(out, b'}');
         }
     }
     Ok(())
@@ -942,7 +939,7 @@ mod tests {
         s.validate(&event).unwrap();
         let mut out = b"{".to_vec();
         let extra = s.write_columns(event, &mut out).unwrap();
-        close_object(&mut out);
+        close(&mut out, b'}');
         let row: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(row["user_id"], 7);
         assert_eq!(row["ts"], "2026-11-23T10:00:00.123456Z");
@@ -957,12 +954,12 @@ mod tests {
         let mut out = b"{".to_vec();
         s.write_columns(json!({"tags": [], "device": {}, "url": "a\"b\n"}), &mut out)
             .unwrap();
-        close_object(&mut out);
+        close(&mut out, b'}');
         let row: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(row, json!({"tags": [], "device": {}, "url": "a\"b\n"}));
         let mut out = b"{".to_vec();
         s.write_columns(json!({}), &mut out).unwrap();
-        close_object(&mut out);
+        close(&mut out, b'}');
         assert_eq!(out, b"{}");
         assert!(is_utc_micros("2026-11-23T10:00:00Z"));
         assert!(is_utc_micros("2026-11-23T10:00:00.123456Z"));
