@@ -362,6 +362,11 @@ pub struct TargetConfig {
     /// Per-source connection overrides for this target.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceOverride>,
+    /// Marts of this target read the tables the pipeline lands in production (project
+    /// `bigquery.project`, datasets unsuffixed) rather than this target's own. Default: true
+    /// for `dev` and pull-request targets, false for the others.
+    #[serde(default)]
+    pub read_production_inputs: Option<bool>,
 }
 
 /// A target's override of a source's connection.
@@ -407,6 +412,10 @@ pub struct Target {
     pub no_auth: bool,
     /// Whether log-ingest checks push tokens.
     pub verify_push_tokens: bool,
+    /// Where marts read what pg-copy, cdc-sync and log-ingest land (and their run ledger):
+    /// this target's project and suffix, or production's for `dev` and PR targets.
+    pub inputs_project: String,
+    pub inputs_suffix: String,
     source_overrides: BTreeMap<String, DsnRef>,
 }
 
@@ -627,12 +636,23 @@ impl Pipeline {
                 bucket: self.lake.bucket.clone(),
             },
         };
+        let project = config
+            .project
+            .clone()
+            .unwrap_or_else(|| self.bigquery.project.clone());
+        let production_inputs = config
+            .read_production_inputs
+            .unwrap_or(name == "dev" || is_pr_target(name));
+        let (inputs_project, inputs_suffix) = if production_inputs {
+            (self.bigquery.project.clone(), String::new())
+        } else {
+            (project.clone(), suffix.clone())
+        };
         Ok(Target {
             name: name.to_string(),
-            project: config
-                .project
-                .clone()
-                .unwrap_or_else(|| self.bigquery.project.clone()),
+            project,
+            inputs_project,
+            inputs_suffix,
             location: self.bigquery.location.clone(),
             bigquery_endpoint,
             storage_write_endpoint,

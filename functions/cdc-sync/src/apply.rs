@@ -70,11 +70,7 @@ pub struct Applied {
 }
 
 pub fn int_param(name: &str, v: i64) -> Param {
-    Param {
-        name: name.into(),
-        ty: "INT64",
-        value: v.to_string(),
-    }
+    Param::scalar(name, "INT64", v.to_string())
 }
 
 /// `-s<n>` for the n-th segment of a table in a batch (its columns changed mid-batch).
@@ -419,13 +415,13 @@ impl Sink {
             let params = [
                 int_param("lsn", t.lsn as i64),
                 int_param("ord", t.ord),
-                Param {
-                    name: "ts".into(),
-                    ty: "TIMESTAMP",
-                    value: chrono::DateTime::from_timestamp_micros(t.commit_unix_micros())
+                Param::scalar(
+                    "ts",
+                    "TIMESTAMP",
+                    chrono::DateTime::from_timestamp_micros(t.commit_unix_micros())
                         .map(|d| d.to_rfc3339())
                         .unwrap_or_default(),
-                },
+                ),
             ];
             let params = if self.deletes == Deletes::Hard {
                 &params[..2]

@@ -78,19 +78,11 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
     let mut params = vec![];
     if let Some(r) = filter.reason {
         sql.push_str(" AND reason_code = @reason");
-        params.push(Param {
-            name: "reason".into(),
-            ty: "STRING",
-            value: r.code().into(),
-        });
+        params.push(Param::scalar("reason", "STRING", r.code()));
     }
     if let Some(since) = &filter.since {
         sql.push_str(" AND received_at >= @since");
-        params.push(Param {
-            name: "since".into(),
-            ty: "TIMESTAMP",
-            value: since.clone(),
-        });
+        params.push(Param::scalar("since", "TIMESTAMP", since.clone()));
     }
     sql.push_str(" ORDER BY received_at");
     let rows = ingest.bq.query(&sql, &params).await?;

@@ -64,20 +64,53 @@ impl QueryRows {
     }
 }
 
-/// A named query parameter (`@ds`).
+/// A named query parameter (`@ds`): a scalar, or an array of scalars when `array` is set.
 #[derive(Debug, Clone)]
 pub struct Param {
     pub name: String,
+    /// The scalar type, or the element type of an array.
     pub ty: &'static str,
     pub value: String,
+    pub array: Option<Vec<String>>,
 }
 
 impl Param {
-    pub fn date(name: &str, value: &str) -> Param {
+    pub fn scalar(name: &str, ty: &'static str, value: impl Into<String>) -> Param {
         Param {
             name: name.into(),
-            ty: "DATE",
+            ty,
             value: value.into(),
+            array: None,
+        }
+    }
+
+    pub fn date(name: &str, value: &str) -> Param {
+        Param::scalar(name, "DATE", value)
+    }
+
+    /// An `ARRAY<STRING>` parameter (`x IN UNNEST(@values)`).
+    pub fn strings(name: &str, values: &[String]) -> Param {
+        Param {
+            name: name.into(),
+            ty: "STRING",
+            value: String::new(),
+            array: Some(values.to_vec()),
+        }
+    }
+
+    /// The parameter as the REST API takes it.
+    pub fn to_json(&self) -> Value {
+        match &self.array {
+            None => json!({
+                "name": self.name,
+                "parameterType": {"type": self.ty},
+                "parameterValue": {"value": self.value},
+            }),
+            Some(values) => json!({
+                "name": self.name,
+                "parameterType": {"type": "ARRAY", "arrayType": {"type": self.ty}},
+                "parameterValue": {"arrayValues": values.iter().map(|v| json!({"value": v})).collect::<Vec<_>>()},
+            }),
         }
     }
 }
@@ -192,7 +225,10 @@ impl BigQuery {
         body: Option<Vec<u8>>,
         ctx: &str,
     ) -> Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        let started = Instant::now();
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
         if let Some(t) = self.token().await? {
             req = req.bearer_auth(t);
         }
@@ -213,6 +249,7 @@ impl BigQuery {
             .text()
             .await
             .map_err(|e| Error::bigquery(ctx, ErrorKind::Transient, e.to_string()))?;
+        tracing::debug!(%method, path, status, ms = started.elapsed().as_millis() as u64, "{ctx}");
         let value = if text.is_empty() {
             Value::Null
         } else {
@@ -333,6 +370,30 @@ impl BigQuery {
         .await
     }
 
+    /// Sets a table's description and its schema fields' descriptions (the catalog lives in the
+    /// warehouse). `fields` is the table's schema with descriptions filled in.
+    pub async fn patch_descriptions(
+        &self,
+        dataset: &str,
+        table: &str,
+        description: Option<&str>,
+        fields: &Value,
+    ) -> Result<()> {
+        let ctx = format!("describing table {dataset}.{table}");
+        let mut body = json!({"schema": {"fields": fields}});
+        if let Some(d) = description {
+            body["description"] = json!(d);
+        }
+        self.request(
+            reqwest::Method::PATCH,
+            &format!("/datasets/{dataset}/tables/{table}"),
+            Some(body),
+            &ctx,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Replaces a table's schema fields (adding columns).
     pub async fn patch_schema(&self, dataset: &str, table: &str, fields: &Value) -> Result<()> {
         let ctx = format!("adding columns to {dataset}.{table}");
@@ -418,11 +479,7 @@ impl BigQuery {
             "useLegacySql": false,
             "location": self.location,
             "parameterMode": "NAMED",
-            "queryParameters": params.iter().map(|p| json!({
-                "name": p.name,
-                "parameterType": {"type": p.ty},
-                "parameterValue": {"value": p.value},
-            })).collect::<Vec<_>>(),
+            "queryParameters": params.iter().map(Param::to_json).collect::<Vec<_>>(),
             "timeoutMs": 60_000,
             "maxResults": 10_000,
         });
