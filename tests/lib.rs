@@ -124,7 +124,9 @@ impl TestEnv {
         (yaml, p)
     }
 
-    fn pipeline_yaml(&self, tables_yaml: &str, cdc_yaml: Option<&str>, extra: &str) -> String {
+    /// The pipeline's YAML text: source `src` with `tables_yaml`, an optional `cdc:` block, any
+    /// `extra` top-level blocks, and a `local` target writing to this test's datasets.
+    pub fn pipeline_yaml(&self, tables_yaml: &str, cdc_yaml: Option<&str>, extra: &str) -> String {
         let mut tables: String = tables_yaml
             .lines()
             .map(|l| format!("      {l}\n"))
@@ -235,7 +237,7 @@ impl Drop for TestEnv {
                         .await;
                 }
                 if let Ok(bq) = BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project) {
-                    for ds in ["src", "src_replica", "ops", "sluice_staging", "events"] {
+                    for ds in ["src", "src_replica", "ops", "sluice_staging", "events", "m"] {
                         let _ = bq.delete_dataset(&format!("{ds}_t{id}")).await;
                     }
                 }
@@ -257,6 +259,23 @@ async fn connect(dsn: &str) -> Client {
 }
 
 pub mod gcs_bridge;
+
+/// A worker binary next to the test's profile directory, built by `make test` first
+/// (`cargo build --workspace --bins`; `cargo test` does not build other packages' binaries).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/debug")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins -p {name}` (make test does)",
+        path.display()
+    );
+    path
+}
 
 /// A lake in a fresh bucket of fake-gcs-server, through object_store's real GCS client.
 pub async fn fake_gcs_lake(stack: &Stack) -> sluice::lake::Lake {

@@ -2,8 +2,10 @@
 //! single-connection binary COPY, and pg-copy's peak memory, on generated tables; then
 //! cdc-sync's decode-and-stage rate against a raw peek of the slot, its end-to-end rate into
 //! the emulator and its peak memory (`cdc.rs`); log-ingest's validation rate against plain JSON
-//! parsing, push throughput and latency, and memory (`events.rs`). `--only pg-copy|cdc|events`
-//! runs one part; `--only events-route` only the single-core validation rate (seconds, no stack).
+//! parsing, push throughput and latency, and memory (`events.rs`); mart-build's plan and render
+//! time per mart on 500 marts, and a 20-mart diamond's wall time against its critical path
+//! (`marts.rs`). `--only pg-copy|cdc|events|marts` runs one part; `--only events-route` only the
+//! single-core validation rate, `--only marts-plan` only the 500-mart plan (seconds, no stack).
 //!
 //! Prints `name: value` lines and writes them to `.local/bench/results.json`. Each rate is the
 //! median of three runs measured in this one invocation; every Parquet file is checked (row
@@ -28,6 +30,7 @@ use tokio_postgres::NoTls;
 
 mod cdc;
 mod events;
+mod marts;
 
 const RUNS: usize = 3;
 
@@ -331,7 +334,7 @@ async fn main() -> Result<()> {
         return cdc::child_stage(&args[2]).await;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("sluice-bench: pg-copy, cdc-sync and log-ingest throughput and memory; run through `make bench` (`--only pg-copy|cdc|events` for one part, `--only events-route` for log-ingest's single-core rate alone)");
+        println!("sluice-bench: pg-copy, cdc-sync, log-ingest and mart-build figures; run through `make bench` (`--only pg-copy|cdc|events|marts` for one part, `--only events-route` for log-ingest's single-core rate alone, `--only marts-plan` for the 500-mart plan alone)");
         return Ok(());
     }
     let only = args
@@ -341,8 +344,16 @@ async fn main() -> Result<()> {
         .map(String::as_str);
     let mut figures: BTreeMap<String, f64> = BTreeMap::new();
     let part = |name: &str| only.is_none_or(|o| o == name);
-    if let Some(o) = only.filter(|o| !["pg-copy", "cdc", "events", "events-route"].contains(o)) {
-        bail!("--only {o}: the parts are pg-copy, cdc, events (and events-route, its first half)");
+    let parts = [
+        "pg-copy",
+        "cdc",
+        "events",
+        "events-route",
+        "marts",
+        "marts-plan",
+    ];
+    if let Some(o) = only.filter(|o| !parts.contains(o)) {
+        bail!("--only {o}: the parts are pg-copy, cdc, events, marts (and events-route, marts-plan: their first halves)");
     }
     if part("pg-copy") {
         measure_pg_copy(&mut figures).await?;
@@ -355,6 +366,12 @@ async fn main() -> Result<()> {
     }
     if only == Some("events-route") {
         events::measure(&mut figures, false).await?;
+    }
+    if part("marts") {
+        marts::measure(&mut figures, true).await?;
+    }
+    if only == Some("marts-plan") {
+        marts::measure(&mut figures, false).await?;
     }
     let out_dir = PathBuf::from(".local/bench");
     std::fs::create_dir_all(&out_dir)?;

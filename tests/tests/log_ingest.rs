@@ -13,7 +13,7 @@ use log_ingest::replay::{self, ReplayFilter};
 use log_ingest::{Ingest, ServeReport};
 use serde_json::{json, Value};
 use sluice::config::{Pipeline, PushAuth, Target};
-use sluice_tests::TestEnv;
+use sluice_tests::{binary, TestEnv};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -493,19 +493,6 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
     }
     assert_eq!(count(&env, "ops", "dead_letter_open", "").await, invalid);
     assert_eq!(clicks + purchases + invalid, EVENTS_SENT as u64);
-}
-
-/// The worker binary next to this test's profile directory, built by `make test`
-/// (`cargo build --workspace --bins`; `cargo test` does not build other packages' binaries).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins -p {name}` (make test does)",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test]

@@ -1,6 +1,15 @@
-//! mart-build: Build SQL marts in dependency order with data-quality gates.
+//! mart-build: SQL marts in dependency order with data-quality gates.
 //!
-//! Not built yet: this crate holds its place in the workspace until issue #5.
+//! `mart` reads one `marts/<dataset>/<name>.sql` (header, SQL, checks); `dag` checks all of
+//! them together (references, cycles) before anything runs; `render` places table names for
+//! a target; `run` builds marts for logical dates, gated by their checks.
 
-/// The issue that builds this worker.
-pub const ISSUE: u32 = 5;
+pub mod checks;
+pub mod dag;
+pub mod export;
+pub mod fixtures;
+pub mod mart;
+pub mod render;
+pub mod run;
+pub mod schedule;
+pub mod sql;

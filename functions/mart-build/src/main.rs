@@ -1,18 +1,249 @@
-//! The mart-build command line (a placeholder until issue #5).
+//! The mart-build command line.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use mart_build::dag::{self, Dag, Inputs};
+use mart_build::render::Placement;
+use mart_build::{export, fixtures, run};
+use sluice::config::Pipeline;
+use sluice::telemetry::{self, LogFormat};
 
 /// Build SQL marts in dependency order with data-quality gates.
 ///
-/// Not built yet (issue #5); this command only says so.
+/// Marts are `marts/<dataset>/<name>.sql`: a YAML header in a leading comment, then one
+/// SELECT. Every file is checked (header keys, SQL syntax, table references, cycles) before
+/// anything is printed or run.
 #[derive(Debug, Parser)]
 #[command(name = "mart-build", version)]
-struct Cli {}
+struct Cli {
+    /// The pipeline definition.
+    #[arg(
+        long,
+        global = true,
+        default_value = "pipeline.yaml",
+        env = "SLUICE_PIPELINE"
+    )]
+    config: PathBuf,
+    /// The marts directory (default: `marts` next to pipeline.yaml).
+    #[arg(long, global = true)]
+    marts: Option<PathBuf>,
+    /// Log format: auto (human on a terminal), json, human.
+    #[arg(long, global = true, default_value = "auto")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The marts in run order, as text and as a Mermaid flowchart.
+    Plan {
+        /// `mart`, `mart+` (and downstream), `+mart` (and upstream); repeatable.
+        #[arg(long)]
+        select: Vec<String>,
+    },
+    /// A mart's SELECT exactly as it runs for a target, references placed.
+    Render {
+        /// `dataset.name`, or a name only one dataset has.
+        mart: String,
+        /// The logical date, passed to the query as @ds.
+        #[arg(long)]
+        ds: String,
+        /// Environment: local, dev, prod or pr-<n>.
+        #[arg(long, default_value = "prod", env = "SLUICE_TARGET")]
+        target: String,
+    },
+    /// Build marts for a logical date (default yesterday) or a range of dates.
+    ///
+    /// Each mart is built into a staging table, checked, and only then swapped into its table
+    /// or partition. A tripped fail condition leaves the table as it was and skips the marts
+    /// downstream (`upstream_failed`); the run then exits non-zero. Check results go to
+    /// ops.dq_results, one row per mart and date to ops.runs.
+    Run {
+        /// Environment: local, dev, prod or pr-<n>. dev and pr-<n> read production inputs
+        /// and write marts into suffixed datasets.
+        #[arg(long, env = "SLUICE_TARGET")]
+        target: String,
+        /// Logical date (YYYY-MM-DD); default yesterday (UTC).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        ds: Option<String>,
+        /// First date of a backfill.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Last date of a backfill (inclusive).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// `mart`, `mart+` (and downstream), `+mart` (and upstream); repeatable.
+        #[arg(long)]
+        select: Vec<String>,
+        /// Marts built at the same time.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// How long a mart waits for a late input (pg-copy, cdc-sync, an upstream mart)
+        /// before failing, e.g. 45m, 2h, 0s.
+        #[arg(long, default_value = "1h", value_parser = duration)]
+        wait: Duration,
+        /// How often to look again while waiting.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        poll: Duration,
+        /// Do not check that inputs are fresh (ad-hoc rebuilds).
+        #[arg(long)]
+        no_freshness: bool,
+    },
+    /// Run the marts' unit tests (`<name>.test.yaml` next to each mart) in BigQuery: fixture
+    /// rows in, the mart's SELECT run, its rows compared with the expected ones.
+    Test {
+        /// Where to run them: a scratch dataset is made and dropped (default: the emulator).
+        #[arg(long, default_value = "local", env = "SLUICE_TARGET")]
+        target: String,
+        /// `mart`, `mart+`, `+mart`; repeatable.
+        #[arg(long)]
+        select: Vec<String>,
+    },
+    /// Print, as JSON for Terraform, the BigQuery scheduled queries of marts with
+    /// `runner: scheduled_query`.
+    ExportScheduledQueries {
+        #[arg(long, default_value = "prod", env = "SLUICE_TARGET")]
+        target: String,
+    },
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    sluice::config::parse_duration(s)
+}
+
+fn load(cli: &Cli) -> Result<(Pipeline, Dag)> {
+    let pipeline = Pipeline::load(&cli.config)?;
+    let base = cli.config.parent().map(PathBuf::from).unwrap_or_default();
+    let dir = cli.marts.clone().unwrap_or_else(|| base.join("marts"));
+    let marts = dag::load_dir(&dir).map_err(|e| anyhow!(e))?;
+    let dag = Dag::build(marts, &Inputs::of(&pipeline, &base)).map_err(|e| anyhow!(e))?;
+    Ok((pipeline, dag))
+}
+
+fn date(flag: &str, s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| anyhow!("{flag} {s}: expected a date like 2024-05-01"))
+}
+
+async fn try_main(cli: Cli) -> Result<ExitCode> {
+    let (pipeline, dag) = load(&cli)?;
+    match cli.command {
+        Command::Plan { select } => {
+            let selected: BTreeSet<String> = dag.select(&select).map_err(|e| anyhow!(e))?;
+            print!("{}", dag.plan_text(&selected));
+            println!("\n```mermaid\n{}```", dag.plan_mermaid(&selected));
+        }
+        Command::Render { mart, ds, target } => {
+            date("--ds", &ds)?;
+            let t = pipeline.target(&target)?;
+            let id = dag.resolve(&mart).map_err(|e| anyhow!(e))?;
+            let placement = Placement::for_target(&t);
+            let sql = placement.render(&dag, &id).map_err(|e| anyhow!(e))?;
+            println!("-- {id} for target {target}; parameters: @ds = DATE '{ds}', @ds_start/@ds_end = the day's bounds (TIMESTAMP, UTC)");
+            println!("{sql}");
+        }
+        Command::Run {
+            target,
+            ds,
+            from,
+            to,
+            select,
+            parallel,
+            wait,
+            poll,
+            no_freshness,
+        } => {
+            let dates = match (ds, from, to) {
+                (Some(d), _, _) => vec![date("--ds", &d)?],
+                (None, Some(f), Some(t)) => {
+                    let (f, t) = (date("--from", &f)?, date("--to", &t)?);
+                    anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
+                    f.iter_days().take_while(|d| *d <= t).collect()
+                }
+                _ => vec![chrono::Utc::now()
+                    .date_naive()
+                    .pred_opt()
+                    .unwrap_or_default()],
+            };
+            let mut opts = run::Options::new(&target, dates);
+            opts.select = select;
+            opts.parallel = parallel.max(1);
+            opts.wait = wait;
+            opts.poll = poll;
+            opts.check_freshness = !no_freshness;
+            let summary = run::run(&pipeline, dag, opts).await?;
+            print!("{}", summary.table());
+            if summary.failed() > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Test { target, select } => {
+            let t = pipeline.target(&target)?;
+            let bq = sluice::bigquery::BigQuery::for_target(&t)?;
+            let chosen = dag.select(&select).map_err(|e| anyhow!(e))?;
+            let selected: Vec<String> = dag
+                .order()
+                .filter(|m| chosen.contains(*m))
+                .cloned()
+                .collect();
+            let (results, untested) = fixtures::run(&bq, &dag, &selected)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            for r in &results {
+                match &r.failure {
+                    None => println!("ok    {}: {}", r.mart, r.case),
+                    Some(f) => println!("FAIL  {}: {}\n{f}", r.mart, r.case),
+                }
+            }
+            for m in &untested {
+                println!(
+                    "--    {m}: no unit tests ({})",
+                    fixtures::fixture_file(&dag.marts[m]).display()
+                );
+            }
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            println!(
+                "{} passed, {failed} failed, {} marts without tests",
+                results.len() - failed,
+                untested.len()
+            );
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::ExportScheduledQueries { target } => {
+            let t = pipeline.target(&target)?;
+            let json = export::scheduled_queries(&dag, &Placement::for_target(&t), &t.location)
+                .map_err(|e| anyhow!(e))?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!("mart-build: not built yet (issue #{})", mart_build::ISSUE);
-    ExitCode::FAILURE
+    let cli = Cli::parse();
+    telemetry::init(LogFormat::from_flag(&cli.log_format));
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mart-build: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(try_main(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mart-build: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

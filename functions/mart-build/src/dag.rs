@@ -1,0 +1,486 @@
+//! Every mart of `marts/`, checked as a whole before anything runs: references resolve to a
+//! mart or to a table the pipeline lands, there is no cycle, and the marts come out in
+//! dependency order, in levels that may run in parallel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sluice::config::Pipeline;
+
+use crate::mart::{Mart, TableName};
+
+/// What lands an input table, so a mart can wait until it is fresh for its date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Producer {
+    /// pg-copy copies it each day; `full` copies cover every earlier date too.
+    PgCopy {
+        source: String,
+        table: String,
+        full: bool,
+    },
+    /// cdc-sync replicates it continuously from `source`.
+    Cdc { source: String },
+    /// log-ingest streams it (no per-day runs to wait for).
+    Events,
+    /// sluice's own tables (`ops`).
+    Ops,
+}
+
+/// Tables marts may read besides other marts: what pg-copy, cdc-sync and log-ingest land,
+/// as `pipeline.yaml` declares them.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// By `dataset.table`.
+    pub tables: BTreeMap<String, Producer>,
+    /// Datasets whose every table is accepted (cdc of whole schemas, `ops`).
+    pub open_datasets: BTreeMap<String, Producer>,
+}
+
+impl Inputs {
+    /// The inputs of a pipeline; event tables are read from its schema files (`base` is the
+    /// directory of pipeline.yaml).
+    pub fn of(p: &Pipeline, base: &Path) -> Inputs {
+        let mut i = Inputs::default();
+        // The run ledger, dead letters and DQ results.
+        i.open_datasets
+            .insert(p.bigquery.ops_dataset.clone(), Producer::Ops);
+        for (name, s) in &p.sources {
+            let ds = p.source_dataset(name);
+            for (t, config) in &s.tables {
+                let producer = Producer::PgCopy {
+                    source: name.clone(),
+                    table: t.clone(),
+                    full: config.mode == sluice::config::Mode::Full,
+                };
+                i.tables.insert(format!("{ds}.{t}"), producer);
+            }
+            if let Some(cdc) = &s.cdc {
+                let ds = cdc.dataset(name);
+                let producer = Producer::Cdc {
+                    source: name.clone(),
+                };
+                if cdc.all_tables || !cdc.schemas.is_empty() {
+                    i.open_datasets.insert(ds.clone(), producer.clone());
+                }
+                for t in &cdc.tables {
+                    let t = t.rsplit('.').next().unwrap_or(t);
+                    i.tables.insert(format!("{ds}.{t}"), producer.clone());
+                }
+                for t in &cdc.history {
+                    i.tables
+                        .insert(format!("{ds}.{t}_history"), producer.clone());
+                }
+            }
+        }
+        if let Some(ev) = &p.events {
+            let dir = base.join(&ev.schemas);
+            for path in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = path.path();
+                if path.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let doc: Value = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or(Value::Null);
+                let table = doc["x-bigquery"]["table"].as_str().unwrap_or(stem);
+                i.tables
+                    .insert(format!("{}.{table}", ev.dataset), Producer::Events);
+                i.tables
+                    .insert(format!("{}.{table}_dedup", ev.dataset), Producer::Events);
+            }
+        }
+        i
+    }
+
+    /// What lands a table, if the pipeline lands it.
+    pub fn producer(&self, t: &TableName) -> Option<&Producer> {
+        if t.project.is_some() {
+            return None;
+        }
+        self.tables
+            .get(&t.short())
+            .or_else(|| self.open_datasets.get(&t.dataset))
+    }
+
+    /// Tables of other projects, written `project.dataset.table`, are taken as they are:
+    /// only a dataset-relative name can be checked against the pipeline.
+    fn knows(&self, t: &TableName) -> bool {
+        t.project.is_some() || self.producer(t).is_some()
+    }
+}
+
+/// The marts, in run order.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    /// By `dataset.name`.
+    pub marts: BTreeMap<String, Mart>,
+    /// Upstream marts of each mart.
+    pub upstream: BTreeMap<String, BTreeSet<String>>,
+    /// Levels: every mart's upstream marts are in earlier levels.
+    pub levels: Vec<Vec<String>>,
+    /// The tables the pipeline lands, which marts read.
+    pub inputs: Inputs,
+}
+
+/// Reads `dir/<dataset>/<name>.sql`. Every problem of every file is reported, one per line.
+pub fn load_dir(dir: &Path) -> Result<Vec<Mart>, String> {
+    let mut files: Vec<(PathBuf, String)> = vec![];
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read marts in {}: {e}", dir.display()))?;
+    for d in entries.flatten() {
+        let ds = d.path();
+        if !ds.is_dir() {
+            continue;
+        }
+        let dataset = d.file_name().to_string_lossy().to_string();
+        for f in std::fs::read_dir(&ds).into_iter().flatten().flatten() {
+            if f.path().extension().is_some_and(|x| x == "sql") {
+                files.push((f.path(), dataset.clone()));
+            }
+        }
+    }
+    files.sort();
+    let mut marts = vec![];
+    let mut errors = vec![];
+    for (file, dataset) in files {
+        match Mart::load(&file, &dataset) {
+            Ok(m) => marts.push(m),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(marts)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+impl Dag {
+    /// Resolves references and orders the marts; errors name the file and line, or the cycle.
+    pub fn build(marts: Vec<Mart>, inputs: &Inputs) -> Result<Dag, String> {
+        let marts: BTreeMap<String, Mart> = marts.into_iter().map(|m| (m.id.short(), m)).collect();
+        let mut upstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut errors = vec![];
+        for (id, m) in &marts {
+            let ups = upstream.entry(id.clone()).or_default();
+            for r in &m.references {
+                let short = r.name.short();
+                if r.name.project.is_none() && marts.contains_key(&short) {
+                    if &short == id {
+                        errors.push(format!(
+                            "{}:{}: the mart reads itself",
+                            m.file.display(),
+                            r.line
+                        ));
+                    }
+                    ups.insert(short);
+                } else if !inputs.knows(&r.name)
+                    && !m.header.depends_on.contains(&r.name.to_string())
+                {
+                    errors.push(format!(
+                        "{}:{}: unknown table `{}`: not a mart, not in pipeline.yaml (add it to depends_on if it is made elsewhere)",
+                        m.file.display(),
+                        r.line,
+                        r.name
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("\n"));
+        }
+        // Kahn's algorithm by levels; what is left over sits on a cycle.
+        let mut remaining: BTreeMap<&String, usize> =
+            upstream.iter().map(|(k, v)| (k, v.len())).collect();
+        let mut levels: Vec<Vec<String>> = vec![];
+        loop {
+            let ready: Vec<String> = remaining
+                .iter()
+                .filter(|(_, n)| **n == 0)
+                .map(|(k, _)| (*k).clone())
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for r in &ready {
+                remaining.remove(r);
+            }
+            for (k, n) in remaining.iter_mut() {
+                *n -= upstream[*k].iter().filter(|u| ready.contains(u)).count();
+            }
+            levels.push(ready);
+        }
+        if !remaining.is_empty() {
+            let left: BTreeSet<String> = remaining.keys().map(|k| (*k).clone()).collect();
+            return Err(format!(
+                "marts depend on each other in a cycle: {}",
+                cycle(&left, &upstream)
+            ));
+        }
+        Ok(Dag {
+            marts,
+            upstream,
+            levels,
+            inputs: inputs.clone(),
+        })
+    }
+
+    /// Marts in run order.
+    pub fn order(&self) -> impl Iterator<Item = &String> {
+        self.levels.iter().flatten()
+    }
+
+    /// Downstream marts of each mart.
+    pub fn downstream(&self) -> BTreeMap<&String, BTreeSet<&String>> {
+        let mut down: BTreeMap<&String, BTreeSet<&String>> = BTreeMap::new();
+        for (id, ups) in &self.upstream {
+            down.entry(id).or_default();
+            for u in ups {
+                down.entry(u).or_default().insert(id);
+            }
+        }
+        down
+    }
+
+    /// `--select`: `mart` (just it), `mart+` (and everything downstream), `+mart` (and
+    /// everything upstream); a mart is `dataset.name` or a name that is unique. Several
+    /// selectors add up; none selects all.
+    pub fn select(&self, selectors: &[String]) -> Result<BTreeSet<String>, String> {
+        if selectors.is_empty() {
+            return Ok(self.marts.keys().cloned().collect());
+        }
+        let down = self.downstream();
+        let mut out = BTreeSet::new();
+        for s in selectors.iter().flat_map(|s| s.split(',')) {
+            let (up, name, downs) = (
+                s.starts_with('+'),
+                s.trim_start_matches('+').trim_end_matches('+'),
+                s.ends_with('+'),
+            );
+            let id = self.resolve(name)?;
+            if !up && !downs {
+                out.insert(id);
+                continue;
+            }
+            if up {
+                walk(&mut out, &id, &|m| {
+                    self.upstream[m].iter().cloned().collect()
+                });
+            }
+            if downs {
+                walk(&mut out, &id, &|m| {
+                    down[m].iter().map(|s| (*s).clone()).collect()
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `dataset.name`, or a bare name when only one dataset has it.
+    pub fn resolve(&self, name: &str) -> Result<String, String> {
+        if self.marts.contains_key(name) {
+            return Ok(name.to_string());
+        }
+        let hits: Vec<&String> = self
+            .marts
+            .keys()
+            .filter(|k| k.rsplit('.').next() == Some(name))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!(
+                "no mart `{name}` (marts: {})",
+                self.marts.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            many => Err(format!(
+                "`{name}` is ambiguous: {}",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The plan as text: one line per mart in run order, with its level and upstream marts.
+    pub fn plan_text(&self, selected: &BTreeSet<String>) -> String {
+        let mut out = String::new();
+        for (n, level) in self.levels.iter().enumerate() {
+            for id in level.iter().filter(|id| selected.contains(*id)) {
+                let m = &self.marts[id];
+                let ups: Vec<&str> = self.upstream[id].iter().map(String::as_str).collect();
+                let inputs: Vec<String> = m
+                    .references
+                    .iter()
+                    .map(|r| r.name.short())
+                    .filter(|r| !self.marts.contains_key(r))
+                    .collect();
+                out.push_str(&format!(
+                    "{:>3}  {id}  ({:?}, {} checks){}{}\n",
+                    n + 1,
+                    m.header.materialized,
+                    m.fail_conditions.len() + m.dq_metrics.len(),
+                    if ups.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  after {}", ups.join(", "))
+                    },
+                    if inputs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  reads {}", inputs.join(", "))
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// The plan as a Mermaid flowchart (inputs as rounded nodes, marts as boxes).
+    pub fn plan_mermaid(&self, selected: &BTreeSet<String>) -> String {
+        let node = |s: &str| s.replace('.', "__");
+        let mut out = String::from("flowchart LR\n");
+        let mut inputs = BTreeSet::new();
+        for id in self.order().filter(|id| selected.contains(*id)) {
+            out.push_str(&format!("  {}[\"{id}\"]\n", node(id)));
+            for r in &self.marts[id].references {
+                let r = r.name.short();
+                if !self.marts.contains_key(&r) {
+                    inputs.insert(r.clone());
+                }
+                out.push_str(&format!("  {} --> {}\n", node(&r), node(id)));
+            }
+        }
+        for i in inputs {
+            out.push_str(&format!("  {}(\"{i}\")\n", node(&i)));
+        }
+        out
+    }
+}
+
+/// Adds `start` and everything reachable from it through `next` to `out`.
+fn walk(out: &mut BTreeSet<String>, start: &str, next: &dyn Fn(&String) -> Vec<String>) {
+    let mut stack = vec![start.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(m) = stack.pop() {
+        if seen.insert(m.clone()) {
+            out.insert(m.clone());
+            stack.extend(next(&m));
+        }
+    }
+}
+
+/// One cycle among `left` (marts that never became ready), as `a → b → a`.
+fn cycle(left: &BTreeSet<String>, upstream: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let Some(start) = left.iter().next() else {
+        return String::new();
+    };
+    // Walk upstream inside `left` until a mart repeats.
+    let mut path: Vec<&String> = vec![start];
+    loop {
+        let here = path[path.len() - 1];
+        let Some(next) = upstream[here].iter().find(|u| left.contains(*u)) else {
+            break;
+        };
+        if let Some(i) = path.iter().position(|p| *p == next) {
+            // Written in the direction data flows: from an upstream mart to its reader.
+            let mut c: Vec<&str> = vec![next];
+            c.extend(path[i..].iter().rev().map(|s| s.as_str()));
+            return c.join(" → ");
+        }
+        path.push(next);
+    }
+    left.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mart `m.<name>` reading `reads` (dataset.table names).
+    fn mart(name: &str, reads: &[&str]) -> Mart {
+        let from: Vec<String> = reads
+            .iter()
+            .map(|r| format!("SELECT 1 AS x FROM {r}"))
+            .collect();
+        let sql = format!("/* description: {name} */\n{}", from.join("\nUNION ALL "));
+        Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name).unwrap()
+    }
+
+    fn inputs() -> Inputs {
+        let mut i = Inputs::default();
+        i.tables.insert("raw.orders".into(), Producer::Events);
+        i
+    }
+
+    #[test]
+    fn orders_marts_in_levels_and_selects() {
+        let dag = Dag::build(
+            vec![
+                mart("c", &["m.a", "m.b"]),
+                mart("a", &["raw.orders"]),
+                mart("b", &["m.a"]),
+                mart("d", &["raw.orders"]),
+            ],
+            &inputs(),
+        )
+        .unwrap();
+        assert_eq!(dag.levels, [vec!["m.a", "m.d"], vec!["m.b"], vec!["m.c"]]);
+        let sel = |s: &[&str]| -> Vec<String> {
+            let s: Vec<String> = s.iter().map(|s| s.to_string()).collect();
+            dag.select(&s).unwrap().into_iter().collect()
+        };
+        assert_eq!(sel(&["b"]), ["m.b"]);
+        assert_eq!(sel(&["b+"]), ["m.b", "m.c"]);
+        assert_eq!(sel(&["+b"]), ["m.a", "m.b"]);
+        assert_eq!(sel(&["m.a+", "d"]), ["m.a", "m.b", "m.c", "m.d"]);
+        assert!(dag
+            .select(&["nope".into()])
+            .unwrap_err()
+            .contains("no mart `nope`"));
+        let text = dag.plan_text(&dag.select(&[]).unwrap());
+        assert!(
+            text.contains("  3  m.c  (Table, 0 checks)  after m.a, m.b"),
+            "{text}"
+        );
+        let mermaid = dag.plan_mermaid(&dag.select(&[]).unwrap());
+        assert!(
+            mermaid.contains("m__a --> m__b") && mermaid.contains("raw__orders(\"raw.orders\")"),
+            "{mermaid}"
+        );
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let e = Dag::build(
+            vec![
+                mart("a", &["m.c"]),
+                mart("b", &["m.a"]),
+                mart("c", &["m.b"]),
+                mart("d", &["raw.orders"]),
+            ],
+            &inputs(),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("marts depend on each other in a cycle: "),
+            "{e}"
+        );
+        for m in ["m.a", "m.b", "m.c"] {
+            assert!(e.contains(m), "{e}");
+        }
+        assert!(!e.contains("m.d"), "{e}");
+    }
+
+    #[test]
+    fn unknown_tables_are_named_with_file_and_line() {
+        let e = Dag::build(vec![mart("a", &["raw.ordres"])], &inputs()).unwrap_err();
+        assert!(
+            e.starts_with("marts/m/a.sql:2: unknown table `raw.ordres`"),
+            "{e}"
+        );
+    }
+}
