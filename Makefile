@@ -16,7 +16,7 @@ test: fmt-check lint stack-up
 	cargo build --workspace --bins
 	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
 
-## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events
+## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events; mart-build on 500 generated marts and a 20-mart diamond
 bench: stack-up
 	$(WITH_ENV) scripts/bench.sh
 

@@ -2,7 +2,8 @@
 # make demo: starts the local stack, creates the sample shop database, copies it into the
 # BigQuery emulator with pg-copy (full tables, and three days of the incremental ones), and
 # prints what was loaded with the row counts checked against Postgres; then replicates the
-# shop with cdc-sync (snapshot, then a stream of changes) and compares the replicas.
+# shop with cdc-sync (snapshot, then a stream of changes) and compares the replicas; posts a
+# day of app events to log-ingest as Pub/Sub push would; and builds the marts with mart-build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
@@ -20,8 +21,8 @@ export SHOP_DATABASE_URL="postgres://postgres@$SLUICE_PG_HOST:$SLUICE_PG_PORT/sh
 psql "$SHOP_DATABASE_URL" -qX -v ON_ERROR_STOP=1 -f scripts/sample-shop.sql
 psql "$SHOP_DATABASE_URL" -X -c "SELECT relname AS table, n_live_tup AS rows FROM pg_stat_user_tables ORDER BY relname"
 
-say "building pg-copy and cdc-sync"
-cargo build -p pg-copy -p cdc-sync
+say "building the workers"
+cargo build -p pg-copy -p cdc-sync -p log-ingest -p mart-build
 
 from=$(date -u -d '3 days ago' +%F)
 to=$(date -u -d 'yesterday' +%F)
@@ -51,4 +52,47 @@ say "cdc-sync run   (streams the changes; users gains its new column on its own)
 say "cdc-sync status   (rows in Postgres against live rows in each replica)"
 ./target/debug/cdc-sync status --target local
 
-say "done: copies in dataset shop_raw, replicas in shop_replica (orders_history keeps every change), the run ledger in ops.runs, Parquet under .local/lake/sluice-lake/"
+say "log-ingest serve   (the Pub/Sub push endpoint; the demo posts yesterday's app events as Pub/Sub would, 2% of them malformed)"
+port=${SLUICE_DEMO_INGEST_PORT:-8097}
+./target/debug/log-ingest serve --target local --port "$port" --log-format json >.local/demo-log-ingest.log 2>&1 &
+ingest=$!
+trap 'kill $ingest 2>/dev/null || true' EXIT
+until curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; do
+  kill -0 "$ingest" 2>/dev/null || { echo "log-ingest did not start:"; cat .local/demo-log-ingest.log; exit 1; }
+  sleep 0.2
+done
+events=.local/demo-events
+rm -rf "$events" && mkdir -p "$events"
+day=$(date -u -d yesterday +%F)
+for i in $(seq 1 600); do
+  user=$(( 1 + (i * 7919) % 12000 ))
+  at="${day}T$(printf '%02d:%02d:%02d' $(( i % 24 )) $(( i * 7 % 60 )) $(( i * 13 % 60 )))Z"
+  case $(( i % 50 )) in
+    0) event='{"type":"page_view","occurred_at":"not a time","path":"/"}' ;;
+    [1-9]|1[0-9]) event="{\"type\":\"add_to_cart\",\"occurred_at\":\"$at\",\"user_id\":$user,\"product_id\":$(( 1 + i % 600 )),\"quantity\":$(( 1 + i % 3 ))}" ;;
+    *) event="{\"type\":\"page_view\",\"occurred_at\":\"$at\",\"user_id\":$user,\"session_id\":\"s$(( i / 5 ))\",\"path\":\"/products/$(( i % 600 ))\"}" ;;
+  esac
+  printf '{"subscription":"projects/sluice-local/subscriptions/log-ingest-push","message":{"messageId":"demo-%s-%d","publishTime":"%sT23:59:59Z","data":"%s"}}' \
+    "$day" "$i" "$day" "$(printf '%s' "$event" | base64 -w0)" >"$events/$i.json"
+done
+ls "$events" | xargs -P 8 -I{} curl -sf -o /dev/null -H 'content-type: application/json' \
+  --data-binary "@$events/{}" "http://127.0.0.1:$port/"
+kill -TERM "$ingest" && wait "$ingest" || true
+trap - EXIT
+bq_count() {
+  curl -s -H 'content-type: application/json' "$SLUICE_BQ_ENDPOINT/bigquery/v2/projects/$SLUICE_BQ_PROJECT/queries" \
+    -d "{\"query\": \"SELECT COUNT(*) FROM $1\", \"useLegacySql\": false}" | sed -n 's/.*"v": *"\([0-9]*\)".*/\1/p'
+}
+# The _dedup views keep one row per Pub/Sub message, so a rerun of the demo counts the same.
+echo "600 events posted: $(bq_count events.page_views_dedup) page views and $(bq_count events.cart_adds_dedup) cart adds stored, $(bq_count ops.dead_letter_open) in ops.dead_letter_open with their reason"
+
+say "mart-build plan   (the marts in marts/, in dependency order)"
+./target/debug/mart-build plan | sed '/```mermaid/,$d'
+
+say "mart-build test   (each mart's unit tests: fixture rows in, expected rows out, in the emulator)"
+./target/debug/mart-build test --target local
+
+say "mart-build run --ds $to   (waits for its inputs' runs in the ledger, builds through staging, checks, swaps)"
+./target/debug/mart-build run --target local --ds "$to" --wait 5m --poll 5s
+
+say "done: copies in dataset shop_raw, replicas in shop_replica (orders_history keeps every change), events in events (rejects in ops.dead_letter), marts in finance, growth and product, check results in ops.dq_results, the run ledger in ops.runs, Parquet under .local/lake/sluice-lake/"

@@ -13,3 +13,9 @@ variable "pipeline_file" {
   description = "Path of pipeline.yaml, the one source of truth for tables, modes and schedules."
   default     = "../pipeline.yaml"
 }
+
+variable "scheduled_queries_file" {
+  type        = string
+  description = "JSON written by `mart-build export-scheduled-queries`: marts that run as BigQuery scheduled queries."
+  default     = "scheduled_queries.json"
+}
