@@ -30,7 +30,7 @@ use sluice::bigquery::BigQuery;
 use crate::dag::Dag;
 use crate::mart::{Mart, TableName};
 use crate::render::rewrite;
-use crate::run::date_params;
+use crate::run::mart_params;
 
 /// One case of a mart's unit tests.
 #[derive(Debug, Clone, Deserialize)]
@@ -347,7 +347,7 @@ async fn run_case(
         table: table_of(name),
     });
     let out = bq
-        .query(&sql, &date_params(case.ds))
+        .query(&sql, &mart_params(m, case.ds))
         .await
         .map_err(|e| format!("the mart's SELECT failed: {e}"))?;
     match compare(&out.columns, &out.rows, &case.expect, case.ordered) {

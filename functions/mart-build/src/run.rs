@@ -430,7 +430,17 @@ async fn build(ctx: &Ctx, mart: &str, ds: NaiveDate) -> MartResult {
     r
 }
 
-/// The parameters of a mart's SELECT for `ds`.
+/// The date parameters a mart's SELECT uses, for `ds` (only those: real BigQuery need not
+/// accept parameters a query does not name).
+pub fn mart_params(m: &Mart, ds: NaiveDate) -> Vec<Param> {
+    let used = crate::mart::parameters(&m.query);
+    date_params(ds)
+        .into_iter()
+        .filter(|p| used.contains_key(&p.name))
+        .collect()
+}
+
+/// `@ds`, and the day's bounds `@ds_start` and `@ds_end`, for `ds`.
 pub fn date_params(ds: NaiveDate) -> Vec<Param> {
     let day = ds.format("%Y-%m-%d").to_string();
     let next = ds.succ_opt().unwrap_or(ds).format("%Y-%m-%d").to_string();
@@ -475,7 +485,8 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     let placed = ctx.placement.place(&ctx.dag, &m.id);
     let target = table_ref(project, &placed.dataset, &placed.table);
     let select = ctx.placement.render(&ctx.dag, &m.id.short())?;
-    let params = date_params(ds);
+    // [@ds] for the queries sluice writes around the SELECT.
+    let params = &date_params(ds)[..1];
     let compact = ds.format("%Y%m%d").to_string();
     let job = |step: &str| job_id(&["mart", &m.id.dataset, &m.id.table, &compact, &ctx.tag, step]);
     let h = &m.header;
@@ -486,7 +497,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
             .await
             .map_err(err)?;
         r.jobs.push(id);
-        let (rows, checks) = run_checks(ctx, m, &target, None, None, &params).await?;
+        let (rows, checks) = run_checks(ctx, m, &target, None, None, &[]).await?;
         r.rows = Some(rows);
         r.checks = checks;
         describe(ctx, m, &placed).await;
@@ -496,7 +507,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     let staging_name = format!("{}__{}__{compact}__{}", m.id.dataset, m.id.table, ctx.tag);
     let staging = table_ref(project, &ctx.staging_ds, &staging_name);
     let id = job("build");
-    let mut config = query_job(&select, &params);
+    let mut config = query_job(&select, &mart_params(m, ds));
     config["query"]["destinationTable"] =
         json!({"projectId": project, "datasetId": ctx.staging_ds, "tableId": staging_name});
     config["query"]["writeDisposition"] = json!("WRITE_TRUNCATE");
@@ -532,7 +543,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
         {
             let q = ctx
                 .bq
-                .query(&sql::previous_partition_rows(&target, d), &params[..1])
+                .query(&sql::previous_partition_rows(&target, d), params)
                 .await
                 .map_err(err)?;
             q.get(0, "n")
@@ -541,7 +552,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
         }
         _ => None,
     };
-    let (rows, checks) = run_checks(ctx, m, &staging, outside_of, previous, &params).await?;
+    let (rows, checks) = run_checks(ctx, m, &staging, outside_of, previous, params).await?;
     r.rows = Some(rows);
     r.checks = checks;
     let tripped: Vec<String> = r
@@ -666,7 +677,7 @@ async fn run_checks(
     source: &str,
     outside_of: Option<&str>,
     previous: Option<f64>,
-    params: &[Param],
+    ds: &[Param],
 ) -> Result<(u64, Vec<CheckResult>), String> {
     let all: Vec<(&Check, &'static str)> = m
         .fail_conditions
@@ -675,7 +686,12 @@ async fn run_checks(
         .chain(m.dq_metrics.iter().map(|c| (c, "dq_metric")))
         .collect();
     let checks: Vec<&Check> = all.iter().map(|(c, _)| *c).collect();
-    let mut p = params.to_vec();
+    // @ds only where the query names it: for rows outside the partition.
+    let mut p = if outside_of.is_some() {
+        ds.to_vec()
+    } else {
+        vec![]
+    };
     p.extend(
         checks
             .iter()
@@ -838,7 +854,9 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
         let sql =
             format!("SELECT COUNT(*) AS n FROM {runs} WHERE status = 'success' AND {condition}");
         let mut p = params;
-        p.push(Param::date("ds", &day));
+        if condition.contains("@ds") {
+            p.push(Param::date("ds", &day));
+        }
         let q = ctx
             .bq
             .query(&sql, &p)
