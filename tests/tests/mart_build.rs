@@ -702,8 +702,8 @@ async fn the_cli_plans_renders_runs_and_exits_non_zero_on_failure() {
     let (ok, plan, err) = cli(&env, &marts, &["plan"]);
     assert!(ok, "{err}");
     assert!(
-        plan.contains("  1  m.daily  (Partition, 4 checks)  reads src.orders")
-            && plan.contains("  2  m.total  (Table, 1 checks)  after m.daily"),
+        plan.contains("  1  m.daily  (partition, 4 checks)  reads src.orders")
+            && plan.contains("  2  m.total  (table, 1 checks)  after m.daily"),
         "{plan}"
     );
     assert!(plan.contains("```mermaid\nflowchart LR\n"), "{plan}");

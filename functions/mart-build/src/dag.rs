@@ -319,9 +319,9 @@ impl Dag {
                     .filter(|r| !self.marts.contains_key(r))
                     .collect();
                 out.push_str(&format!(
-                    "{:>3}  {id}  ({:?}, {} checks){}{}\n",
+                    "{:>3}  {id}  ({}, {} checks){}{}\n",
                     n + 1,
-                    m.header.materialized,
+                    m.header.materialized.as_str(),
                     m.fail_conditions.len() + m.dq_metrics.len(),
                     if ups.is_empty() {
                         String::new()
@@ -443,7 +443,7 @@ mod tests {
             .contains("no mart `nope`"));
         let text = dag.plan_text(&dag.select(&[]).unwrap());
         assert!(
-            text.contains("  3  m.c  (Table, 0 checks)  after m.a, m.b"),
+            text.contains("  3  m.c  (table, 0 checks)  after m.a, m.b"),
             "{text}"
         );
         let mermaid = dag.plan_mermaid(&dag.select(&[]).unwrap());

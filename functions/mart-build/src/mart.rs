@@ -44,6 +44,18 @@ pub enum Materialized {
     View,
 }
 
+impl Materialized {
+    /// As the header writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Materialized::Table => "table",
+            Materialized::Partition => "partition",
+            Materialized::Merge => "merge",
+            Materialized::View => "view",
+        }
+    }
+}
+
 /// Who runs the mart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -427,10 +439,9 @@ impl Mart {
             }
             if matches!(h.materialized, Materialized::Merge | Materialized::View) {
                 return Err(at(format!(
-                    "runner: scheduled_query writes a table or a partition, not materialized: {:?}",
-                    h.materialized
-                )
-                .to_lowercase()));
+                    "runner: scheduled_query writes a table or a partition, not materialized: {}",
+                    h.materialized.as_str()
+                )));
             }
         }
         if let Some(s) = &h.schedule {
@@ -563,6 +574,8 @@ mod tests {
         assert!(e("/*\nmaterialized: merge\n*/\nSELECT 1 FROM a.b").contains("needs unique_key"));
         assert!(e("/*\nrunner: scheduled_query\nfail_conditions: [{not_null: x}]\n*/\nSELECT 1 AS x FROM a.b").contains("runs no checks"));
         assert!(e("/*\nschedule: weekly\n*/\nSELECT 1 FROM a.b").contains("schedule `weekly`"));
+        assert!(e("/*\nrunner: scheduled_query\nmaterialized: merge\nunique_key: id\n*/\nSELECT 1 AS id FROM a.b")
+            .contains("not materialized: merge"));
         assert!(e(
             "/*\nfail_conditions: [{not_null: x}, {not_null: x}]\n*/\nSELECT 1 AS x FROM a.b"
         )

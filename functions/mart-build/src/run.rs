@@ -905,7 +905,7 @@ async fn record(ctx: &Ctx, r: &MartResult) {
         error: r.error.clone(),
         details: json!({
             "outcome": r.outcome.label(),
-            "materialized": format!("{:?}", m.header.materialized).to_lowercase(),
+            "materialized": m.header.materialized.as_str(),
             "owner": m.header.owner,
             "jobs": r.jobs,
             "checks_failed": r.checks.iter().filter(|c| !c.passed).map(|c| &c.name).collect::<Vec<_>>(),
