@@ -781,7 +781,9 @@ async fn wait_for_inputs(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<(), Strin
                 ctx.opts.wait.as_secs()
             ));
         }
-        tokio::time::sleep(ctx.opts.poll.min(deadline - Instant::now())).await;
+        // At least a tenth of a second between looks, even with --poll 0s.
+        let pause = ctx.opts.poll.max(Duration::from_millis(100));
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }
 
