@@ -669,6 +669,12 @@ impl Pipeline {
     }
 }
 
+/// A logical date on the command line, `YYYY-MM-DD`; the error names the flag.
+pub fn parse_date(flag: &str, s: &str) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| Error::config(format!("{flag} {s}: expected a date like 2024-05-01")))
+}
+
 /// A duration on the command line: `50m`, `300s`, `2h`, or plain seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));

@@ -142,3 +142,29 @@ where
         let _ = std::io::stderr().lock().write_all(&out);
     }
 }
+
+/// A worker's `main`: runs `main` on a multi-threaded runtime and returns its exit code; an
+/// error is printed on one line as `<name>: <error and its causes>` and exits 1.
+pub fn run_main<T, E>(
+    name: &str,
+    main: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> std::process::ExitCode
+where
+    T: std::process::Termination,
+    E: std::fmt::Display,
+{
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(main) {
+        Ok(t) => t.report(),
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -95,20 +95,7 @@ fn main() -> ExitCode {
         | Command::Resync { common, .. } => common,
     };
     telemetry::init(LogFormat::from_flag(&common.log_format));
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cdc-sync: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(try_main(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cdc-sync: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    telemetry::run_main("cdc-sync", try_main(cli))
 }
 
 async fn try_main(cli: Cli) -> anyhow::Result<()> {

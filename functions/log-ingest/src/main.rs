@@ -103,20 +103,7 @@ fn main() -> ExitCode {
         | Command::Check { common } => common,
     };
     telemetry::init(LogFormat::from_flag(&common.log_format));
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("log-ingest: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("log-ingest: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    telemetry::run_main("log-ingest", run(cli.command))
 }
 
 fn pipeline_dir(config: &Path) -> PathBuf {

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use mart_build::dag::{self, Dag, Inputs};
 use mart_build::render::Placement;
 use mart_build::{export, fixtures, run};
-use sluice::config::Pipeline;
+use sluice::config::{parse_date, Pipeline};
 use sluice::telemetry::{self, LogFormat};
 
 /// Build SQL marts in dependency order with data-quality gates.
@@ -128,11 +127,6 @@ fn load(cli: &Cli) -> Result<(Pipeline, Dag)> {
     Ok((pipeline, dag))
 }
 
-fn date(flag: &str, s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| anyhow!("{flag} {s}: expected a date like 2024-05-01"))
-}
-
 async fn try_main(cli: Cli) -> Result<ExitCode> {
     let (pipeline, dag) = load(&cli)?;
     match cli.command {
@@ -142,7 +136,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             println!("\n```mermaid\n{}```", dag.plan_mermaid(&selected));
         }
         Command::Render { mart, ds, target } => {
-            date("--ds", &ds)?;
+            parse_date("--ds", &ds)?;
             let t = pipeline.target(&target)?;
             let id = dag.resolve(&mart).map_err(|e| anyhow!(e))?;
             let placement = Placement::for_target(&t);
@@ -162,9 +156,9 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             no_freshness,
         } => {
             let dates = match (ds, from, to) {
-                (Some(d), _, _) => vec![date("--ds", &d)?],
+                (Some(d), _, _) => vec![parse_date("--ds", &d)?],
                 (None, Some(f), Some(t)) => {
-                    let (f, t) = (date("--from", &f)?, date("--to", &t)?);
+                    let (f, t) = (parse_date("--from", &f)?, parse_date("--to", &t)?);
                     anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
                     f.iter_days().take_while(|d| *d <= t).collect()
                 }
@@ -232,18 +226,5 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(LogFormat::from_flag(&cli.log_format));
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mart-build: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(try_main(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("mart-build: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    telemetry::run_main("mart-build", try_main(cli))
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pg_copy::{plan, Dates, Options};
-use sluice::config::Pipeline;
+use pg_copy::{Dates, Options};
+use sluice::config::{parse_date, Pipeline};
 use sluice::telemetry::{self, LogFormat};
 
 /// Copy Postgres tables into BigQuery through Parquet files in the lake.
@@ -64,28 +64,15 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(LogFormat::from_flag(&cli.log_format));
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pg-copy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(try_main(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("pg-copy: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    telemetry::run_main("pg-copy", try_main(cli))
 }
 
 async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::load(&cli.config)?;
     let dates = match (&cli.ds, &cli.from, &cli.to) {
-        (Some(d), _, _) => Dates::One(plan::parse_date("--ds", d)?),
+        (Some(d), _, _) => Dates::One(parse_date("--ds", d)?),
         (None, Some(f), Some(t)) => {
-            let (f, t) = (plan::parse_date("--from", f)?, plan::parse_date("--to", t)?);
+            let (f, t) = (parse_date("--from", f)?, parse_date("--to", t)?);
             anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
             Dates::Range(f, t)
         }

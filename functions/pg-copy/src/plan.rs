@@ -110,12 +110,6 @@ pub fn for_task(units: Vec<Unit>, index: usize, count: usize) -> Vec<Unit> {
         .collect()
 }
 
-/// Parses `YYYY-MM-DD`, naming the flag in the error.
-pub fn parse_date(flag: &str, s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| Error::config(format!("{flag} {s}: expected a date like 2024-05-01")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +134,7 @@ sources:
     }
 
     fn d(s: &str) -> NaiveDate {
-        parse_date("--ds", s).unwrap()
+        sluice::config::parse_date("--ds", s).unwrap()
     }
 
     #[test]
@@ -197,7 +191,7 @@ sources:
             d("2024-05-10"),
         );
         assert!(e.unwrap_err().to_string().contains("--source crm"));
-        assert!(parse_date("--ds", "05/01/2024").is_err());
+        assert!(sluice::config::parse_date("--ds", "05/01/2024").is_err());
     }
 
     #[test]
