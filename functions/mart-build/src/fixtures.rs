@@ -224,8 +224,7 @@ pub fn compare(
             None => problems.push(format!("  missing  {}", row_text(e))),
         }
     }
-    for (j, row) in rows.iter().enumerate().filter(|(j, _)| !used[*j]) {
-        let _ = j;
+    for (row, _) in rows.iter().zip(&used).filter(|(_, used)| !**used) {
         problems.push(format!("  extra    {}", shown(row)));
     }
     (!problems.is_empty()).then(|| problems.join("\n"))

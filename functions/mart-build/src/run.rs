@@ -843,7 +843,9 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
         };
         let (project, dataset) = ops;
         let runs = table_ref(project, dataset, RUNS_TABLE);
+        // This run's own ledger was made at start; another dataset's may not exist yet.
         if project == &ctx.target.project
+            && dataset != &ctx.ops_ds
             && ctx
                 .bq
                 .get_table(dataset, RUNS_TABLE)
