@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use mart_build::dag::{self, Dag, Inputs};
-use mart_build::run::{self, Options, Outcome, Summary};
+use mart_build::run::{self, MartResult, Options, Outcome, Summary};
 use sluice::config::Pipeline;
 use sluice::ledger::{Ledger, RunRecord, Status};
 use sluice_tests::{binary, TestEnv};
@@ -61,11 +61,14 @@ async fn run_marts(
     run::run(p, dag, o).await.expect("the run starts")
 }
 
-fn outcome(s: &Summary, mart: &str, ds: &str) -> Outcome {
+/// One mart's result for one date; the summary's table if it did not run.
+fn result<'a>(s: &'a Summary, mart: &str, ds: &str) -> &'a MartResult {
     s.get(mart, d(ds))
         .unwrap_or_else(|| panic!("{mart} {ds} did not run:\n{}", s.table()))
-        .outcome
-        .clone()
+}
+
+fn outcome(s: &Summary, mart: &str, ds: &str) -> Outcome {
+    result(s, mart, ds).outcome.clone()
 }
 
 fn assert_built(s: &Summary) {
@@ -120,10 +123,6 @@ fail_conditions:
 SELECT SUM(revenue) AS revenue, COUNT(*) AS days FROM m.daily
 ";
 
-async fn count(env: &TestEnv, dataset: &str, table: &str, filter: &str) -> u64 {
-    env.bq_count(dataset, table, filter).await
-}
-
 async fn text(env: &TestEnv, sql: &str, column: &str) -> Option<String> {
     env.bq_query(sql).await.get(0, column).map(String::from)
 }
@@ -145,7 +144,7 @@ async fn partitions_are_replaced_idempotently_and_backfilled_over_a_range() {
     assert_built(&s);
     assert_eq!(s.results.len(), 6);
     // Dates run in order: the total after the last date covers all three.
-    assert_eq!(count(&env, "m", "daily", "").await, 3);
+    assert_eq!(env.bq_count("m", "daily", "").await, 3);
     let total = env.bq_table("m", "total");
     assert_eq!(
         text(
@@ -166,7 +165,7 @@ async fn partitions_are_replaced_idempotently_and_backfilled_over_a_range() {
     })
     .await;
     assert_built(&s);
-    assert_eq!(count(&env, "m", "daily", "").await, 3);
+    assert_eq!(env.bq_count("m", "daily", "").await, 3);
     env.bq_query(&format!(
         "UPDATE {} SET total = NUMERIC '100.00' WHERE id = 3",
         env.bq_table("src", "orders")
@@ -187,7 +186,8 @@ async fn partitions_are_replaced_idempotently_and_backfilled_over_a_range() {
     assert_eq!(revenue("2024-05-02").await, 101.0);
     assert_eq!(revenue("2024-05-01").await, 15.0);
     assert_eq!(
-        count(&env, "m", "daily", "WHERE day = DATE '2024-05-02'").await,
+        env.bq_count("m", "daily", "WHERE day = DATE '2024-05-02'")
+            .await,
         1
     );
 
@@ -251,20 +251,16 @@ async fn a_tripped_fail_condition_keeps_yesterdays_data_and_skips_dependents() {
         Outcome::UpstreamFailed("m.daily".into())
     );
     assert_eq!(s.failed(), 2);
-    let err = s
-        .get("m.daily", d("2024-05-02"))
-        .unwrap()
-        .error
-        .clone()
-        .unwrap();
+    let err = result(&s, "m.daily", "2024-05-02").error.clone().unwrap();
     assert!(
         err.contains("fail condition tripped: no_anonymous_orders (0/1 = 0.0000 < 1)"),
         "{err}"
     );
     // Nothing of the 2nd reached the table; the 1st and the total built from it stand.
-    assert_eq!(count(&env, "m", "daily", "").await, 1);
+    assert_eq!(env.bq_count("m", "daily", "").await, 1);
     assert_eq!(
-        count(&env, "m", "daily", "WHERE day = DATE '2024-05-01'").await,
+        env.bq_count("m", "daily", "WHERE day = DATE '2024-05-01'")
+            .await,
         1
     );
     let total = env.bq_table("m", "total");
@@ -336,7 +332,7 @@ async fn metrics_never_block_and_row_count_change_compares_partitions() {
     let marts = Marts::new(&env, &[("m/daily.sql", &by_user)]);
     let s = run_marts(&p, &marts, "local", &["2024-05-01", "2024-05-02"], |_| {}).await;
     assert_built(&s);
-    let r = s.get("m.daily", d("2024-05-02")).unwrap();
+    let r = result(&s, "m.daily", "2024-05-02");
     let big = r.checks.iter().find(|c| c.name == "big_days").unwrap();
     assert!(!big.passed && big.kind == "dq_metric", "{big:?}");
     let change = r
@@ -351,7 +347,7 @@ async fn metrics_never_block_and_row_count_change_compares_partitions() {
         env.bq_table("src", "orders")
     )).await;
     let s = run_marts(&p, &marts, "local", &["2024-05-03"], |_| {}).await;
-    let r = s.get("m.daily", d("2024-05-03")).unwrap();
+    let r = result(&s, "m.daily", "2024-05-03");
     assert_eq!(r.outcome, Outcome::Failed, "{}", s.table());
     assert!(
         r.error
@@ -362,7 +358,8 @@ async fn metrics_never_block_and_row_count_change_compares_partitions() {
         r.error
     );
     assert_eq!(
-        count(&env, "m", "daily", "WHERE day = DATE '2024-05-03'").await,
+        env.bq_count("m", "daily", "WHERE day = DATE '2024-05-03'")
+            .await,
         0
     );
 }
@@ -392,7 +389,7 @@ async fn independent_marts_run_in_parallel_and_dependents_after_them() {
     );
     let s = run_marts(&p, &marts, "local", &["2024-05-01"], |o| o.parallel = 2).await;
     assert_built(&s);
-    let r = |m: &str| s.get(m, d("2024-05-01")).unwrap().clone();
+    let r = |m: &str| result(&s, m, "2024-05-01").clone();
     let end =
         |m: &str| r(m).started + chrono::Duration::milliseconds((r(m).seconds * 1000.0) as i64);
     let (ra, rb, rc, rd) = (r("m.a"), r("m.b"), r("m.c"), r("m.d"));
@@ -447,12 +444,12 @@ SELECT user_id FROM m.users WHERE total > 5
 ";
     let marts = Marts::new(&env, &[("m/users.sql", users), ("m/big.sql", view)]);
     assert_built(&run_marts(&p, &marts, "local", &["2024-05-01"], |_| {}).await);
-    assert_eq!(count(&env, "m", "users", "").await, 2);
-    assert_eq!(count(&env, "m", "big", "").await, 1);
+    assert_eq!(env.bq_count("m", "users", "").await, 2);
+    assert_eq!(env.bq_count("m", "big", "").await, 1);
     // Twice: the merge by key is idempotent.
     assert_built(&run_marts(&p, &marts, "local", &["2024-05-03"], |_| {}).await);
     assert_built(&run_marts(&p, &marts, "local", &["2024-05-03"], |_| {}).await);
-    assert_eq!(count(&env, "m", "users", "").await, 4);
+    assert_eq!(env.bq_count("m", "users", "").await, 4);
     // User 10's later order updated its row rather than adding one.
     let users_t = env.bq_table("m", "users");
     let total = text(
@@ -462,7 +459,7 @@ SELECT user_id FROM m.users WHERE total > 5
     )
     .await;
     assert_eq!(total.unwrap().parse::<f64>().unwrap(), 17.5);
-    assert_eq!(count(&env, "m", "big", "").await, 2);
+    assert_eq!(env.bq_count("m", "big", "").await, 2);
     let t = env
         .bq
         .get_table(&env.dataset("m"), "big")
@@ -552,7 +549,7 @@ async fn marts_wait_for_fresh_inputs_then_fail_naming_the_late_one() {
         o.poll = Duration::from_millis(300);
     };
     let s = run_marts(&p, &marts, "local", &["2024-05-01"], fresh).await;
-    let r = s.get("m.daily", d("2024-05-01")).unwrap();
+    let r = result(&s, "m.daily", "2024-05-01");
     assert_eq!(r.outcome, Outcome::Failed);
     let err = r.error.as_deref().unwrap();
     assert!(
@@ -581,7 +578,7 @@ async fn marts_wait_for_fresh_inputs_then_fail_naming_the_late_one() {
     .await;
     late.await.unwrap();
     assert_built(&s);
-    assert!(s.get("m.daily", d("2024-05-01")).unwrap().seconds >= 1.0);
+    assert!(result(&s, "m.daily", "2024-05-01").seconds >= 1.0);
 
     // Alone, `total` waits for daily's success on that date in the ledger: there is one now.
     let s = run_marts(&p, &marts, "local", &["2024-05-01"], |o| {
@@ -596,12 +593,7 @@ async fn marts_wait_for_fresh_inputs_then_fail_naming_the_late_one() {
         o.select = vec!["total".into()];
     })
     .await;
-    let err = s
-        .get("m.total", d("2024-05-02"))
-        .unwrap()
-        .error
-        .clone()
-        .unwrap();
+    let err = result(&s, "m.total", "2024-05-02").error.clone().unwrap();
     assert!(
         err.contains("mart m.daily has not built 2024-05-02"),
         "{err}"
