@@ -441,6 +441,7 @@ impl Sink {
                 dropped,
                 deletes: self.deletes,
                 after_truncate: changes.truncate.is_some(),
+                moved_toast: changes.has_moved_toast(),
             };
             let sql = merge::merge_changes(&spec);
             let params: Vec<Param> = match changes.truncate {

@@ -1,6 +1,12 @@
 //! One batch of changes to one table: kept compact while the slot is read, unchanged-TOAST
 //! values filled in from earlier changes of the same row where the batch has them, then turned
 //! into one Arrow record batch with the change metadata columns.
+//!
+//! An unchanged TOAST value the batch cannot fill is in the replica, in the row as it stood when
+//! the batch began. Usually that row has the change's own key and the MERGE keeps its value.
+//! When the key changed (`UPDATE … SET id = …`, once or in a chain), the row stood under
+//! another key: the change carries that key (its *origin*) in the `_sluice_toast_from_<i>`
+//! columns, and the MERGE reads the value from there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +15,11 @@ use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBu
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value as Json};
-use sluice::bigquery::merge::{COMMIT_TS, LSN, OP, ORD, TOAST, XID};
+use sluice::bigquery::merge::{toast_origin_column, COMMIT_TS, LSN, OP, ORD, TOAST, XID};
 use sluice::postgres::pgoutput::{OldKind, Value};
 use sluice::postgres::wire::PG_EPOCH_OFFSET_MICROS;
 use sluice::postgres::{ColumnBuilders, DecodeStats};
+use sluice::types::ColumnMapping;
 use sluice::{Error, Result};
 
 use crate::tables::TableInfo;
@@ -47,6 +54,9 @@ enum Val {
 struct Row {
     op: u8,
     pos: Position,
+    /// Where the replica holds this row's unchanged TOAST values, when not under its own key:
+    /// an index into `TableChanges::origins` (one key's values each).
+    origin: Option<u32>,
 }
 
 /// Counts of a table's changes in a batch.
@@ -60,6 +70,8 @@ pub struct ChangeCounts {
     pub toast_filled: u64,
     /// Unchanged TOAST values left to the replica's stored value.
     pub toast_kept: u64,
+    /// Of those, values of rows whose key changed: the replica holds them under the old key.
+    pub toast_moved: u64,
 }
 
 impl ChangeCounts {
@@ -74,6 +86,8 @@ pub struct TableChanges {
     arena: Vec<u8>,
     rows: Vec<Row>,
     vals: Vec<Val>,
+    /// Key values of the rows' origins (`Row::origin`), `info.key.len()` per origin.
+    origins: Vec<Val>,
     /// Latest row of each key in this batch (keyed tables only), once something needed it.
     last_by_key: Option<HashMap<Vec<u8>, usize>>,
     /// The last truncate in the batch: only changes after it reach the replica.
@@ -88,6 +102,7 @@ impl TableChanges {
             arena: Vec::new(),
             rows: Vec::new(),
             vals: Vec::new(),
+            origins: Vec::new(),
             last_by_key: None,
             truncate: None,
             counts: ChangeCounts::default(),
@@ -170,9 +185,19 @@ impl TableChanges {
     }
 
     fn key_of(&self, vals: &[Val]) -> Vec<u8> {
+        self.key_bytes(self.key_vals(vals))
+    }
+
+    /// The key columns' values of a row's values.
+    fn key_vals(&self, vals: &[Val]) -> Vec<Val> {
+        self.info.key.iter().map(|&j| vals[j]).collect()
+    }
+
+    /// Key values as one comparable byte string.
+    fn key_bytes(&self, key: Vec<Val>) -> Vec<u8> {
         let mut k = Vec::new();
-        for &j in &self.info.key {
-            match self.bytes(vals[j]) {
+        for v in key {
+            match self.bytes(v) {
                 Some(b) => {
                     k.extend_from_slice(&(b.len() as u32).to_be_bytes());
                     k.extend_from_slice(b);
@@ -183,7 +208,13 @@ impl TableChanges {
         k
     }
 
-    fn push(&mut self, op: u8, pos: Position, vals: Vec<Val>) {
+    /// The key values of origin `o`.
+    fn origin_key(&self, o: u32) -> &[Val] {
+        let n = self.info.key.len();
+        &self.origins[o as usize * n..(o as usize + 1) * n]
+    }
+
+    fn push(&mut self, op: u8, pos: Position, vals: Vec<Val>, origin: Option<u32>) {
         if self.info.keyed() && op != b'T' && self.last_by_key.is_some() {
             let key = self.key_of(&vals);
             let row = self.rows.len();
@@ -191,14 +222,14 @@ impl TableChanges {
                 map.insert(key, row);
             }
         }
-        self.rows.push(Row { op, pos });
+        self.rows.push(Row { op, pos, origin });
         self.vals.extend(vals);
     }
 
     pub fn insert(&mut self, pos: Position, new: &[Value<'_>]) -> Result<()> {
         let vals = self.tuple_vals(new)?;
         self.counts.inserts += 1;
-        self.push(b'I', pos, vals);
+        self.push(b'I', pos, vals, None);
         Ok(())
     }
 
@@ -214,22 +245,31 @@ impl TableChanges {
             Some((_, t)) => Some(self.tuple_vals(t)?),
             None => None,
         };
+        let full_old = matches!(old, Some((OldKind::Full, _)));
         self.counts.updates += 1;
         let ncols = vals.len();
+        let keyed = self.info.keyed();
         let toasted = vals.iter().any(|v| matches!(v, Val::Toast));
-        let prev_row = if self.info.keyed() && toasted {
-            let key = self.key_of(old_vals.as_deref().unwrap_or(&vals));
+        // The row before this update: its key (the old tuple's, when the key changed) and, when
+        // the batch holds it, its latest change.
+        let before = old_vals.as_deref().unwrap_or(&vals);
+        let before_key = self.key_vals(before);
+        let prev_row = if keyed && toasted {
+            let key = self.key_bytes(before_key.clone());
             self.key_index().get(&key).copied()
         } else {
             None
         };
+        let mut unresolved = 0;
         for j in 0..ncols {
             if !matches!(vals[j], Val::Toast) {
                 continue;
             }
             // The full old row (replica identity full) or an earlier change in this batch has it.
+            // A key-only old row (a key change) holds NULL for every other column: not a value.
             let from_old = old_vals
                 .as_ref()
+                .filter(|_| full_old)
                 .map(|o| o[j])
                 .filter(|v| !matches!(v, Val::Toast));
             let from_prev = prev_row
@@ -240,9 +280,28 @@ impl TableChanges {
                 self.counts.toast_filled += 1;
             } else {
                 self.counts.toast_kept += 1;
+                unresolved += 1;
             }
         }
-        if let (Some(o), true) = (&old_vals, self.info.keyed()) {
+        // What the batch could not fill is in the replica under the key the row had when the
+        // batch began: the earlier change's origin if it had one, else the key before this update.
+        let origin = if keyed && unresolved > 0 {
+            let from = match prev_row.and_then(|r| self.rows[r].origin) {
+                Some(o) => self.origin_key(o).to_vec(),
+                None => before_key,
+            };
+            if self.key_bytes(from.clone()) == self.key_of(&vals) {
+                None
+            } else {
+                self.counts.toast_moved += unresolved;
+                let o = (self.origins.len() / self.info.key.len()) as u32;
+                self.origins.extend(from);
+                Some(o)
+            }
+        } else {
+            None
+        };
+        if let (Some(o), true) = (&old_vals, keyed) {
             if self.key_of(o) != self.key_of(&vals) {
                 // The key changed: the old key's row goes, the new key's row comes.
                 let mut gone = o.clone();
@@ -251,18 +310,23 @@ impl TableChanges {
                         *v = Val::Null;
                     }
                 }
-                self.push(b'D', pos, gone);
+                self.push(b'D', pos, gone, None);
                 let pos = Position {
                     ord: *next_ord,
                     ..pos
                 };
                 *next_ord += 1;
-                self.push(b'U', pos, vals);
+                self.push(b'U', pos, vals, origin);
                 return Ok(());
             }
         }
-        self.push(b'U', pos, vals);
+        self.push(b'U', pos, vals, origin);
         Ok(())
+    }
+
+    /// Whether some change's unchanged TOAST values are in the replica under another key.
+    pub fn has_moved_toast(&self) -> bool {
+        self.counts.toast_moved > 0
     }
 
     pub fn delete(&mut self, pos: Position, old: &(OldKind, Vec<Value<'_>>)) -> Result<()> {
@@ -273,7 +337,7 @@ impl TableChanges {
             }
         }
         self.counts.deletes += 1;
-        self.push(b'D', pos, vals);
+        self.push(b'D', pos, vals, None);
         Ok(())
     }
 
@@ -281,13 +345,29 @@ impl TableChanges {
         let n = self.info.columns.len();
         self.counts.truncates += 1;
         self.truncate = Some(pos);
-        self.push(b'T', pos, vec![Val::Null; n]);
+        self.push(b'T', pos, vec![Val::Null; n], None);
     }
 
-    /// Arrow schema of the staged changes: the source columns, then the change metadata.
+    /// The key columns again, nullable and named `_sluice_toast_from_<i>`: where a change's
+    /// unchanged TOAST values are in the replica when not under its own key.
+    fn origin_columns(info: &TableInfo) -> Vec<ColumnMapping> {
+        info.key
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| ColumnMapping {
+                name: toast_origin_column(i),
+                nullable: true,
+                ..info.columns[k].clone()
+            })
+            .collect()
+    }
+
+    /// Arrow schema of the staged changes: the source columns, the change metadata, then the
+    /// origin key of moved unchanged TOAST values.
     pub fn schema(info: &TableInfo) -> SchemaRef {
         let mut fields: Vec<Field> = info.columns.iter().map(|c| c.arrow_field()).collect();
         fields.extend(meta_fields());
+        fields.extend(Self::origin_columns(info).iter().map(|c| c.arrow_field()));
         Arc::new(Schema::new(fields))
     }
 
@@ -296,6 +376,11 @@ impl TableChanges {
         let mut f = sluice::bigquery::schema::fields(&info.columns);
         if let Some(a) = f.as_array_mut() {
             a.extend(meta_bigquery_fields());
+            if let Some(o) =
+                sluice::bigquery::schema::fields(&Self::origin_columns(info)).as_array()
+            {
+                a.extend(o.iter().cloned());
+            }
         }
         f
     }
@@ -311,6 +396,7 @@ impl TableChanges {
         let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut xid = Int64Builder::new();
         let mut toast = StringBuilder::new();
+        let mut origins = ColumnBuilders::new(info.qualified(), &Self::origin_columns(info));
         for (r, row) in self.rows.iter().enumerate() {
             let mut toasted = String::new();
             for j in 0..ncols {
@@ -344,6 +430,13 @@ impl TableChanges {
             } else {
                 toast.append_value(&toasted);
             }
+            for i in 0..origins.len() {
+                let v = row.origin.map(|o| self.origin_key(o)[i]);
+                match v.and_then(|v| self.bytes(v)) {
+                    Some(b) => origins.append(i, b, r as u64 + 1)?,
+                    None => origins.append_null(i),
+                }
+            }
         }
         let mut arrays: Vec<ArrayRef> = cols.finish();
         arrays.push(Arc::new(op.finish()));
@@ -352,6 +445,7 @@ impl TableChanges {
         arrays.push(Arc::new(ts.finish()));
         arrays.push(Arc::new(xid.finish()));
         arrays.push(Arc::new(toast.finish()));
+        arrays.extend(origins.finish());
         let batch =
             RecordBatch::try_new(Self::schema(info), arrays).map_err(|e| Error::Decode {
                 table: info.qualified(),
@@ -493,6 +587,145 @@ mod tests {
         let ords = b.column_by_name(ORD).unwrap().as_primitive::<Int64Type>();
         assert_eq!((ops.value(0), ids.value(0), ords.value(0)), ("D", 1, 0));
         assert_eq!((ops.value(1), ids.value(1), ords.value(1)), ("U", 2, 1));
+    }
+
+    const ID3: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 3];
+
+    fn key_only(id: &'static [u8]) -> (OldKind, Vec<Value<'static>>) {
+        (
+            OldKind::Key,
+            vec![Value::Binary(id), Value::Null, Value::Null],
+        )
+    }
+
+    /// One staged row: (op, id, body, toast list, origin id).
+    type Staged = (String, i64, Option<String>, Option<String>, Option<i64>);
+
+    /// Each staged row.
+    fn staged(c: &TableChanges) -> Vec<Staged> {
+        let (b, _) = c.to_record_batch().unwrap();
+        let ops = b.column_by_name(OP).unwrap().as_string::<i32>();
+        let ids = b.column(0).as_primitive::<Int64Type>();
+        let body = b.column(1).as_string::<i32>();
+        let toast = b.column_by_name(TOAST).unwrap().as_string::<i32>();
+        let from = b
+            .column_by_name(&toast_origin_column(0))
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let opt_s = |a: &arrow::array::StringArray, i: usize| {
+            (!a.is_null(i)).then(|| a.value(i).to_string())
+        };
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    ops.value(i).to_string(),
+                    ids.value(i),
+                    opt_s(body, i),
+                    opt_s(toast, i),
+                    (!from.is_null(i)).then(|| from.value(i)),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_change_points_unchanged_toast_at_the_old_key() {
+        let mut c = TableChanges::new(info(true));
+        let mut next = 1;
+        c.update(
+            pos(10, 0),
+            Some(&key_only(ID1)),
+            &[Value::Binary(ID2), Value::UnchangedToast, Value::Binary(N5)],
+            &mut next,
+        )
+        .unwrap();
+        assert!(c.has_moved_toast());
+        assert_eq!(
+            staged(&c),
+            vec![
+                ("D".into(), 1, None, None, None),
+                ("U".into(), 2, None, Some(",body,".into()), Some(1)),
+            ]
+        );
+        assert_eq!((c.counts.toast_kept, c.counts.toast_moved), (1, 1));
+    }
+
+    #[test]
+    fn chains_of_key_changes_and_later_updates_keep_the_first_origin() {
+        let mut c = TableChanges::new(info(true));
+        let mut next = 1;
+        let toast = |id| [Value::Binary(id), Value::UnchangedToast, Value::Binary(N5)];
+        // 1 → 2 → 3, then 3 updated without touching body: every row's body is row 1's.
+        c.update(pos(10, 0), Some(&key_only(ID1)), &toast(ID2), &mut next)
+            .unwrap();
+        next = 1;
+        c.update(pos(11, 0), Some(&key_only(ID2)), &toast(ID3), &mut next)
+            .unwrap();
+        next = 0;
+        c.update(pos(12, 0), None, &toast(ID3), &mut next).unwrap();
+        let rows = staged(&c);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(
+            rows[3],
+            ("U".into(), 3, None, Some(",body,".into()), Some(1))
+        );
+        assert_eq!(
+            rows[4],
+            ("U".into(), 3, None, Some(",body,".into()), Some(1))
+        );
+        // Back to its first key: the replica's own row holds the value, no origin needed.
+        next = 1;
+        c.update(pos(13, 0), Some(&key_only(ID3)), &toast(ID1), &mut next)
+            .unwrap();
+        assert_eq!(
+            staged(&c)[6],
+            ("U".into(), 1, None, Some(",body,".into()), None)
+        );
+    }
+
+    #[test]
+    fn a_key_change_after_an_insert_in_the_batch_needs_no_origin() {
+        let mut c = TableChanges::new(info(true));
+        c.insert(
+            pos(9, 0),
+            &[Value::Binary(ID1), Value::Binary(b"big"), Value::Null],
+        )
+        .unwrap();
+        let mut next = 1;
+        c.update(
+            pos(10, 0),
+            Some(&key_only(ID1)),
+            &[Value::Binary(ID2), Value::UnchangedToast, Value::Null],
+            &mut next,
+        )
+        .unwrap();
+        assert!(!c.has_moved_toast());
+        assert_eq!(
+            staged(&c)[2],
+            ("U".into(), 2, Some("big".into()), None, None)
+        );
+    }
+
+    #[test]
+    fn replica_identity_full_fills_from_the_old_row() {
+        let mut c = TableChanges::new(info(true));
+        let mut next = 1;
+        let old = (
+            OldKind::Full,
+            vec![Value::Binary(ID1), Value::Binary(b"old body"), Value::Null],
+        );
+        c.update(
+            pos(10, 0),
+            Some(&old),
+            &[Value::Binary(ID2), Value::UnchangedToast, Value::Null],
+            &mut next,
+        )
+        .unwrap();
+        assert!(!c.has_moved_toast());
+        assert_eq!(
+            staged(&c)[1],
+            ("U".into(), 2, Some("old body".into()), None, None)
+        );
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub const XID: &str = "_xid";
 /// `,a,b,` — the columns whose value was unchanged TOAST (not sent), or NULL.
 pub const TOAST: &str = "_toast";
 
+/// Staged key of the replica row that holds a change's unchanged TOAST values when that row
+/// stood under another key (the key changed): `_sluice_toast_from_<i>` for key column `i`.
+pub fn toast_origin_column(i: usize) -> String {
+    format!("_sluice_toast_from_{i}")
+}
+
 /// Metadata columns of a replica row.
 pub const ROW_LSN: &str = "_sluice_lsn";
 pub const ROW_ORD: &str = "_sluice_ord";
@@ -49,6 +55,9 @@ pub struct MergeSpec {
     pub deletes: Deletes,
     /// Only changes after the position `@after_lsn`/`@after_ord` (set after a truncate).
     pub after_truncate: bool,
+    /// Some changes' unchanged TOAST values are in the replica under another key (their
+    /// `toast_origin_column`s): read them from there. Off, the replica is read only once.
+    pub moved_toast: bool,
 }
 
 fn newer(s: &str, t: &str) -> String {
@@ -63,10 +72,15 @@ fn after_position() -> String {
 }
 
 /// MERGE of the latest change per key (by LSN, then ordinal) into the replica.
+///
+/// An unchanged TOAST value (named in `_toast`) keeps what the replica holds for the key; with
+/// `moved_toast`, a change whose row stood under another key takes that row's values instead
+/// (read from the replica as it was before this statement), so a key change keeps them too.
 pub fn merge_changes(m: &MergeSpec) -> String {
     let q = |c: &String| ident(c);
     let key_list: Vec<String> = m.key.iter().map(q).collect();
     let meta = [OP, LSN, ORD, COMMIT_TS, TOAST];
+    let origin: Vec<String> = (0..m.key.len()).map(toast_origin_column).collect();
     let select: Vec<String> = m
         .columns
         .iter()
@@ -78,6 +92,57 @@ pub fn merge_changes(m: &MergeSpec) -> String {
         format!("\n    WHERE {OP} != 'T' AND {}", after_position())
     } else {
         format!("\n    WHERE {OP} != 'T'")
+    };
+    let latest = |inner: &[String]| {
+        format!(
+            "SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {LSN} DESC, {ORD} DESC) AS _sluice_rn\n    FROM {staging}{filter}",
+            cols = inner.join(", "),
+            keys = key_list.join(", "),
+            staging = m.staging,
+        )
+    };
+    let source = if m.moved_toast {
+        let inner: Vec<String> = select.iter().cloned().chain(origin.clone()).collect();
+        let moved = |c: &String| {
+            format!(
+                "IF(IFNULL(O._sluice_found, FALSE) AND STRPOS(IFNULL(C.{TOAST}, ''), ',{c},') > 0, O.{qc}, C.{qc}) AS {qc}",
+                qc = q(c)
+            )
+        };
+        let outer: Vec<String> = m
+            .columns
+            .iter()
+            .map(|c| {
+                if m.key.contains(c) {
+                    format!("C.{}", q(c))
+                } else {
+                    moved(c)
+                }
+            })
+            .chain([OP, LSN, ORD, COMMIT_TS].iter().map(|c| format!("C.{c}")))
+            .chain([format!(
+                "IF(IFNULL(O._sluice_found, FALSE), CAST(NULL AS STRING), C.{TOAST}) AS {TOAST}"
+            )])
+            .collect();
+        let on: Vec<String> = key_list
+            .iter()
+            .zip(&origin)
+            .map(|(k, o)| format!("O.{k} = C.{o}"))
+            .collect();
+        // A soft-deleted row is not the row before an update.
+        format!(
+            "SELECT {outer}\n  FROM (\n    {latest}\n  ) C\n  LEFT JOIN (SELECT *, TRUE AS _sluice_found FROM {target} WHERE NOT IFNULL({DELETED}, FALSE)) O ON {on}\n  WHERE C._sluice_rn = 1",
+            outer = outer.join(", "),
+            latest = latest(&inner),
+            target = m.target,
+            on = on.join(" AND "),
+        )
+    } else {
+        format!(
+            "SELECT {select}\n  FROM (\n    {latest}\n  )\n  WHERE _sluice_rn = 1",
+            select = select.join(", "),
+            latest = latest(&select),
+        )
     };
     let on: Vec<String> = m
         .key
@@ -139,15 +204,12 @@ pub fn merge_changes(m: &MergeSpec) -> String {
         .collect();
     format!(
         "MERGE {target} T\n\
-         USING (\n  SELECT {select}\n  FROM (\n    SELECT {select}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {LSN} DESC, {ORD} DESC) AS _sluice_rn\n    FROM {staging}{filter}\n  )\n  WHERE _sluice_rn = 1\n) S\n\
+         USING (\n  {source}\n) S\n\
          ON {on}\n\
          WHEN MATCHED AND S.{OP} = 'D' AND {newer} THEN {on_delete}\n\
          WHEN MATCHED AND S.{OP} != 'D' AND {newer} THEN UPDATE SET {sets}\n\
          WHEN NOT MATCHED AND S.{OP} != 'D' THEN INSERT ({insert_cols}) VALUES ({insert_vals})",
         target = m.target,
-        staging = m.staging,
-        select = select.join(", "),
-        keys = key_list.join(", "),
         on = on.join(" AND "),
         sets = sets.join(", "),
         insert_cols = insert_cols.join(", "),
@@ -227,6 +289,7 @@ mod tests {
             dropped: vec![("old".into(), "INT64".into())],
             deletes: Deletes::Hard,
             after_truncate: false,
+            moved_toast: false,
         }
     }
 
@@ -266,6 +329,32 @@ mod tests {
         ));
         // Only key columns: nothing to set but the metadata.
         assert!(sql.contains("UPDATE SET _sluice_lsn = S._lsn"));
+    }
+
+    #[test]
+    fn moved_toast_values_come_from_the_row_under_the_old_key() {
+        let sql = merge_changes(&MergeSpec {
+            moved_toast: true,
+            ..spec()
+        });
+        assert!(
+            sql.contains(
+                "USING (\n  SELECT C.`id`, IF(IFNULL(O._sluice_found, FALSE) AND STRPOS(IFNULL(C._toast, ''), ',body,') > 0, O.`body`, C.`body`) AS `body`, \
+                 C._op, C._lsn, C._ord, C._commit_ts, IF(IFNULL(O._sluice_found, FALSE), CAST(NULL AS STRING), C._toast) AS _toast\n"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("SELECT `id`, `body`, _op, _lsn, _ord, _commit_ts, _toast, _sluice_toast_from_0, ROW_NUMBER()"), "{sql}");
+        assert!(
+            sql.contains(
+                "  ) C\n  LEFT JOIN (SELECT *, TRUE AS _sluice_found FROM `p.d.t` WHERE NOT IFNULL(_sluice_deleted, FALSE)) O \
+                 ON O.`id` = C._sluice_toast_from_0\n  WHERE C._sluice_rn = 1\n) S\n"
+            ),
+            "{sql}"
+        );
+        // The rest is the MERGE without moved values.
+        let tail = |s: &str| s[s.find(") S\n").unwrap()..].to_string();
+        assert_eq!(tail(&sql), tail(&merge_changes(&spec())));
     }
 
     #[test]
