@@ -315,12 +315,14 @@ impl Sink {
         Ok(bytes as u64)
     }
 
-    /// Loads lake files into a fresh staging table; returns the staging table's reference.
+    /// Loads lake files holding `rows` rows into a fresh staging table; returns the staging
+    /// table's reference. A load that reports another number of rows fails.
     pub async fn load_staging(
         &self,
         staging: &str,
         fields: &Json,
         uris: Vec<String>,
+        rows: u64,
         job: &str,
     ) -> Result<String> {
         self.ensure_dataset(&self.staging_dataset, Some(Duration::from_secs(24 * 3600)))
@@ -334,7 +336,8 @@ impl Sink {
             )
             .await?;
         if !uris.is_empty() {
-            self.bq
+            let done = self
+                .bq
                 .run_job(
                     job,
                     json!({"load": {
@@ -347,6 +350,19 @@ impl Sink {
                     }}),
                 )
                 .await?;
+            let loaded = done.statistics["load"]["outputRows"]
+                .as_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(loaded) = loaded.filter(|&n| n != rows) {
+                return Err(Error::bigquery(
+                    format!("job {job}"),
+                    ErrorKind::Permanent,
+                    format!(
+                        "loaded {loaded} rows into {}.{staging}, but the lake files hold {rows}",
+                        self.staging_dataset
+                    ),
+                ));
+            }
         }
         Ok(table_ref(self.bq.project(), &self.staging_dataset, staging))
     }
@@ -391,12 +407,14 @@ impl Sink {
         let info = &changes.info;
         let (path, bytes) = self.stage(changes, range, segment).await?;
         let seg = segment_suffix(segment);
+        // The run's own staging table: a killed run's load job may still be writing its own.
         let staging = format!(
-            "cdc_{}_{}_{}{}",
+            "cdc_{}_{}_{}{}_{}",
             self.source,
             info.bq_name,
             range.replace('-', "_"),
-            seg.replace('-', "_")
+            seg.replace('-', "_"),
+            run_tag(run_id)
         );
         let job = self.job_id(run_id, &[&info.bq_name, range, &seg, "load"]);
         let staging_ref = self
@@ -404,6 +422,7 @@ impl Sink {
                 &staging,
                 &TableChanges::bigquery_fields(info),
                 vec![self.lake.gs_uri(&path)],
+                changes.len() as u64,
                 &job,
             )
             .await?;

@@ -33,13 +33,35 @@ use crate::apply::{Applied, Sink};
 use crate::changes::{Position, TableChanges};
 use crate::tables::TableInfo;
 
-/// Places where tests stop a run as if it had crashed.
+/// Places where tests stop a run as if it had crashed: the step boundaries of the first batch,
+/// and of the first snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// After the batch is in the lake and its staging table is loaded.
     AfterLoad,
     /// After the MERGE, before the slot advances.
     AfterMerge,
+    /// A snapshot's Parquet files are in the lake.
+    SnapshotInLake,
+    /// The replica table exists (created, or its columns brought up to date).
+    SnapshotReplicaReady,
+    /// The snapshot is loaded into its staging table.
+    SnapshotStaged,
+    /// The replica holds the snapshot; its staging table and state are not yet done.
+    SnapshotReplaced,
+    /// The staging table is gone; the table's state is not yet written.
+    SnapshotCleaned,
+}
+
+impl CrashPoint {
+    /// Every boundary of a snapshot, in order.
+    pub const SNAPSHOT: [CrashPoint; 5] = [
+        CrashPoint::SnapshotInLake,
+        CrashPoint::SnapshotReplicaReady,
+        CrashPoint::SnapshotStaged,
+        CrashPoint::SnapshotReplaced,
+        CrashPoint::SnapshotCleaned,
+    ];
 }
 
 pub(crate) fn crash_at(wanted: Option<CrashPoint>, here: CrashPoint) -> Result<()> {
@@ -381,7 +403,7 @@ pub async fn resync(
                     ctx.publication
                 )));
             }
-            let (info, state) = take_snapshot(&ctx, &s, &t).await?;
+            let (info, state) = take_snapshot(&ctx, &s, &t, None).await?;
             out.push((info.qualified(), state.snapshot_rows));
         }
     }
@@ -393,6 +415,7 @@ async fn take_snapshot(
     ctx: &SourceCtx<'_>,
     schema: &str,
     table: &str,
+    crash: Option<CrashPoint>,
 ) -> Result<(TableInfo, tables::TableState)> {
     let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
     let started = chrono::Utc::now();
@@ -405,6 +428,7 @@ async fn take_snapshot(
         lsn,
         ctx.cdc.on_unsupported,
         &ctx.run_id,
+        crash,
     )
     .await?;
     let rows = state.snapshot_rows;
@@ -489,12 +513,13 @@ async fn snapshot_if_new(
     schema: &str,
     table: &str,
     summary: &mut Summary,
+    crash: Option<CrashPoint>,
 ) -> Result<tables::TableState> {
     let bq_name = tables::bq_name(schema, table);
     if let Some(state) = tables::read_state(&ctx.sink.lake, &ctx.name, &bq_name).await? {
         return Ok(state);
     }
-    let (info, state) = take_snapshot(ctx, schema, table).await?;
+    let (info, state) = take_snapshot(ctx, schema, table, crash).await?;
     summary
         .snapshots
         .push((info.qualified(), state.snapshot_rows));
@@ -742,12 +767,12 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
             "the slot retains a lot of WAL: runs are falling behind"
         );
     }
+    let mut crash = opts.crash;
     for (s, t) in &published {
-        snapshot_if_new(ctx, s, t, summary).await?;
+        snapshot_if_new(ctx, s, t, summary, crash).await?;
     }
     let max = opts.batch_changes.unwrap_or(ctx.cdc.batch_changes);
     let mut types: HashMap<u32, PgType> = HashMap::new();
-    let mut crash = opts.crash;
     let progress = opts.progress.then(|| {
         let p = indicatif::ProgressBar::new_spinner();
         p.set_style(
@@ -872,7 +897,7 @@ async fn apply_batch(
     for segs in batch.tables.values() {
         let first = &segs[0].info;
         // A table the stream knows but the replica does not: snapshot it first.
-        let state = snapshot_if_new(ctx, &first.schema, &first.name, summary).await?;
+        let state = snapshot_if_new(ctx, &first.schema, &first.name, summary, crash).await?;
         for (i, seg) in segs.iter().enumerate() {
             if state.key != seg.info.key_names() {
                 return Err(Error::Config(format!(

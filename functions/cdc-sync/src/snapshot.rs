@@ -12,7 +12,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use object_store::path::Path;
 use sluice::bigquery::merge;
+use sluice::bigquery::schema::run_tag;
 use sluice::config::OnUnsupported;
+use sluice::error::ErrorKind;
 use sluice::lake::parquet::SinkLimits;
 use sluice::lake::ParquetSink;
 use sluice::postgres::catalog::quote_ident;
@@ -23,9 +25,13 @@ use sluice::{Error, Result};
 
 use crate::apply::{int_param, Sink};
 use crate::tables::{self, TableInfo, TableState};
+use crate::{crash_at, CrashPoint};
 
 /// Copies `schema.table` into its replica, replacing what the replica held; returns the
-/// table and the state written for it.
+/// table and the state written for it. The snapshot checks itself: the staging table must hold
+/// every row read from Postgres before it replaces the replica, and the replica must hold them
+/// after; otherwise the run fails saying so and the next run snapshots the table again.
+#[allow(clippy::too_many_arguments)]
 pub async fn snapshot(
     conn: &PgConnection,
     sink: &Sink,
@@ -34,6 +40,7 @@ pub async fn snapshot(
     stamp: Lsn,
     on_unsupported: OnUnsupported,
     run_id: &str,
+    crash: Option<CrashPoint>,
 ) -> Result<(TableInfo, TableState)> {
     let qualified = format!("{schema}.{table}");
     let ctx = || format!("snapshot of {qualified}");
@@ -44,17 +51,28 @@ pub async fn snapshot(
     let result = copy_into_lake(conn, sink, schema, table, stamp, on_unsupported).await;
     let _ = conn.client.batch_execute("COMMIT").await;
     let (info, files, rows) = result?;
+    crash_at(crash, CrashPoint::SnapshotInLake)?;
 
     sink.ensure_replica_for_snapshot(&info).await?;
+    crash_at(crash, CrashPoint::SnapshotReplicaReady)?;
     let stamp_hex = format!("{:016X}", stamp.0);
-    let staging = format!("cdcsnap_{}_{}_{stamp_hex}", sink.source, info.bq_name);
+    // The run's own staging table: a killed run's load job may still be writing its own.
+    let staging = format!(
+        "cdcsnap_{}_{}_{stamp_hex}_{}",
+        sink.source,
+        info.bq_name,
+        run_tag(run_id)
+    );
     let job = sink.job_id(run_id, &[&info.bq_name, "snapshot", &stamp_hex]);
     let uris = files
         .iter()
         .map(|f| sink.lake.gs_uri(&Path::from(f.path.as_str())))
         .collect();
     let fields = sluice::bigquery::schema::fields(&info.columns);
-    let staging_ref = sink.load_staging(&staging, &fields, uris, &job).await?;
+    let staging_ref = sink
+        .load_staging(&staging, &fields, uris, rows, &job)
+        .await?;
+    crash_at(crash, CrashPoint::SnapshotStaged)?;
     let target = sluice::bigquery::sql::table_ref(sink.bq.project(), &sink.dataset, &info.bq_name);
     let columns = info.column_names();
     let sql = if info.keyed() {
@@ -67,9 +85,23 @@ pub async fn snapshot(
         sink.bq.query(&sql, &params)
     })
     .await?;
+    // Nothing else writes the replica before the table's state exists: it holds the snapshot.
+    let replaced = count_rows(sink, &target).await?;
+    if replaced != rows {
+        return Err(Error::bigquery(
+            format!("snapshot of {qualified}"),
+            ErrorKind::Permanent,
+            format!(
+                "read {rows} rows from Postgres but the replica {target} holds {replaced}; the \
+                 snapshot is not recorded, so the next run takes it again"
+            ),
+        ));
+    }
+    crash_at(crash, CrashPoint::SnapshotReplaced)?;
     sink.bq
         .delete_table(&sink.staging_dataset, &staging)
         .await?;
+    crash_at(crash, CrashPoint::SnapshotCleaned)?;
     let state = TableState {
         schema: schema.to_string(),
         table: table.to_string(),
@@ -81,6 +113,14 @@ pub async fn snapshot(
     tables::write_state(&sink.lake, &sink.source, &info.bq_name, &state).await?;
     tracing::info!(table = %qualified, rows, lsn = %stamp, "snapshot loaded");
     Ok((info, state))
+}
+
+async fn count_rows(sink: &Sink, table: &str) -> Result<u64> {
+    let r = sink
+        .bq
+        .query(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
+        .await?;
+    Ok(r.get(0, "n").and_then(|n| n.parse().ok()).unwrap_or(0))
 }
 
 async fn copy_into_lake(

@@ -41,14 +41,14 @@ pub fn job_id(parts: &[&str]) -> String {
     id
 }
 
-/// The part of a run id that goes into job ids and staging table names: its first eight
-/// letters and digits, so each run's jobs are its own.
+/// The part of a run id that goes into job ids and staging table names: its last eight
+/// letters and digits, the random end of every run id format (a uuid, or cdc-sync's
+/// `<time>-<random>`), so each run's jobs and staging tables are its own. (The first eight were
+/// the date of a cdc-sync run id: a rerun on the same day found the killed run's load job by
+/// its id and loaded nothing.)
 pub fn run_tag(run_id: &str) -> String {
-    run_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect()
+    let alnum: Vec<char> = run_id.chars().filter(char::is_ascii_alphanumeric).collect();
+    alnum[alnum.len().saturating_sub(8)..].iter().collect()
 }
 
 /// The columns of `new` that `old` lacks, and fields whose type or mode changed.
@@ -127,6 +127,15 @@ mod tests {
             "sluice_shop_orders_2024-05-01"
         );
         assert_eq!(job_id(&["a"; 2000]).len(), 1024);
+    }
+
+    #[test]
+    fn run_tags_differ_between_runs_of_the_same_second() {
+        let a = run_tag("20261202T125638-14c42fda");
+        let b = run_tag("20261202T125638-5a32c57d");
+        assert_eq!((a.as_str(), b.as_str()), ("14c42fda", "5a32c57d"));
+        assert_eq!(run_tag("936da01f-9abd-4d9d-80c7-02af85c822a8"), "85c822a8");
+        assert_eq!(run_tag("x"), "x");
     }
 
     #[test]
