@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use sluice::bigquery::merge::{DELETED, DELETED_AT, ROW_LSN, ROW_ORD, SYNCED_AT};
+use sluice::bigquery::merge::{
+    COMMIT_TS, DELETED, DELETED_AT, LSN, OP, ORD, ROW_LSN, ROW_ORD, SYNCED_AT, TOAST, XID,
+};
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;
 use sluice::lake::Lake;
@@ -105,15 +107,46 @@ pub fn bq_name(schema: &str, table: &str) -> String {
     }
 }
 
-/// Maps columns, skipping or refusing unsupported types as configured.
+/// Column names of the staged changes that are sluice's own (besides the `_sluice_` prefix).
+const STAGED_METADATA: &[&str] = &[OP, LSN, ORD, COMMIT_TS, XID, TOAST];
+
+/// Why a source column cannot be replicated under its own name, if it cannot: sluice's own
+/// columns sit beside the source's in the staged changes and the replica, and BigQuery column
+/// names ignore case.
+fn reserved_name(qualified: &str, name: &str) -> Option<Error> {
+    let lower = name.to_ascii_lowercase();
+    (lower.starts_with("_sluice_") || STAGED_METADATA.contains(&lower.as_str())).then(|| {
+        Error::config(format!(
+            "{qualified}: column {name} has a name cdc-sync keeps for its own columns (names \
+             starting with _sluice_, and {}); rename it in Postgres, or set `on_unsupported: skip` \
+             in the cdc block to leave it out",
+            STAGED_METADATA.join(", ")
+        ))
+    })
+}
+
+/// Maps columns, skipping or refusing unsupported types (and names) as configured.
 fn map_columns(
     qualified: &str,
     columns: impl Iterator<Item = (usize, String, PgType)>,
     on_unsupported: OnUnsupported,
 ) -> Result<(Vec<ColumnMapping>, Vec<usize>)> {
-    let mut mapped = vec![];
+    let mut mapped: Vec<ColumnMapping> = vec![];
     let mut index = vec![];
     for (i, name, ty) in columns {
+        if let Some(e) = reserved_name(qualified, &name) {
+            if on_unsupported == OnUnsupported::Skip {
+                tracing::warn!(table = %qualified, column = %name, error = %e, "column skipped");
+                continue;
+            }
+            return Err(e);
+        }
+        if let Some(other) = mapped.iter().find(|m| m.name.eq_ignore_ascii_case(&name)) {
+            return Err(Error::config(format!(
+                "{qualified}: columns {} and {name} differ only in case, which BigQuery column names ignore; rename one in Postgres",
+                other.name
+            )));
+        }
         match map_column(qualified, &name, &ty, false, MappingOptions::default()) {
             Ok(m) => {
                 mapped.push(m);
@@ -313,6 +346,35 @@ mod tests {
         assert_eq!(f.as_array().unwrap().len(), 7);
         let keyless = TableInfo { key: vec![], ..t };
         assert_eq!(keyless.replica_fields()[2]["name"], "_op");
+    }
+
+    #[test]
+    fn sluice_column_names_are_refused_or_skipped() {
+        let cols = || {
+            vec![
+                (0, "id".to_string(), PgType::scalar("int8")),
+                (1, "_SLUICE_deleted".to_string(), PgType::scalar("bool")),
+                (2, "_op".to_string(), PgType::scalar("text")),
+            ]
+            .into_iter()
+        };
+        let e = map_columns("public.t", cols(), OnUnsupported::Error)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("public.t: column _SLUICE_deleted has a name cdc-sync keeps"),
+            "{e}"
+        );
+        let (mapped, index) = map_columns("public.t", cols(), OnUnsupported::Skip).unwrap();
+        assert_eq!((mapped.len(), index), (1, vec![0]));
+        let twins = vec![
+            (0, "Id".to_string(), PgType::scalar("int8")),
+            (1, "id".to_string(), PgType::scalar("int8")),
+        ];
+        let e = map_columns("public.t", twins.into_iter(), OnUnsupported::Skip)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("columns Id and id differ only in case"), "{e}");
     }
 
     #[test]
