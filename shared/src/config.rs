@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -367,6 +368,59 @@ pub struct TargetConfig {
     /// for `dev` and pull-request targets, false for the others.
     #[serde(default)]
     pub read_production_inputs: Option<bool>,
+    /// How long to wait on Postgres, BigQuery and Google's other endpoints before they count as
+    /// not answering (defaults fit Cloud Run: `{connect: 10s, request: 30s, statement: 5m}`).
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+}
+
+/// How long sluice waits on an endpoint before it counts as not answering. Each attempt gets
+/// these; an attempt that gets no answer is tried twice more, then the run fails with one line
+/// naming the endpoint and what it did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Opening a connection: TCP, then for Postgres the startup and authentication.
+    #[serde(deserialize_with = "duration_value")]
+    pub connect: Duration,
+    /// One HTTP request (BigQuery, Secret Manager, tokens), from sending it to the last byte of
+    /// its answer.
+    #[serde(deserialize_with = "duration_value")]
+    pub request: Duration,
+    /// A Postgres statement's answer: its first row, and each next part of a long answer (COPY
+    /// data, slot changes). A dead connection is noticed sooner, by TCP keepalives.
+    #[serde(deserialize_with = "duration_value")]
+    pub statement: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            statement: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A duration written like `10s`, `500ms`, `5m` (or plain seconds).
+fn duration_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Seconds(u64),
+        Text(String),
+    }
+    let parsed = match Spec::deserialize(d)? {
+        Spec::Seconds(n) => Duration::from_secs(n),
+        Spec::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom)?,
+    };
+    if parsed.is_zero() {
+        return Err(serde::de::Error::custom("must be more than 0"));
+    }
+    Ok(parsed)
 }
 
 /// A target's override of a source's connection.
@@ -416,6 +470,8 @@ pub struct Target {
     /// this target's project and suffix, or production's for `dev` and PR targets.
     pub inputs_project: String,
     pub inputs_suffix: String,
+    /// How long to wait on endpoints.
+    pub timeouts: Timeouts,
     source_overrides: BTreeMap<String, DsnRef>,
 }
 
@@ -660,6 +716,7 @@ impl Pipeline {
             lake,
             no_auth: config.no_auth,
             verify_push_tokens: config.verify_push_tokens.unwrap_or(true),
+            timeouts: config.timeouts.unwrap_or_default(),
             source_overrides: config
                 .sources
                 .into_iter()
@@ -675,19 +732,20 @@ pub fn parse_date(flag: &str, s: &str) -> Result<chrono::NaiveDate> {
         .map_err(|_| Error::config(format!("{flag} {s}: expected a date like 2024-05-01")))
 }
 
-/// A duration on the command line: `50m`, `300s`, `2h`, or plain seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+/// A duration on the command line or in pipeline.yaml: `50m`, `300s`, `2h`, `500ms`, or plain
+/// seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{s}`: expected a number and a unit (s, m, h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m or h)")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+        .map_err(|_| format!("`{s}`: expected a number and a unit (ms, s, m, h)"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    })
 }
 
 /// `pr-123`, `pr_45`: a pull-request target.
@@ -740,8 +798,8 @@ fn line_of(text: &str, path: &[&str]) -> Option<usize> {
     None
 }
 
-/// Resolves a DSN reference to the connection string.
-pub async fn resolve_dsn(r: &DsnRef) -> Result<Secret> {
+/// Resolves a DSN reference to the connection string (Secret Manager within `timeouts`).
+pub async fn resolve_dsn(r: &DsnRef, timeouts: &Timeouts) -> Result<Secret> {
     match r {
         DsnRef::Env(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
@@ -749,7 +807,7 @@ pub async fn resolve_dsn(r: &DsnRef) -> Result<Secret> {
                 "environment variable {var} (the source's dsn) is not set"
             ))),
         },
-        DsnRef::Secret(name) => crate::secret_manager::access(name).await,
+        DsnRef::Secret(name) => crate::secret_manager::access(name, timeouts).await,
     }
 }
 
@@ -757,9 +815,9 @@ pub async fn resolve_dsn(r: &DsnRef) -> Result<Secret> {
 mod tests {
     #[test]
     fn durations() {
-        use std::time::Duration;
         assert_eq!(parse_duration("50m").unwrap(), Duration::from_secs(3000));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("m").is_err());
     }
@@ -821,6 +879,37 @@ targets:
         let err = p.target("prdo").unwrap_err().to_string();
         assert!(err.contains("unknown target `prdo`"), "{err}");
         assert!(err.contains("dev, local, prod"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_default_and_are_set_per_target() {
+        let p = Pipeline::parse(SAMPLE, "pipeline.yaml").unwrap();
+        assert_eq!(p.target("prod").unwrap().timeouts, Timeouts::default());
+        let set = SAMPLE.replace(
+            "    dataset_suffix: _dev",
+            "    dataset_suffix: _dev\n    timeouts: { connect: 2s, statement: 10m }",
+        );
+        let p = Pipeline::parse(&set, "pipeline.yaml").unwrap();
+        let t = p.target("pr-7").unwrap().timeouts;
+        assert_eq!(
+            (t.connect, t.request, t.statement),
+            (
+                Duration::from_secs(2),
+                Timeouts::default().request,
+                Duration::from_secs(600)
+            )
+        );
+        let bad = SAMPLE.replace(
+            "    dataset_suffix: _dev",
+            "    dataset_suffix: _dev\n    timeouts: { connect: 0s }",
+        );
+        let e = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("must be more than 0") && e.contains("line 24"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub enum ErrorKind {
     Transient,
     /// Bad config, permissions, missing tables, bad data: fail fast with a clear message.
     Permanent,
+    /// An endpoint did not answer within its timeout (a firewall dropping packets, a stuck
+    /// proxy): retried, but only twice, since each try costs the whole timeout.
+    Unanswered,
 }
 
 impl fmt::Display for ErrorKind {
@@ -16,6 +19,7 @@ impl fmt::Display for ErrorKind {
         f.write_str(match self {
             ErrorKind::Transient => "transient",
             ErrorKind::Permanent => "permanent",
+            ErrorKind::Unanswered => "unanswered",
         })
     }
 }
@@ -103,9 +107,9 @@ impl Error {
         }
     }
 
-    /// Shorthand for `kind() == Transient`.
+    /// Transient or unanswered: worth trying again.
     pub fn is_retryable(&self) -> bool {
-        self.kind() == ErrorKind::Transient
+        matches!(self.kind(), ErrorKind::Transient | ErrorKind::Unanswered)
     }
 
     pub fn config(msg: impl Into<String>) -> Self {

@@ -4,6 +4,7 @@
 pub mod bigquery;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod lake;
 pub mod ledger;
 pub mod postgres;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// The backoff every worker uses: 0.5 s doubling to 8 s, five tries more, with jitter.
 pub fn policy() -> ExponentialBuilder {
@@ -16,16 +16,32 @@ pub fn policy() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// Runs `op`, retrying it while it fails with a transient error; permanent errors return at once.
+/// How many times an attempt that got no answer in time is tried again: each try costs the
+/// whole timeout, so a silent endpoint fails the run in about three timeouts.
+pub const UNANSWERED_RETRIES: u32 = 2;
+
+/// Runs `op`, retrying it while it fails with a transient error (an unanswered attempt at most
+/// `UNANSWERED_RETRIES` times); permanent errors return at once.
 pub async fn transient<T, F, Fut>(what: &str, op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
+    let unanswered = std::sync::atomic::AtomicU32::new(0);
     op.retry(policy())
-        .when(Error::is_retryable)
+        .when(|e: &Error| match e.kind() {
+            ErrorKind::Unanswered => {
+                unanswered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < UNANSWERED_RETRIES
+            }
+            _ => e.is_retryable(),
+        })
         .notify(|e: &Error, after: Duration| {
-            tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, "{what}: transient error, retrying");
+            let retry_in_ms = after.as_millis() as u64;
+            if e.kind() == ErrorKind::Unanswered {
+                tracing::warn!(error = %e, retry_in_ms, "{what}: no answer, trying again");
+            } else {
+                tracing::warn!(error = %e, retry_in_ms, "{what}: transient error, retrying");
+            }
         })
         .await
 }
@@ -33,7 +49,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test(start_paused = true)]
@@ -49,6 +64,18 @@ mod tests {
         .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unanswered_is_tried_twice_more() {
+        let calls = AtomicU32::new(0);
+        let r: Result<()> = transient("t", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Error::bigquery("x", ErrorKind::Unanswered, "no answer"))
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Unanswered);
+        assert_eq!(calls.load(Ordering::SeqCst), 1 + UNANSWERED_RETRIES);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,14 +2,16 @@
 
 use base64::Engine as _;
 
+use crate::config::Timeouts;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 const METADATA_TOKEN: &str =
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
 
-/// Fetches `projects/P/secrets/S[/versions/V]` (latest version when none is named).
-pub async fn access(name: &str) -> Result<Secret> {
+/// Fetches `projects/P/secrets/S[/versions/V]` (latest version when none is named), each
+/// request bounded by `timeouts`.
+pub async fn access(name: &str, timeouts: &Timeouts) -> Result<Secret> {
     let err = |m: String| Error::Secret {
         name: name.to_string(),
         message: m,
@@ -19,14 +21,13 @@ pub async fn access(name: &str) -> Result<Secret> {
     } else {
         format!("{name}/versions/latest")
     };
-    crate::install_crypto();
-    let http = reqwest::Client::new();
+    let http = crate::http::client(timeouts).map_err(|e| err(e.to_string()))?;
     let token: serde_json::Value = http
         .get(METADATA_TOKEN)
         .header("Metadata-Flavor", "Google")
         .send()
         .await
-        .map_err(|e| err(format!("no metadata server to get a token from ({e}); use `dsn: {{env: …}}` outside Google Cloud")))?
+        .map_err(|e| err(format!("no metadata server to get a token from ({}); use `dsn: {{env: …}}` outside Google Cloud", crate::http::describe(&e, timeouts))))?
         .json()
         .await
         .map_err(|e| err(format!("bad token response: {e}")))?;
@@ -41,7 +42,12 @@ pub async fn access(name: &str) -> Result<Secret> {
         .bearer_auth(token)
         .send()
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| {
+            err(format!(
+                "Secret Manager: {}",
+                crate::http::describe(&e, timeouts)
+            ))
+        })?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.map_err(|e| err(e.to_string()))?;
     if !status.is_success() {

@@ -184,6 +184,7 @@ async fn child_extract(table: &str, parallel: usize) -> Result<()> {
     let m = pg_copy::extract::extract(
         &lake,
         &Secret::new(dsn()?),
+        &sluice::config::Timeouts::default(),
         &unit(table)?,
         "bench",
         opts,

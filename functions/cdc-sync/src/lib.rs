@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{pin_mut, TryStreamExt};
+use futures::TryStreamExt;
 use serde_json::json;
 use sluice::bigquery::merge::Deletes;
 use sluice::bigquery::BigQuery;
@@ -24,9 +24,10 @@ use sluice::config::{resolve_dsn, CdcConfig, DeleteMode, Pipeline, Source, Targe
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, RunRecord, Status};
 use sluice::postgres::pgoutput::{self, Lsn, Message};
-use sluice::postgres::{connect, PgConnection};
+use sluice::postgres::{connect, Answer, PgConnection};
 use sluice::types::PgType;
 use sluice::{Error, Result};
+use tokio_postgres::RowStream;
 use tracing::Instrument;
 
 use crate::apply::{Applied, Sink};
@@ -201,15 +202,13 @@ async fn source_ctx<'a>(
     cdc: &'a CdcConfig,
     run_id: &str,
 ) -> Result<SourceCtx<'a>> {
-    let dsn = resolve_dsn(target.dsn_ref(name, source)).await?;
-    let stream = connect(name, &dsn, "sluice-cdc-sync").await?;
-    let catalog = connect(name, &dsn, "sluice-cdc-sync-catalog").await?;
+    let dsn = resolve_dsn(target.dsn_ref(name, source), &target.timeouts).await?;
+    let stream = connect(name, &dsn, "sluice-cdc-sync", &target.timeouts).await?;
+    let catalog = connect(name, &dsn, "sluice-cdc-sync-catalog", &target.timeouts).await?;
     for c in [&stream, &catalog] {
         // Snapshots decode binary COPY in UTC like pg-copy.
-        c.client
-            .batch_execute("SET TIME ZONE 'UTC'")
-            .await
-            .map_err(|e| Error::postgres("setting the session time zone", e))?;
+        c.batch_execute("setting the session time zone", "SET TIME ZONE 'UTC'")
+            .await?;
     }
     let bq = BigQuery::for_target(target)?;
     let lake = Lake::open(&target.lake)?;
@@ -252,9 +251,9 @@ pub async fn init(
     let target = pipeline.target(target_name)?;
     let mut out = vec![];
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
-        let dsn = resolve_dsn(target.dsn_ref(name, source)).await?;
-        let conn = connect(name, &dsn, "sluice-cdc-sync").await?;
-        let report = slot::init(&conn.client, cdc, &cdc.publication(name), &cdc.slot(name)).await?;
+        let dsn = resolve_dsn(target.dsn_ref(name, source), &target.timeouts).await?;
+        let conn = connect(name, &dsn, "sluice-cdc-sync", &target.timeouts).await?;
+        let report = slot::init(&conn, cdc, &cdc.publication(name), &cdc.slot(name)).await?;
         if report.slot_created {
             // A new slot starts a new stream: replicas made from an older one need new
             // snapshots, which the next run takes for every table without state.
@@ -291,14 +290,14 @@ pub async fn status(
     let mut out = vec![];
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
         let ctx = source_ctx(pipeline, &target, name, source, cdc, "status").await?;
-        let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+        let health = slot::health(&ctx.stream, &ctx.slot).await?;
         let mut tables_out = vec![];
-        for (s, t) in slot::publication_tables(&ctx.stream.client, &ctx.publication).await? {
+        for (s, t) in slot::publication_tables(&ctx.stream, &ctx.publication).await? {
             let qualified = format!("{s}.{t}");
             let postgres_rows: i64 = ctx
                 .stream
-                .client
                 .query_one(
+                    &format!("counting {qualified}"),
                     &format!(
                         "SELECT count(*) FROM {}.{}",
                         sluice::postgres::catalog::quote_ident(&s),
@@ -306,8 +305,7 @@ pub async fn status(
                     ),
                     &[],
                 )
-                .await
-                .map_err(|e| Error::postgres(format!("counting {qualified}"), e))?
+                .await?
                 .get(0);
             let bq_name = tables::bq_name(&s, &t);
             let state = tables::read_state(&ctx.sink.lake, name, &bq_name).await?;
@@ -390,7 +388,7 @@ pub async fn resync(
     let mut out = vec![];
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
         let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
-        let published = slot::publication_tables(&ctx.stream.client, &ctx.publication).await?;
+        let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
         let wanted: Vec<(String, String)> = if all {
             published.clone()
         } else {
@@ -417,7 +415,7 @@ async fn take_snapshot(
     table: &str,
     crash: Option<CrashPoint>,
 ) -> Result<(TableInfo, tables::TableState)> {
-    let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+    let health = slot::health(&ctx.stream, &ctx.slot).await?;
     let started = chrono::Utc::now();
     let lsn = health.confirmed_flush;
     let (info, state) = snapshot::snapshot(
@@ -468,16 +466,15 @@ pub async fn decode_and_stage(
     let mut types = HashMap::new();
     let (mut changes, mut bytes) = (0, 0);
     loop {
-        let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+        let health = slot::health(&ctx.stream, &ctx.slot).await?;
         let cap = batch_changes as u64 * BATCHES_PER_PEEK;
         let mut last = None;
         let mut read = 0;
         {
-            let rows = peek(&ctx, cap).await?;
-            pin_mut!(rows);
+            let mut rows = peek(&ctx, cap).await?;
             let mut reader = BatchReader::new(&ctx, health.confirmed_flush, batch_changes);
             // Each batch is staged before reading on, as `run` applies it.
-            while let Some(b) = reader.next_batch(rows.as_mut(), &mut types).await? {
+            while let Some(b) = reader.next_batch(&mut rows, &mut types).await? {
                 bytes += stage_batch(&ctx, &b).await?;
                 read += b.changes;
                 last = b.to;
@@ -485,7 +482,7 @@ pub async fn decode_and_stage(
         }
         changes += read;
         match last {
-            Some(to) => slot::advance(&ctx.stream.client, &ctx.slot, to).await?,
+            Some(to) => slot::advance(&ctx.stream, &ctx.slot, to).await?,
             None => break,
         }
         if read < cap {
@@ -617,7 +614,7 @@ impl<'c> BatchReader<'c> {
             }
             Message::Relation(rel) => {
                 let info = tables::from_relation(
-                    &self.ctx.catalog.client,
+                    &self.ctx.catalog,
                     types,
                     &rel,
                     self.ctx.cdc.on_unsupported,
@@ -666,11 +663,12 @@ impl<'c> BatchReader<'c> {
     /// smaller) batch, then None.
     async fn next_batch(
         &mut self,
-        mut rows: std::pin::Pin<&mut tokio_postgres::RowStream>,
+        rows: &mut Answer<RowStream>,
         types: &mut HashMap<u32, PgType>,
     ) -> Result<Option<Batch>> {
         while !self.ended {
-            match rows.try_next().await.map_err(|e| peek_error(self.ctx, e))? {
+            let next = rows.try_next().await;
+            match next.map_err(|e| slot::explain_active(e, &self.ctx.slot))? {
                 Some(r) => {
                     if let Some(b) = self.push(r.get(0), types).await? {
                         return Ok(Some(b));
@@ -713,22 +711,16 @@ impl Batch {
 
 /// Opens a peek of up to `cap` changes (whole transactions) from the slot's position; the
 /// rows stream as the caller reads them.
-async fn peek<'c>(ctx: &'c SourceCtx<'c>, cap: u64) -> Result<tokio_postgres::RowStream> {
+async fn peek<'c>(ctx: &'c SourceCtx<'c>, cap: u64) -> Result<Answer<RowStream>> {
     let cap = cap.min(i32::MAX as u64) as i32;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&ctx.slot, &cap, &ctx.publication];
     ctx.stream
-        .client
-        .query_raw(slot::PEEK_SQL, params)
+        .query_stream(
+            &format!("reading slot {}", ctx.slot),
+            slot::PEEK_SQL,
+            &[&ctx.slot, &cap, &ctx.publication],
+        )
         .await
-        .map_err(|e| peek_error(ctx, e))
-}
-
-fn peek_error(ctx: &SourceCtx<'_>, e: tokio_postgres::Error) -> Error {
-    slot::explain_active(
-        Error::postgres(format!("reading slot {}", ctx.slot), e),
-        &ctx.slot,
-    )
+        .map_err(|e| slot::explain_active(e, &ctx.slot))
 }
 
 /// Batches per peek: a peek decodes the slot's WAL from its restart point, so reading many
@@ -755,8 +747,8 @@ fn segment<'b>(
 async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summary) -> Result<()> {
     let started = Instant::now();
     let run_started = chrono::Utc::now();
-    let published = slot::publication_tables(&ctx.stream.client, &ctx.publication).await?;
-    let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+    let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
+    let health = slot::health(&ctx.stream, &ctx.slot).await?;
     summary.retained_wal_bytes = health.retained_wal_bytes;
     let warn_bytes = ctx.cdc.retained_wal_warn_mib as i64 * 1024 * 1024;
     if health.retained_wal_bytes > warn_bytes {
@@ -788,17 +780,16 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
             tracing::info!("max duration reached; stopping after the committed batches");
             break;
         }
-        let health = slot::health(&ctx.stream.client, &ctx.slot).await?;
+        let health = slot::health(&ctx.stream, &ctx.slot).await?;
         let cap = max as u64 * BATCHES_PER_PEEK;
         let mut last: Option<Lsn> = None;
         let mut read = 0u64;
         let mut stop = false;
         {
-            let rows = peek(ctx, cap).await?;
-            pin_mut!(rows);
+            let mut rows = peek(ctx, cap).await?;
             let mut reader = BatchReader::new(ctx, health.confirmed_flush, max);
             let mut batch_started = chrono::Utc::now();
-            while let Some(batch) = reader.next_batch(rows.as_mut(), &mut types).await? {
+            while let Some(batch) = reader.next_batch(&mut rows, &mut types).await? {
                 read += batch.changes;
                 let to = batch.to.expect("a finished batch ends at a commit");
                 if summary.batches == 0 {
@@ -840,7 +831,7 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
         }
         // Only now, with every batch of the peek in BigQuery, may Postgres forget them.
         if let Some(to) = last {
-            slot::advance(&ctx.stream.client, &ctx.slot, to).await?;
+            slot::advance(&ctx.stream, &ctx.slot, to).await?;
             summary.last_lsn = Some(to.to_string());
             tracing::info!(lsn = %to, "slot advanced");
         }

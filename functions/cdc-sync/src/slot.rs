@@ -5,8 +5,8 @@ use sluice::config::CdcConfig;
 use sluice::error::ErrorKind;
 use sluice::postgres::catalog::quote_ident;
 use sluice::postgres::pgoutput::Lsn;
+use sluice::postgres::PgConnection;
 use sluice::{Error, Result};
-use tokio_postgres::Client;
 
 fn permanent(context: &str, message: String) -> Error {
     Error::Postgres {
@@ -35,10 +35,11 @@ pub fn qualify(name: &str) -> (String, String) {
 }
 
 /// Checks that logical decoding can work here, saying exactly what is missing.
-pub async fn preflight(client: &Client, cdc: &CdcConfig) -> Result<()> {
+pub async fn preflight(conn: &PgConnection, cdc: &CdcConfig) -> Result<()> {
     let ctx = "checking logical replication";
-    let row = client
+    let row = conn
         .query_one(
+            ctx,
             "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,
                     r.rolsuper, r.rolreplication,
                     EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'cloudsqlsuperuser'),
@@ -46,8 +47,7 @@ pub async fn preflight(client: &Client, cdc: &CdcConfig) -> Result<()> {
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
-        .await
-        .map_err(|e| Error::postgres(ctx, e))?;
+        .await?;
     let settings = Settings {
         wal_level: row.get(0),
         max_slots: row.get(1),
@@ -111,21 +111,21 @@ impl Settings {
 /// Creates the publication and the slot unless they exist; adds configured tables missing from
 /// an existing publication.
 pub async fn init(
-    client: &Client,
+    conn: &PgConnection,
     cdc: &CdcConfig,
     publication: &str,
     slot: &str,
 ) -> Result<InitReport> {
-    preflight(client, cdc).await?;
+    preflight(conn, cdc).await?;
     let ctx = "creating the publication";
     let mut report = InitReport::default();
-    let exists = client
+    let exists = conn
         .query_opt(
+            ctx,
             "SELECT 1 FROM pg_publication WHERE pubname = $1",
             &[&publication],
         )
-        .await
-        .map_err(|e| Error::postgres(ctx, e))?
+        .await?
         .is_some();
     let tables: Vec<String> = cdc
         .tables
@@ -144,39 +144,38 @@ pub async fn init(
         } else {
             format!("TABLE {}", tables.join(", "))
         };
-        client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR {what}",
-                quote_ident(publication)
-            ))
-            .await
-            .map_err(|e| Error::postgres(format!("CREATE PUBLICATION {publication}"), e))?;
+        conn.batch_execute(
+            &format!("CREATE PUBLICATION {publication}"),
+            &format!("CREATE PUBLICATION {} FOR {what}", quote_ident(publication)),
+        )
+        .await?;
         report.publication_created = true;
     } else if !cdc.tables.is_empty() {
-        let present = publication_tables(client, publication).await?;
+        let present = publication_tables(conn, publication).await?;
         for name in &cdc.tables {
             let (s, t) = qualify(name);
             if !present.contains(&(s.clone(), t.clone())) {
-                client
-                    .batch_execute(&format!(
+                conn.batch_execute(
+                    &format!("adding {s}.{t} to {publication}"),
+                    &format!(
                         "ALTER PUBLICATION {} ADD TABLE {}.{}",
                         quote_ident(publication),
                         quote_ident(&s),
                         quote_ident(&t)
-                    ))
-                    .await
-                    .map_err(|e| Error::postgres(format!("adding {s}.{t} to {publication}"), e))?;
+                    ),
+                )
+                .await?;
                 report.tables_added.push(format!("{s}.{t}"));
             }
         }
     }
-    let slot_row = client
+    let slot_row = conn
         .query_opt(
+            "reading replication slots",
             "SELECT plugin::text, database::text = current_database() FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
-        .await
-        .map_err(|e| Error::postgres("reading replication slots", e))?;
+        .await?;
     match slot_row {
         Some(r) => {
             let (plugin, same_db): (Option<String>, Option<bool>) = (r.get(0), r.get(1));
@@ -188,13 +187,13 @@ pub async fn init(
             }
         }
         None => {
-            let r = client
+            let r = conn
                 .query_one(
+                    &format!("creating replication slot {slot}"),
                     "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
                     &[&slot],
                 )
-                .await
-                .map_err(|e| Error::postgres(format!("creating replication slot {slot}"), e))?;
+                .await?;
             report.slot_created = true;
             report.slot_lsn = Some(r.get(0));
         }
@@ -204,16 +203,16 @@ pub async fn init(
 
 /// The (schema, table) pairs a publication covers now.
 pub async fn publication_tables(
-    client: &Client,
+    conn: &PgConnection,
     publication: &str,
 ) -> Result<Vec<(String, String)>> {
-    let exists = client
+    let exists = conn
         .query_opt(
+            "reading publications",
             "SELECT 1 FROM pg_publication WHERE pubname = $1",
             &[&publication],
         )
-        .await
-        .map_err(|e| Error::postgres("reading publications", e))?
+        .await?
         .is_some();
     if !exists {
         return Err(permanent(
@@ -221,13 +220,13 @@ pub async fn publication_tables(
             format!("publication {publication} does not exist in this database; run `cdc-sync init` to create it"),
         ));
     }
-    let rows = client
+    let rows = conn
         .query(
+            "reading the publication's tables",
             "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
             &[&publication],
         )
-        .await
-        .map_err(|e| Error::postgres("reading the publication's tables", e))?;
+        .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -240,18 +239,18 @@ pub struct SlotHealth {
 }
 
 /// Reads the slot; a missing or invalidated slot is a clear error with the recovery command.
-pub async fn health(client: &Client, slot: &str) -> Result<SlotHealth> {
+pub async fn health(conn: &PgConnection, slot: &str) -> Result<SlotHealth> {
     let ctx = "checking the replication slot";
-    let row = client
+    let row = conn
         .query_opt(
+            ctx,
             "SELECT confirmed_flush_lsn::text, wal_status,
                     pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
                     database::text = current_database()
              FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
-        .await
-        .map_err(|e| Error::postgres(ctx, e))?;
+        .await?;
     let Some(row) = row else {
         return Err(permanent(
             ctx,
@@ -294,14 +293,13 @@ pub const PEEK_SQL: &str = "SELECT data FROM pg_logical_slot_peek_binary_changes
      'proto_version', '1', 'publication_names', $3, 'binary', 'true')";
 
 /// Moves the slot past everything up to `lsn`: Postgres may then recycle that WAL.
-pub async fn advance(client: &Client, slot: &str, lsn: Lsn) -> Result<()> {
-    client
-        .query_one(
-            "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)",
-            &[&slot, &lsn.to_string()],
-        )
-        .await
-        .map_err(|e| Error::postgres(format!("advancing slot {slot} to {lsn}"), e))?;
+pub async fn advance(conn: &PgConnection, slot: &str, lsn: Lsn) -> Result<()> {
+    conn.query_one(
+        &format!("advancing slot {slot} to {lsn}"),
+        "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)",
+        &[&slot, &lsn.to_string()],
+    )
+    .await?;
     Ok(())
 }
 

@@ -43,13 +43,11 @@ pub async fn snapshot(
     crash: Option<CrashPoint>,
 ) -> Result<(TableInfo, TableState)> {
     let qualified = format!("{schema}.{table}");
-    let ctx = || format!("snapshot of {qualified}");
-    conn.client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| Error::postgres(ctx(), e))?;
+    let ctx = format!("snapshot of {qualified}");
+    conn.batch_execute(&ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
     let result = copy_into_lake(conn, sink, schema, table, stamp, on_unsupported).await;
-    let _ = conn.client.batch_execute("COMMIT").await;
+    let _ = conn.batch_execute(&ctx, "COMMIT").await;
     let (info, files, rows) = result?;
     crash_at(crash, CrashPoint::SnapshotInLake)?;
 
@@ -132,7 +130,7 @@ async fn copy_into_lake(
     on_unsupported: OnUnsupported,
 ) -> Result<(TableInfo, Vec<sluice::lake::PartFile>, u64)> {
     let qualified = format!("{schema}.{table}");
-    let cat = table_columns(&conn.client, schema, table).await?;
+    let cat = table_columns(conn, schema, table).await?;
     let info = tables::from_catalog(&cat, schema, table, on_unsupported)?;
     if !info.keyed() {
         tracing::warn!(table = %qualified, "no primary key: the replica keeps every change (append-only, with _op)");
@@ -157,15 +155,11 @@ async fn copy_into_lake(
         SinkLimits::default(),
         Arc::new(AtomicU32::new(0)),
     );
-    let ctx = || format!("snapshot of {qualified}");
-    let stream = conn
-        .client
-        .copy_out(copy.as_str())
-        .await
-        .map_err(|e| Error::postgres(ctx(), e))?;
-    futures::pin_mut!(stream);
+    let mut stream = conn
+        .copy_out(&format!("snapshot of {qualified}"), &copy)
+        .await?;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::postgres(ctx(), e))?;
+        let chunk = chunk?;
         decoder.push(&chunk)?;
         if decoder.batch_ready(DEFAULT_BATCH_ROWS) {
             if let Some(b) = decoder.take_batch()? {

@@ -14,9 +14,9 @@ use sluice::error::ErrorKind;
 use sluice::lake::Lake;
 use sluice::postgres::catalog::{types_by_oid, TableColumns};
 use sluice::postgres::pgoutput::Relation;
+use sluice::postgres::PgConnection;
 use sluice::types::{map_column, ColumnMapping, MappingOptions, PgType};
 use sluice::{Error, Result};
-use tokio_postgres::Client;
 
 /// A table as one batch sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,7 +163,7 @@ fn map_columns(
 
 /// The table a Relation message describes; type OIDs are looked up (and cached) in the catalog.
 pub async fn from_relation(
-    catalog: &Client,
+    catalog: &PgConnection,
     types: &mut HashMap<u32, PgType>,
     rel: &Relation,
     on_unsupported: OnUnsupported,
@@ -197,14 +197,14 @@ pub async fn from_relation(
     let key_names: Vec<String> = if rel.replica_identity == b'f' {
         let row = catalog
             .query(
+                &format!("reading the primary key of {qualified}"),
                 "SELECT a.attname::text FROM pg_index i
                  JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                  WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
                 &[&rel.id],
             )
-            .await
-            .map_err(|e| Error::postgres(format!("reading the primary key of {qualified}"), e))?;
+            .await?;
         row.iter().map(|r| r.get(0)).collect()
     } else {
         rel.columns

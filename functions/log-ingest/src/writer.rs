@@ -285,7 +285,7 @@ async fn commit(batch: Vec<Job>, shared: Arc<Shared>, _permit: OwnedSemaphorePer
 
 fn not_committed(e: &Error) -> NotCommitted {
     NotCommitted {
-        transient: e.kind() == ErrorKind::Transient,
+        transient: e.is_retryable(),
         message: e.to_string(),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
-use sluice::config::{Mode, OnUnsupported};
+use sluice::config::{Mode, OnUnsupported, Timeouts};
 use sluice::error::ErrorKind;
 use sluice::lake::parquet::SinkLimits;
 use sluice::lake::{path, Lake, Manifest, ParquetSink, PartFile};
@@ -155,16 +155,12 @@ fn with_range(select: &str, range: (i64, Option<i64>)) -> String {
 }
 
 async fn begin_snapshot(conn: &PgConnection, snapshot: Option<&str>, label: &str) -> Result<()> {
-    let ctx = || format!("starting the snapshot of {label}");
-    conn.client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| Error::postgres(ctx(), e))?;
+    let ctx = format!("starting the snapshot of {label}");
+    conn.batch_execute(&ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
     if let Some(s) = snapshot {
-        conn.client
-            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
-            .await
-            .map_err(|e| Error::postgres(ctx(), e))?;
+        conn.batch_execute(&ctx, &format!("SET TRANSACTION SNAPSHOT '{s}'"))
+            .await?;
     }
     Ok(())
 }
@@ -187,18 +183,12 @@ async fn copy_range(
         sink.finish().await
     });
     let read = async {
-        let ctx = || format!("copying {label}");
         let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
-        let stream = conn
-            .client
-            .copy_out(copy.as_str())
-            .await
-            .map_err(|e| Error::postgres(ctx(), e))?;
-        futures::pin_mut!(stream);
+        let mut stream = conn.copy_out(&format!("copying {label}"), &copy).await?;
         let mut decoder = CopyDecoder::new(label.clone(), &columns);
         let mut last_rows = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::postgres(ctx(), e))?;
+            let chunk = chunk?;
             decoder.push(&chunk)?;
             counters
                 .bytes
@@ -233,17 +223,19 @@ async fn copy_range(
 }
 
 /// Copies one unit from Postgres into the lake and commits it with a manifest.
+#[allow(clippy::too_many_arguments)]
 pub async fn extract(
     lake: &Lake,
     dsn: &Secret,
+    timeouts: &Timeouts,
     unit: &Unit,
     run_id: &str,
     opts: ExtractOptions,
     counters: Arc<Counters>,
 ) -> Result<Manifest> {
     let label = format!("{}.{}", unit.source, unit.table);
-    let leader = connect(&unit.source, dsn, "sluice-pg-copy").await?;
-    let cat = table_columns(&leader.client, &unit.config.schema, &unit.table).await?;
+    let leader = connect(&unit.source, dsn, "sluice-pg-copy", timeouts).await?;
+    let cat = table_columns(&leader, &unit.config.schema, &unit.table).await?;
     let plan = table_plan(unit, &cat)?;
     let partition = path::raw_partition(
         &unit.source,
@@ -257,17 +249,19 @@ pub async fn extract(
     begin_snapshot(&leader, None, &label).await?;
     let snapshot: Option<String> = if ranges.len() > 1 {
         let row = leader
-            .client
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .await
-            .map_err(|e| Error::postgres(format!("exporting the snapshot of {label}"), e))?;
+            .query_one(
+                &format!("exporting the snapshot of {label}"),
+                "SELECT pg_export_snapshot()",
+                &[],
+            )
+            .await?;
         Some(row.get(0))
     } else {
         None
     };
     let mut followers = Vec::new();
     for _ in 1..ranges.len() {
-        let c = connect(&unit.source, dsn, "sluice-pg-copy").await?;
+        let c = connect(&unit.source, dsn, "sluice-pg-copy", timeouts).await?;
         begin_snapshot(&c, snapshot.as_deref(), &label).await?;
         followers.push(c);
     }
@@ -294,7 +288,7 @@ pub async fn extract(
     });
     let results = futures::future::try_join_all(tasks).await?;
     for c in std::iter::once(&leader).chain(followers.iter()) {
-        let _ = c.client.batch_execute("COMMIT").await;
+        let _ = c.batch_execute("ending the snapshot", "COMMIT").await;
     }
     let mut files = Vec::new();
     let mut rows = 0;

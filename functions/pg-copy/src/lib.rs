@@ -20,7 +20,7 @@ use sluice::bigquery::BigQuery;
 use sluice::config::{resolve_dsn, Pipeline, Target};
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, RunRecord, Status};
-use sluice::{Error, Result};
+use sluice::{Error, ErrorKind, Result};
 use tracing::Instrument;
 
 pub use extract::{Counters, ExtractOptions};
@@ -110,6 +110,9 @@ pub(crate) struct Ctx {
     /// One lock per target table: BigQuery aborts concurrent transactions on one table, so the
     /// dates of a backfill extract in parallel but swap one at a time.
     table_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sources whose database did not answer in this run, with the error: their other units
+    /// fail at once instead of each waiting out the same timeouts.
+    unanswered: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Ctx {
@@ -120,7 +123,36 @@ impl Ctx {
             .sources
             .get(&unit.source)
             .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
-        resolve_dsn(self.target.dsn_ref(&unit.source, source)).await
+        resolve_dsn(
+            self.target.dsn_ref(&unit.source, source),
+            &self.target.timeouts,
+        )
+        .await
+    }
+
+    /// Fails a unit whose source did not answer an earlier unit of this run.
+    fn check_answering(&self, unit: &Unit) -> Result<()> {
+        let seen = self.unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(&unit.source) {
+            None => Ok(()),
+            Some(first) => Err(Error::Postgres {
+                context: format!("copying {}", unit.label()),
+                message: format!(
+                    "not tried: source {} did not answer an earlier unit ({first})",
+                    unit.source
+                ),
+                kind: ErrorKind::Unanswered,
+                source: None,
+            }),
+        }
+    }
+
+    fn note_unanswered(&self, unit: &Unit, e: &Error) {
+        if matches!(e, Error::Postgres { .. }) && e.kind() == ErrorKind::Unanswered {
+            let mut seen = self.unanswered.lock().unwrap_or_else(|p| p.into_inner());
+            seen.entry(unit.source.clone())
+                .or_insert_with(|| e.to_string());
+        }
     }
 
     fn table_lock(&self, unit: &Unit) -> Arc<tokio::sync::Mutex<()>> {
@@ -165,6 +197,7 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
             opts: opts.clone(),
             counters: Arc::new(Counters::default()),
             table_locks: Default::default(),
+            unanswered: Default::default(),
         });
         let reporter = progress::start(ctx.counters.clone(), opts.progress_bar, units.len());
         let outcomes: Vec<UnitOutcome> = futures::stream::iter(units.into_iter().map(|u| {
@@ -291,16 +324,19 @@ async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, lo
     let manifest = if ctx.opts.from_lake {
         extract::read_manifest(&ctx.lake, unit).await?
     } else {
+        ctx.check_answering(unit)?;
         let dsn = ctx.dsn(unit).await?;
         extract::extract(
             &ctx.lake,
             &dsn,
+            &ctx.target.timeouts,
             unit,
             &ctx.run_id,
             ctx.opts.extract,
             ctx.counters.clone(),
         )
-        .await?
+        .await
+        .inspect_err(|e| ctx.note_unanswered(unit, e))?
     };
     let lock = ctx.table_lock(unit);
     let _guard = lock.lock().await;

@@ -97,11 +97,13 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let summary = pg_copy::run(&pipeline, &opts).await?;
     print_summary(&summary, cli.verify);
     if summary.failed() > 0 {
+        let first = summary.units.iter().find_map(|u| u.error.as_deref());
         eprintln!(
-            "pg-copy: {} of {} units failed (run {})",
+            "pg-copy: {} of {} units failed (run {}); the first: {}",
             summary.failed(),
             summary.units.len(),
-            summary.run_id
+            summary.run_id,
+            first.unwrap_or("?")
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::config::Target;
+use crate::config::{Target, Timeouts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry;
 
@@ -30,6 +30,9 @@ enum Auth {
 pub struct BigQuery {
     http: reqwest::Client,
     base: String,
+    /// The endpoint as configured, for messages.
+    endpoint: String,
+    timeouts: Timeouts,
     project: String,
     location: String,
     auth: Arc<Auth>,
@@ -127,34 +130,41 @@ impl BigQuery {
         } else {
             Auth::Metadata(Mutex::new(None))
         };
-        BigQuery::new(&base, &target.project, &target.location, auth)
+        BigQuery::new(
+            &base,
+            &target.project,
+            &target.location,
+            auth,
+            target.timeouts,
+        )
     }
 
     /// A client for the emulator at `endpoint` (tests, local profile).
     pub fn emulator(endpoint: &str, project: &str) -> Result<BigQuery> {
-        BigQuery::new(endpoint, project, "US", Auth::None)
+        BigQuery::new(endpoint, project, "US", Auth::None, Timeouts::default())
     }
 
-    fn new(base: &str, project: &str, location: &str, auth: Auth) -> Result<BigQuery> {
+    fn new(
+        base: &str,
+        project: &str,
+        location: &str,
+        auth: Auth,
+        timeouts: Timeouts,
+    ) -> Result<BigQuery> {
         crate::install_crypto();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| {
-                Error::bigquery(
-                    "building the HTTP client",
-                    ErrorKind::Permanent,
-                    e.to_string(),
-                )
-            })?;
+        let http = crate::http::client(&timeouts).map_err(|e| {
+            Error::bigquery(
+                "building the HTTP client",
+                ErrorKind::Permanent,
+                e.to_string(),
+            )
+        })?;
+        let endpoint = base.trim_end_matches('/').to_string();
         Ok(BigQuery {
             http,
-            base: format!(
-                "{}/bigquery/v2/projects/{}",
-                base.trim_end_matches('/'),
-                project
-            ),
+            base: format!("{endpoint}/bigquery/v2/projects/{project}"),
+            endpoint,
+            timeouts,
             project: project.to_string(),
             location: location.to_string(),
             auth: Arc::new(auth),
@@ -163,6 +173,12 @@ impl BigQuery {
 
     pub fn project(&self) -> &str {
         &self.project
+    }
+
+    /// How long BigQuery may hold a query request open waiting for the job (`timeoutMs`): well
+    /// inside the request timeout, so a slow job is polled, never taken for a silent endpoint.
+    fn server_wait_ms(&self) -> u64 {
+        (self.timeouts.request.as_millis() as u64 / 2).clamp(100, 10_000)
     }
 
     async fn token(&self) -> Result<Option<String>> {
@@ -185,7 +201,7 @@ impl BigQuery {
                         Error::bigquery(
                             "getting a token from the metadata server",
                             ErrorKind::Permanent,
-                            format!("{e}; outside Google Cloud use a target with `no_auth: true` (the emulator)"),
+                            format!("{}; outside Google Cloud use a target with `no_auth: true` (the emulator)", crate::http::describe(&e, &self.timeouts)),
                         )
                     })?
                     .json()
@@ -237,18 +253,20 @@ impl BigQuery {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b);
         }
-        let resp = req.send().await.map_err(|e| {
+        let unreachable = |e: reqwest::Error| {
             Error::bigquery(
                 ctx,
-                ErrorKind::Transient,
-                format!("{e} (is BigQuery at {} reachable?)", self.base),
+                crate::http::kind(&e),
+                format!(
+                    "BigQuery at {}: {}",
+                    self.endpoint,
+                    crate::http::describe(&e, &self.timeouts)
+                ),
             )
-        })?;
+        };
+        let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| Error::bigquery(ctx, ErrorKind::Transient, e.to_string()))?;
+        let text = resp.text().await.map_err(unreachable)?;
         tracing::debug!(%method, path, status, ms = started.elapsed().as_millis() as u64, "{ctx}");
         let value = if text.is_empty() {
             Value::Null
@@ -480,7 +498,7 @@ impl BigQuery {
             "location": self.location,
             "parameterMode": "NAMED",
             "queryParameters": params.iter().map(Param::to_json).collect::<Vec<_>>(),
-            "timeoutMs": 60_000,
+            "timeoutMs": self.server_wait_ms(),
             "maxResults": 10_000,
         });
         // A query is not retried as a whole: DML may have run. Transient errors surface.
@@ -538,8 +556,9 @@ impl BigQuery {
 
     async fn query_results(&self, job_id: &str, page: Option<&str>, ctx: &str) -> Result<Value> {
         let mut path = format!(
-            "/queries/{job_id}?location={}&maxResults=10000&timeoutMs=10000",
-            self.location
+            "/queries/{job_id}?location={}&maxResults=10000&timeoutMs={}",
+            self.location,
+            self.server_wait_ms()
         );
         if let Some(p) = page {
             path.push_str(&format!("&pageToken={p}"));

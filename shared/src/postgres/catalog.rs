@@ -1,7 +1,6 @@
 //! What the Postgres catalog says about a table: its columns, types, key and size.
 
-use tokio_postgres::Client;
-
+use super::PgConnection;
 use crate::error::{Error, Result};
 use crate::types::PgType;
 
@@ -45,21 +44,21 @@ WHERE i.indrelid = $1 AND i.indisprimary
 ORDER BY k.ord";
 
 /// Reads the catalog entry of `schema.table`; a missing table is a clear permanent error.
-pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result<TableColumns> {
+pub async fn table_columns(conn: &PgConnection, schema: &str, table: &str) -> Result<TableColumns> {
     let qualified = format!("{schema}.{table}");
-    let ctx = || format!("reading the catalog of {qualified}");
-    let row = client
+    let ctx = format!("reading the catalog of {qualified}");
+    let row = conn
         .query_opt(
+            &ctx,
             "SELECT c.oid, (pg_relation_size(c.oid) / current_setting('block_size')::int)::int8
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
             &[&schema, &table],
         )
-        .await
-        .map_err(|e| Error::postgres(ctx(), e))?;
+        .await?;
     let Some(row) = row else {
         return Err(Error::Postgres {
-            context: ctx(),
+            context: ctx,
             message: format!("table {qualified} does not exist in the source database"),
             kind: crate::error::ErrorKind::Permanent,
             source: None,
@@ -67,10 +66,7 @@ pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result
     };
     let oid: u32 = row.get(0);
     let pages: i64 = row.get(1);
-    let rows = client
-        .query(COLUMNS_SQL, &[&oid])
-        .await
-        .map_err(|e| Error::postgres(ctx(), e))?;
+    let rows = conn.query(&ctx, COLUMNS_SQL, &[&oid]).await?;
     let columns = rows
         .iter()
         .map(|r| {
@@ -85,10 +81,9 @@ pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result
             CatalogColumn { name, ty, not_null }
         })
         .collect();
-    let primary_key = client
-        .query(KEY_SQL, &[&oid])
-        .await
-        .map_err(|e| Error::postgres(ctx(), e))?
+    let primary_key = conn
+        .query(&ctx, KEY_SQL, &[&oid])
+        .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
@@ -132,13 +127,12 @@ WHERE dt.oid = ANY($1)";
 
 /// Types by OID (as a replication stream names them), with typmod −1; set it per column.
 pub async fn types_by_oid(
-    client: &Client,
+    conn: &PgConnection,
     oids: &[u32],
 ) -> Result<std::collections::HashMap<u32, PgType>> {
-    let rows = client
-        .query(TYPES_SQL, &[&oids])
-        .await
-        .map_err(|e| Error::postgres("reading column types from the catalog", e))?;
+    let rows = conn
+        .query("reading column types from the catalog", TYPES_SQL, &[&oids])
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| {

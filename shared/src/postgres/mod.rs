@@ -9,5 +9,5 @@ pub mod wire;
 
 pub use batch::{ColumnBuilders, DecodeStats};
 pub use catalog::{table_columns, TableColumns};
-pub use connect::{connect, PgConnection};
+pub use connect::{connect, Answer, PgConnection};
 pub use copy::CopyDecoder;

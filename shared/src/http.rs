@@ -1,0 +1,106 @@
+//! HTTP clients for Google's APIs (BigQuery, Secret Manager, token endpoints): bounded time on
+//! every request, and failures described by what did not answer.
+
+use crate::config::Timeouts;
+use crate::error::ErrorKind;
+
+/// A client whose every request connects within `timeouts.connect` and is answered in full
+/// within `timeouts.request`.
+pub fn client(timeouts: &Timeouts) -> reqwest::Result<reqwest::Client> {
+    crate::install_crypto();
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .tcp_keepalive(std::time::Duration::from_secs(15))
+        .build()
+}
+
+/// A request that timed out got no answer; any other transport failure is transient.
+pub fn kind(e: &reqwest::Error) -> ErrorKind {
+    if e.is_timeout() {
+        ErrorKind::Unanswered
+    } else {
+        ErrorKind::Transient
+    }
+}
+
+/// What went wrong, in words: which timeout ran out, or the transport error with its causes.
+pub fn describe(e: &reqwest::Error, timeouts: &Timeouts) -> String {
+    if e.is_timeout() {
+        return if e.is_connect() {
+            format!(
+                "could not connect within {} (timeouts.connect of the target)",
+                secs(timeouts.connect)
+            )
+        } else {
+            format!(
+                "accepted the connection but did not answer within {} (timeouts.request of the target)",
+                secs(timeouts.request)
+            )
+        };
+    }
+    // reqwest's own message hides the cause (refused, reset, DNS) in its sources.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}
+
+/// `10 s`, `1.5 s`, `250 ms`.
+pub fn secs(d: std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(secs(Duration::from_secs(10)), "10 s");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(secs(Duration::from_millis(250)), "250 ms");
+    }
+
+    /// A listener that accepts and never answers: the request ends within the timeout, and
+    /// the error says so.
+    #[tokio::test]
+    async fn a_silent_endpoint_times_out_with_a_clear_message() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = vec![];
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let t = Timeouts {
+            request: Duration::from_millis(300),
+            ..Timeouts::default()
+        };
+        let started = std::time::Instant::now();
+        let e = client(&t)
+            .unwrap()
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(kind(&e), ErrorKind::Unanswered);
+        assert_eq!(
+            describe(&e, &t),
+            "accepted the connection but did not answer within 300 ms (timeouts.request of the target)"
+        );
+        hold.abort();
+    }
+}
