@@ -499,6 +499,7 @@ impl Pipeline {
 
     /// Parses and validates pipeline YAML; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Pipeline> {
+        refuse_duplicate_keys(text, origin)?;
         let p: Pipeline = serde_yaml::from_str(text).map_err(|e| {
             let msg = e.to_string();
             Error::config(format!("{origin}: {msg}"))
@@ -767,6 +768,134 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// A key written twice in one mapping of a YAML document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// Path of the mapping (`sources.shop.tables`), empty at the top.
+    pub mapping: String,
+    pub key: String,
+    /// Where the mapping starts (1-based).
+    pub mapping_line: usize,
+    /// The lines the key is on (1-based), when found.
+    pub lines: Vec<usize>,
+}
+
+impl DuplicateKey {
+    /// `sources.shop.tables: key `users` is given twice, at lines 11 and 13; keep one`, with
+    /// `offset` added to every line (a document inside a larger file).
+    pub fn describe(&self, offset: usize) -> String {
+        let inside = if self.mapping.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.mapping)
+        };
+        let lines = match self.lines.as_slice() {
+            [a, b, ..] if a == b => format!("twice on line {}", a + offset),
+            [a, b, ..] => format!("twice, at lines {} and {}", a + offset, b + offset),
+            _ => format!(
+                "twice in the mapping at line {}",
+                self.mapping_line + offset
+            ),
+        };
+        format!("{inside}key `{}` is given {lines}; keep one", self.key)
+    }
+}
+
+/// The first key written twice in one mapping of `text` (serde would keep the second one
+/// silently). A document that does not parse has none: the typed parse reports its error.
+pub fn duplicate_key(text: &str) -> Option<DuplicateKey> {
+    let e = serde_yaml::from_str::<serde_yaml::Value>(text).err()?;
+    let msg = e.to_string();
+    const DUP: &str = "duplicate entry with key ";
+    let at = msg.find(DUP)?;
+    let rest = &msg[at + DUP.len()..];
+    let quoted = rest.split(" at line ").next().unwrap_or(rest);
+    let key: String = serde_json::from_str(quoted).unwrap_or_else(|_| quoted.to_string());
+    // serde_yaml places the error at the start of the mapping.
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    Some(DuplicateKey {
+        mapping: msg[..at].trim_end_matches(": ").to_string(),
+        lines: key_lines(text, line, column, &key),
+        key,
+        mapping_line: line,
+    })
+}
+
+/// Refuses a key written twice in one mapping of pipeline.yaml, naming both lines.
+fn refuse_duplicate_keys(text: &str, origin: &str) -> Result<()> {
+    match duplicate_key(text) {
+        None => Ok(()),
+        Some(d) => Err(Error::config(format!("{origin}: {}", d.describe(0)))),
+    }
+}
+
+/// The lines of `key` in the mapping that starts at (`line`, `column`), both 1-based: a block
+/// mapping's keys at its indentation, or a flow mapping's (`{a: 1, a: 2}`) wherever they are.
+fn key_lines(text: &str, line: usize, column: usize, key: &str) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |s: &str| {
+        let s = s.trim_start_matches(['{', ',', ' ']);
+        [key.to_string(), format!("\"{key}\""), format!("'{key}'")]
+            .iter()
+            .any(|k| {
+                s.strip_prefix(k.as_str())
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+    };
+    let first = lines.get(line.saturating_sub(1)).copied().unwrap_or("");
+    let start = first
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    if first[start..].starts_with('{') {
+        // A flow mapping: every `key:` after a `{` or `,`, on its lines up to the closing brace.
+        let mut out = vec![];
+        let mut depth = 0i32;
+        for (i, l) in lines.iter().enumerate().skip(line - 1) {
+            let l = if i == line - 1 { &l[start..] } else { l };
+            for (j, c) in l.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 1 && matches!(c, '{' | ',') && is_key(&l[j..]) {
+                    out.push(i + 1);
+                }
+            }
+            if depth <= 0 {
+                break;
+            }
+        }
+        return out;
+    }
+    let indent = column - 1;
+    let mut out = vec![];
+    for (i, l) in lines.iter().enumerate().skip(line - 1) {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        // The mapping's first line may start with `- ` (an item of a list).
+        let (at, body) = if i == line - 1 {
+            (indent, &l[start..])
+        } else {
+            (l.len() - trimmed.len(), trimmed)
+        };
+        if at < indent {
+            break;
+        }
+        if at == indent && is_key(body) {
+            out.push(i + 1);
+        }
+    }
+    out
+}
+
 /// The 1-based line of a nested mapping key, found by indentation.
 fn line_of(text: &str, path: &[&str]) -> Option<usize> {
     let mut depth = 0;
@@ -1018,6 +1147,48 @@ targets:
         .unwrap_err()
         .to_string();
         assert!(unknown.contains("unknown field `delete`"), "{unknown}");
+    }
+
+    #[test]
+    fn duplicate_keys_name_both_lines() {
+        let twice = SAMPLE.replace(
+            "      users:\n        mode: full\n",
+            "      users:\n        mode: full\n      users:\n        mode: incremental\n        watermark_column: at\n",
+        );
+        let e = Pipeline::parse(&twice, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: pipeline.yaml: sources.shop.tables: key `users` is given twice, at lines 11 and 13; keep one"
+        );
+        let top = format!("{SAMPLE}name: again\n");
+        let e = Pipeline::parse(&top, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(": key `name` is given twice, at lines 2 and 25"),
+            "{e}"
+        );
+        let flow = SAMPLE.replace("  prod: {}", "  prod: { no_auth: true, no_auth: false }");
+        let e = Pipeline::parse(&flow, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.prod: key `no_auth` is given twice on line 24"),
+            "{e}"
+        );
+        let nested = SAMPLE.replace(
+            "    dataset_suffix: _dev",
+            "    dataset_suffix: _dev\n    sources:\n      shop: { dsn: { env: A } }\n    dataset_suffix: _dev2",
+        );
+        let e = Pipeline::parse(&nested, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.dev: key `dataset_suffix` is given twice, at lines 23 and 26"),
+            "{e}"
+        );
     }
 
     #[test]

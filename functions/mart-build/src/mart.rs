@@ -314,6 +314,10 @@ impl Mart {
         let Some((yaml, header_line)) = split_header(text) else {
             return Err("1: no header: start the file with a /* ... */ comment holding YAML (description, owner, materialized, ...)".into());
         };
+        if let Some(d) = sluice::config::duplicate_key(&yaml) {
+            let line = d.lines.first().copied().unwrap_or(d.mapping_line) + header_line - 1;
+            return Err(format!("{line}: header: {}", d.describe(header_line - 1)));
+        }
         let header: Header = if yaml.trim().is_empty() {
             Header::default()
         } else {
@@ -580,6 +584,10 @@ mod tests {
             "/*\nfail_conditions: [{not_null: x}, {not_null: x}]\n*/\nSELECT 1 AS x FROM a.b"
         )
         .contains("`not_null_x` is already defined"));
+        assert_eq!(
+            e("\n/*\ndescription: d\ncolumns:\n  x: one\n  x: two\n*/\nSELECT 1 AS x FROM a.b"),
+            "5: header: columns: key `x` is given twice, at lines 5 and 6; keep one"
+        );
     }
 
     #[test]
