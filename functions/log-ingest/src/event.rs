@@ -205,7 +205,7 @@ impl Router {
             );
             return dead(msg, attr_type, Reason::PayloadTooLarge, d);
         }
-        let event: Value = match serde_json::from_slice(&msg.data) {
+        let mut event: Value = match serde_json::from_slice(&msg.data) {
             Ok(v) => v,
             Err(e) => {
                 let d = format!("payload is not JSON: {e}");
@@ -237,6 +237,14 @@ impl Router {
                 format!("unknown event type `{event_type}` (no schemas/events/{event_type}.json)");
             return dead(msg, Some(event_type), Reason::UnknownType, d);
         };
+        // The type field routes the event; a schema that does not declare it (say with
+        // `additionalProperties: false`) is checked without it, and the table, being the
+        // type's, stores it in no column.
+        if let (Some(f), Value::Object(fields)) = (&self.type_field, &mut event) {
+            if !schema.declares(f) {
+                fields.remove(f);
+            }
+        }
         // The row is written straight to insertAll's JSON; on a violation it is dropped. Room
         // for the meta columns (about 200 bytes) and some escaping, so it is rarely regrown.
         let mut json = Vec::with_capacity(msg.data.len() + msg.data.len() / 16 + 320);
@@ -392,13 +400,43 @@ mod tests {
         assert_eq!(v["user_id"], 5);
         assert_eq!(v["_publish_time"], "2026-11-23T10:00:00.5Z");
         assert_eq!(v["_attributes"], r#"{"event_type":"signup"}"#);
-        // The type may also come from a field.
+        // The type may also come from a field; the schema does not declare it, so it is
+        // routing, not payload: no column, no `_extra`.
         let Routed::Row(row) = r.route(msg(r#"{"type": "signup", "user_id": 5}"#, None), "t")
         else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&row.json).unwrap();
-        assert_eq!(v["_extra"], r#"{"type":"signup"}"#);
+        assert_eq!(v["_extra"], Value::Null);
+    }
+
+    #[test]
+    fn the_type_field_is_checked_apart_from_a_closed_schema() {
+        let schema =
+            |doc: Value| EventSchema::from_json("signup", Path::new("signup.json"), &doc).unwrap();
+        let closed = schema(
+            json!({"type": "object", "additionalProperties": false, "properties": {"user_id": {"type": "integer"}}}),
+        );
+        let declared = schema(json!({"type": "object", "additionalProperties": false,
+            "properties": {"type": {"type": "string", "const": "signup"}, "user_id": {"type": "integer"}}}));
+        for (s, stored) in [(closed, None), (declared, Some("signup"))] {
+            let r = Router {
+                schemas: [("signup".to_string(), s)].into_iter().collect(),
+                ..router()
+            };
+            let Routed::Row(row) = r.route(msg(r#"{"type": "signup", "user_id": 5}"#, None), "t")
+            else {
+                panic!("a closed schema refused its own type field")
+            };
+            let v: Value = serde_json::from_slice(&row.json).unwrap();
+            assert_eq!(v["type"].as_str(), stored);
+            // Other undeclared properties are still refused.
+            let (code, detail) = reason(r.route(
+                msg(r#"{"type": "signup", "user_id": 5, "x": 1}"#, None),
+                "t",
+            ));
+            assert_eq!(code, Reason::SchemaViolation, "{detail}");
+        }
     }
 
     #[test]

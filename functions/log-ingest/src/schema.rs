@@ -268,6 +268,11 @@ impl EventSchema {
         })
     }
 
+    /// Whether the schema names `property` at the top level.
+    pub fn declares(&self, property: &str) -> bool {
+        self.columns.iter().any(|c| c.name == property)
+    }
+
     /// The REST `fields` of the table: typed columns, then the meta columns.
     pub fn fields(&self) -> Value {
         let mut f = fields_of(&self.columns);
