@@ -820,6 +820,47 @@ async fn bad_input_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn columns_named_like_sluices_own_are_refused_by_name() {
+    let env = TestEnv::new().await;
+    env.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'x');
+         CREATE TABLE flags (id int PRIMARY KEY, \"_sluice_deleted\" bool); INSERT INTO flags VALUES (1, true);",
+    )
+    .await;
+    // In a table the first run snapshots.
+    let p = env.pipeline_with_cdc("", Some("tables: [flags]"));
+    init(&p).await;
+    let e = sync_with(&p, |_| {}).await.unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "public.flags: column _sluice_deleted has a name cdc-sync keeps for its own columns"
+        ),
+        "{e}"
+    );
+    // In a replicated table, through the stream.
+    let p = env.pipeline_with_cdc("", Some("tables: [t]"));
+    write(
+        &env,
+        &format!(
+            "ALTER PUBLICATION {0} DROP TABLE flags; ALTER PUBLICATION {0} ADD TABLE t",
+            env.slot()
+        ),
+    )
+    .await;
+    sync(&p).await;
+    write(
+        &env,
+        "ALTER TABLE t ADD COLUMN _OP text; UPDATE t SET _op = 'x';",
+    )
+    .await;
+    let e = sync_with(&p, |_| {}).await.unwrap_err().to_string();
+    assert!(
+        e.contains("public.t: column _op has a name cdc-sync keeps"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn an_invalidated_slot_names_the_recovery_and_a_new_slot_snapshots_again() {
     let env = TestEnv::new().await;
     env.sql(
