@@ -28,6 +28,54 @@ async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
+/// The HTTP client every Google call uses: a request to a silent endpoint ends within the
+/// request timeout, and the error says so.
+#[tokio::test]
+async fn a_silent_http_endpoint_times_out_with_a_clear_message() {
+    let (port, _hold) = silent_listener().await;
+    let t = Timeouts {
+        request: Duration::from_millis(300),
+        ..Timeouts::default()
+    };
+    let started = Instant::now();
+    let e = sluice::http::client(&t)
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(sluice::http::kind(&e), ErrorKind::Unanswered);
+    assert_eq!(
+        sluice::http::describe(&e, &t),
+        "accepted the connection but did not answer within 300 ms (timeouts.request of the target)"
+    );
+}
+
+/// A Postgres connect to a silent server fails after three tries of the connect timeout,
+/// naming the endpoint and what it did not answer.
+#[tokio::test]
+async fn a_silent_server_fails_the_postgres_connect_in_bounded_time() {
+    let (port, _hold) = silent_listener().await;
+    let t = Timeouts {
+        connect: Duration::from_millis(200),
+        ..Timeouts::default()
+    };
+    let dsn = Secret::new(format!("postgres://app:pw@127.0.0.1:{port}/shop"));
+    let started = Instant::now();
+    let e = connect("shop", &dsn, "test", &t).await.err().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.kind(), ErrorKind::Unanswered);
+    assert_eq!(
+        e.to_string(),
+        format!("postgres (connecting to source shop at 127.0.0.1:{port}/shop as app): accepted the connection but did not answer its startup within 200 ms (timeouts.connect of the target)")
+    );
+}
+
 /// The test's pipeline YAML with `timeouts` set on the local target.
 fn with_timeouts(yaml: &str, timeouts: &str) -> String {
     yaml.replace(
