@@ -269,11 +269,6 @@ impl CdcConfig {
             .clone()
             .unwrap_or_else(|| format!("sluice_{source}"))
     }
-    pub fn dataset(&self, source: &str) -> String {
-        self.dataset
-            .clone()
-            .unwrap_or_else(|| format!("{source}_replica"))
-    }
 }
 
 /// How a table is copied.
@@ -629,14 +624,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The dataset that receives a source's tables (before the target's suffix).
-    pub fn source_dataset<'a>(&'a self, name: &'a str) -> &'a str {
-        self.sources
-            .get(name)
-            .and_then(|s| s.dataset.as_deref())
-            .unwrap_or(name)
-    }
-
     /// Resolves a target by name. Environment variables `SLUICE_BQ_ENDPOINT`,
     /// `SLUICE_BQ_GRPC_ENDPOINT` and `SLUICE_LAKE_DIR` (printed by `scripts/local-stack.sh env`)
     /// override the local target's endpoints, so the ports live in one place.
@@ -985,7 +972,7 @@ targets:
         let orders = &p.sources["shop"].tables["orders"];
         assert_eq!(orders.mode, Mode::Incremental);
         assert_eq!(orders.schema, "public");
-        assert_eq!(p.source_dataset("shop"), "shop");
+        assert_eq!(crate::catalog::raw_dataset(&p, "shop"), "shop");
         assert_eq!(p.bigquery.ops_dataset, "ops");
     }
 
@@ -1112,7 +1099,7 @@ targets:
             (
                 cdc.slot("shop"),
                 cdc.publication("shop"),
-                cdc.dataset("shop")
+                crate::catalog::replica_dataset(cdc, "shop")
             ),
             (
                 "sluice_shop".into(),

@@ -2,6 +2,7 @@
 //! helpers, the Postgres → BigQuery type mapping, classified retries and the run ledger.
 
 pub mod bigquery;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod http;

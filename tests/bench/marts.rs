@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::NaiveDate;
-use mart_build::dag::{load_dir, Dag, Inputs};
+use mart_build::dag::{load_dir, Dag, Landed};
 use mart_build::render::Placement;
 use mart_build::run::{Options, Summary};
 use sluice::bigquery::BigQuery;
@@ -117,7 +117,7 @@ pub async fn measure(figures: &mut BTreeMap<String, f64>, with_stack: bool) -> R
     let endpoint =
         std::env::var("SLUICE_BQ_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9".into());
     let p = pipeline(&project, &endpoint)?;
-    let inputs = Inputs::of(&p, Path::new("."));
+    let inputs = Landed::of(&p, Path::new("."));
 
     eprintln!("marts: parsing, planning and rendering a generated DAG of 500 marts");
     let dir = scratch("500")?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use mart_build::dag::{self, Dag, Inputs};
+use mart_build::dag::{self, Dag, Landed};
 use mart_build::run::{self, MartResult, Options, Outcome, Summary};
 use sluice::config::Pipeline;
 use sluice::ledger::{Ledger, RunRecord, Status};
@@ -36,7 +36,7 @@ impl Marts {
     }
 
     fn dag(&self, p: &Pipeline) -> Result<Dag, String> {
-        Dag::build(dag::load_dir(&self.dir)?, &Inputs::of(p, &self.dir))
+        Dag::build(dag::load_dir(&self.dir)?, &Landed::of(p, &self.dir))
     }
 }
 
@@ -800,4 +800,62 @@ async fn the_shop_marts_pass_their_unit_tests() {
         stdout.contains(" 0 failed, 0 marts without tests"),
         "{stdout}"
     );
+}
+
+/// A mart reads the replica (and history) of a table outside Postgres' public schema, under the
+/// name cdc-sync gives it, `<schema>__<table>`: one catalog answers both.
+#[tokio::test]
+async fn a_mart_reads_the_replica_of_a_table_outside_the_public_schema() {
+    let env = TestEnv::new().await;
+    env.sql(
+        "CREATE SCHEMA billing;
+         CREATE TABLE billing.invoices (id int PRIMARY KEY, amount numeric(10,2));
+         INSERT INTO billing.invoices VALUES (1, 10.50), (2, 4.25);",
+    )
+    .await;
+    let p = env.pipeline_with_cdc(
+        "",
+        Some("tables: [billing.invoices]\nhistory: [billing.invoices]"),
+    );
+    cdc_sync::init(&p, "local", None).await.expect("init");
+    let sync = || async {
+        cdc_sync::run(&p, &cdc_sync::Options::new("local"))
+            .await
+            .expect("cdc-sync run")
+    };
+    sync().await;
+    // Committed to disk: logical decoding reads flushed WAL only.
+    env.sql("SET synchronous_commit = on; UPDATE billing.invoices SET amount = 5.25 WHERE id = 2")
+        .await;
+    assert_eq!(sync().await.changes, 1);
+    let marts = Marts::new(
+        &env,
+        &[(
+            "m/invoiced.sql",
+            "/*\ndescription: Invoiced so far, and how many changes the invoices had.\n*/\n\
+             SELECT (SELECT SUM(amount) FROM src_replica.billing__invoices WHERE NOT _sluice_deleted) AS total,\n\
+                    (SELECT COUNT(*) FROM src_replica.billing__invoices_history) AS changes\n",
+        )],
+    );
+    let dag = marts.dag(&p).expect("the replica is a known input");
+    assert!(matches!(
+        dag::producer(
+            &dag.inputs,
+            &mart_build::mart::TableName::parse("src_replica.billing__invoices").unwrap()
+        ),
+        Some(dag::Producer::Cdc { .. })
+    ));
+    let s = run_marts(&p, &marts, "local", &["2024-05-01"], |_| {}).await;
+    assert_built(&s);
+    let got = text(
+        &env,
+        &format!(
+            // In cents: the emulator prints NUMERIC with trailing zeros.
+            "SELECT CONCAT(CAST(CAST(total * 100 AS INT64) AS STRING), ' ', CAST(changes AS STRING)) AS v FROM {}",
+            env.bq_table("m", "invoiced")
+        ),
+        "v",
+    )
+    .await;
+    assert_eq!(got.as_deref(), Some("1575 1"));
 }

@@ -10,6 +10,7 @@ use sluice::bigquery::merge::{self, Deletes, MergeSpec};
 use sluice::bigquery::schema::{job_id, run_tag};
 use sluice::bigquery::sql::{ident, table_ref};
 use sluice::bigquery::{BigQuery, Param};
+use sluice::catalog;
 use sluice::error::ErrorKind;
 use sluice::lake::Lake;
 use sluice::{Error, Result};
@@ -45,7 +46,7 @@ pub struct Sink {
     /// `<pipeline>_<target>`: keeps job ids of targets apart.
     pub job_prefix: String,
     pub deletes: Deletes,
-    /// Tables (Postgres names, `table` or `schema.table`) that keep `<table>_history`.
+    /// Tables (Postgres names, `table` or `schema.table`, as `tables:`) that keep a history.
     pub history: Vec<String>,
     /// Replica schemas already brought up to date in this run (with their dropped columns),
     /// and datasets already created: each batch need not ask BigQuery again.
@@ -107,9 +108,7 @@ impl Sink {
     }
 
     pub fn keeps_history(&self, info: &TableInfo) -> bool {
-        self.history
-            .iter()
-            .any(|h| h == &info.name || *h == info.qualified())
+        catalog::keeps_history(&self.history, &info.schema, &info.name)
     }
 
     /// Creates the replica (and history) table, or brings its columns up to date: new columns
@@ -161,7 +160,10 @@ impl Sink {
         let mut dropped = vec![];
         let mut tables = vec![(info.bq_name.clone(), info.replica_fields())];
         if self.keeps_history(info) && info.keyed() {
-            tables.push((format!("{}_history", info.bq_name), info.history_fields()));
+            tables.push((
+                catalog::history_table(&info.schema, &info.name),
+                info.history_fields(),
+            ));
         }
         for (i, (name, fields)) in tables.into_iter().enumerate() {
             let Some(existing) = self.bq.get_table(&self.dataset, &name).await? else {
@@ -472,7 +474,7 @@ impl Sink {
             };
             sluice::retry::transient("merging changes", || self.bq.query(&sql, &params)).await?;
             if self.keeps_history(info) {
-                let hist = self.table(&format!("{}_history", info.bq_name));
+                let hist = self.table(&catalog::history_table(&info.schema, &info.name));
                 let sql = merge::append_changes(&hist, &staging_ref, &columns);
                 sluice::retry::transient("appending history", || self.bq.query(&sql, &[])).await?;
             }

@@ -20,6 +20,7 @@ use futures::TryStreamExt;
 use serde_json::json;
 use sluice::bigquery::merge::Deletes;
 use sluice::bigquery::BigQuery;
+use sluice::catalog;
 use sluice::config::{resolve_dsn, CdcConfig, DeleteMode, Pipeline, Source, Target};
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, RunRecord, Status};
@@ -216,7 +217,7 @@ async fn source_ctx<'a>(
     let sink = Sink {
         bq,
         lake,
-        dataset: target.dataset(&cdc.dataset(name)),
+        dataset: target.dataset(&catalog::replica_dataset(cdc, name)),
         staging_dataset: target.dataset(&pipeline.bigquery.staging_dataset),
         source: name.to_string(),
         slot: cdc.slot(name),
@@ -307,7 +308,7 @@ pub async fn status(
                 )
                 .await?
                 .get(0);
-            let bq_name = tables::bq_name(&s, &t);
+            let bq_name = catalog::replica_table(&s, &t);
             let state = tables::read_state(&ctx.sink.lake, name, &bq_name).await?;
             let append_only = state.as_ref().is_some_and(|st| st.key.is_empty());
             let (replica_rows, last_synced) = if state.is_none() {
@@ -392,7 +393,7 @@ pub async fn resync(
         let wanted: Vec<(String, String)> = if all {
             published.clone()
         } else {
-            tables.iter().map(|t| slot::qualify(t)).collect()
+            tables.iter().map(|t| catalog::qualify(t)).collect()
         };
         for (s, t) in wanted {
             if !published.contains(&(s.clone(), t.clone())) {
@@ -512,7 +513,7 @@ async fn snapshot_if_new(
     summary: &mut Summary,
     crash: Option<CrashPoint>,
 ) -> Result<tables::TableState> {
-    let bq_name = tables::bq_name(schema, table);
+    let bq_name = catalog::replica_table(schema, table);
     if let Some(state) = tables::read_state(&ctx.sink.lake, &ctx.name, &bq_name).await? {
         return Ok(state);
     }

@@ -1,6 +1,7 @@
 //! The publication and the replication slot: creating them, checking their health, reading
 //! committed changes in bounded batches, and advancing the slot once BigQuery has them.
 
+use sluice::catalog::qualify;
 use sluice::config::CdcConfig;
 use sluice::error::ErrorKind;
 use sluice::postgres::catalog::quote_ident;
@@ -24,14 +25,6 @@ pub struct InitReport {
     pub tables_added: Vec<String>,
     pub slot_created: bool,
     pub slot_lsn: Option<String>,
-}
-
-/// `schema.table` for a configured name (`orders` means `public.orders`).
-pub fn qualify(name: &str) -> (String, String) {
-    match name.split_once('.') {
-        Some((s, t)) => (s.to_string(), t.to_string()),
-        None => ("public".to_string(), name.to_string()),
-    }
 }
 
 /// Checks that logical decoding can work here, saying exactly what is missing.
@@ -368,14 +361,5 @@ mod tests {
             .problem(false)
             .unwrap()
             .contains("max_replication_slots"));
-    }
-
-    #[test]
-    fn names_default_to_public() {
-        assert_eq!(qualify("orders"), ("public".into(), "orders".into()));
-        assert_eq!(
-            qualify("billing.invoices"),
-            ("billing".into(), "invoices".into())
-        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value as Json};
 use sluice::bigquery::merge::{
     COMMIT_TS, DELETED, DELETED_AT, LSN, OP, ORD, ROW_LSN, ROW_ORD, SYNCED_AT, TOAST, XID,
 };
+use sluice::catalog;
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;
 use sluice::lake::Lake;
@@ -23,7 +24,7 @@ use sluice::{Error, Result};
 pub struct TableInfo {
     pub schema: String,
     pub name: String,
-    /// Its name in BigQuery: `table` for the public schema, else `schema__table`.
+    /// Its replica's name in BigQuery (`sluice::catalog::replica_table`).
     pub bq_name: String,
     /// The mapped columns (unsupported ones skipped when configured).
     pub columns: Vec<ColumnMapping>,
@@ -96,15 +97,6 @@ fn nullable(mut fields: Json) -> Json {
         }
     }
     fields
-}
-
-/// BigQuery name of a Postgres table.
-pub fn bq_name(schema: &str, table: &str) -> String {
-    if schema == "public" {
-        table.to_string()
-    } else {
-        format!("{schema}__{table}")
-    }
 }
 
 /// Column names of the staged changes that are sluice's own (besides the `_sluice_` prefix).
@@ -214,7 +206,7 @@ pub async fn from_relation(
             .collect()
     };
     let info = TableInfo {
-        bq_name: bq_name(&rel.schema, &rel.name),
+        bq_name: catalog::replica_table(&rel.schema, &rel.name),
         schema: rel.schema.clone(),
         name: rel.name.clone(),
         key: key_indices(&qualified, &columns, &key_names)?,
@@ -243,7 +235,7 @@ pub fn from_catalog(
     Ok(TableInfo {
         schema: schema.to_string(),
         name: name.to_string(),
-        bq_name: bq_name(schema, name),
+        bq_name: catalog::replica_table(schema, name),
         key: key_indices(&cat.qualified, &columns, &cat.primary_key)?,
         columns,
         source_index,
@@ -311,12 +303,6 @@ pub async fn forget_all(lake: &Lake, source: &str) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_in_bigquery() {
-        assert_eq!(bq_name("public", "orders"), "orders");
-        assert_eq!(bq_name("billing", "orders"), "billing__orders");
-    }
 
     #[test]
     fn replica_fields_are_nullable_with_metadata() {

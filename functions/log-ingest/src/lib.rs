@@ -35,8 +35,6 @@ use crate::writer::{Counts, Writer, WriterConfig, DEAD_LETTER_TABLE};
 pub const REPLAYS_TABLE: &str = "dead_letter_replays";
 /// View of dead letters not replayed yet.
 pub const OPEN_VIEW: &str = "dead_letter_open";
-/// Suffix of each event table's view that keeps one row per `_message_id`.
-pub const DEDUP_SUFFIX: &str = "_dedup";
 
 /// Everything a delivery path needs: the router, the client and where rows go.
 #[derive(Debug)]
@@ -96,7 +94,7 @@ impl Ingest {
             let view = table_ref(
                 ingest.bq.project(),
                 &ingest.events_dataset,
-                &format!("{}{DEDUP_SUFFIX}", s.table),
+                &sluice::catalog::dedup_view(&s.table),
             );
             ingest
                 .bq

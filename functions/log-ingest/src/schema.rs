@@ -193,7 +193,7 @@ impl EventSchema {
         }
         let hints = doc.get("x-bigquery").cloned().unwrap_or(json!({}));
         let hint_str = |k: &str| hints.get(k).and_then(Value::as_str).map(str::to_string);
-        let table = hint_str("table").unwrap_or_else(|| event_type.to_string());
+        let table = sluice::catalog::event_table(event_type, doc);
         if !valid_name(&table) {
             return Err(format!(
                 "x-bigquery.table `{table}` is not a valid BigQuery table name"

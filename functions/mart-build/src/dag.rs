@@ -5,111 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-use sluice::config::Pipeline;
-
 use crate::mart::{Mart, TableName};
 
-/// What lands an input table, so a mart can wait until it is fresh for its date.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Producer {
-    /// pg-copy copies it each day; `full` copies cover every earlier date too.
-    PgCopy {
-        source: String,
-        table: String,
-        full: bool,
-    },
-    /// cdc-sync replicates it continuously from `source`.
-    Cdc { source: String },
-    /// log-ingest streams it (no per-day runs to wait for).
-    Events,
-    /// sluice's own tables (`ops`).
-    Ops,
+pub use sluice::catalog::{Landed, Producer};
+
+/// What lands a table a mart reads, if the pipeline lands it. Tables of other projects
+/// (`project.dataset.table`) are taken as they are: only a dataset-relative name can be
+/// checked against the pipeline.
+pub fn producer<'a>(landed: &'a Landed, t: &TableName) -> Option<&'a Producer> {
+    match t.project {
+        Some(_) => None,
+        None => landed.producer(&t.dataset, &t.table),
+    }
 }
 
-/// Tables marts may read besides other marts: what pg-copy, cdc-sync and log-ingest land,
-/// as `pipeline.yaml` declares them.
-#[derive(Debug, Clone, Default)]
-pub struct Inputs {
-    /// By `dataset.table`.
-    pub tables: BTreeMap<String, Producer>,
-    /// Datasets whose every table is accepted (cdc of whole schemas, `ops`).
-    pub open_datasets: BTreeMap<String, Producer>,
-}
-
-impl Inputs {
-    /// The inputs of a pipeline; event tables are read from its schema files (`base` is the
-    /// directory of pipeline.yaml).
-    pub fn of(p: &Pipeline, base: &Path) -> Inputs {
-        let mut i = Inputs::default();
-        // The run ledger, dead letters and DQ results.
-        i.open_datasets
-            .insert(p.bigquery.ops_dataset.clone(), Producer::Ops);
-        for (name, s) in &p.sources {
-            let ds = p.source_dataset(name);
-            for (t, config) in &s.tables {
-                let producer = Producer::PgCopy {
-                    source: name.clone(),
-                    table: t.clone(),
-                    full: config.mode == sluice::config::Mode::Full,
-                };
-                i.tables.insert(format!("{ds}.{t}"), producer);
-            }
-            if let Some(cdc) = &s.cdc {
-                let ds = cdc.dataset(name);
-                let producer = Producer::Cdc {
-                    source: name.clone(),
-                };
-                if cdc.all_tables || !cdc.schemas.is_empty() {
-                    i.open_datasets.insert(ds.clone(), producer.clone());
-                }
-                for t in &cdc.tables {
-                    let t = t.rsplit('.').next().unwrap_or(t);
-                    i.tables.insert(format!("{ds}.{t}"), producer.clone());
-                }
-                for t in &cdc.history {
-                    i.tables
-                        .insert(format!("{ds}.{t}_history"), producer.clone());
-                }
-            }
-        }
-        if let Some(ev) = &p.events {
-            let dir = base.join(&ev.schemas);
-            for path in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = path.path();
-                if path.extension().is_none_or(|x| x != "json") {
-                    continue;
-                }
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                let doc: Value = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or(Value::Null);
-                let table = doc["x-bigquery"]["table"].as_str().unwrap_or(stem);
-                i.tables
-                    .insert(format!("{}.{table}", ev.dataset), Producer::Events);
-                i.tables
-                    .insert(format!("{}.{table}_dedup", ev.dataset), Producer::Events);
-            }
-        }
-        i
-    }
-
-    /// What lands a table, if the pipeline lands it.
-    pub fn producer(&self, t: &TableName) -> Option<&Producer> {
-        if t.project.is_some() {
-            return None;
-        }
-        self.tables
-            .get(&t.short())
-            .or_else(|| self.open_datasets.get(&t.dataset))
-    }
-
-    /// Tables of other projects, written `project.dataset.table`, are taken as they are:
-    /// only a dataset-relative name can be checked against the pipeline.
-    fn knows(&self, t: &TableName) -> bool {
-        t.project.is_some() || self.producer(t).is_some()
-    }
+fn knows(landed: &Landed, t: &TableName) -> bool {
+    t.project.is_some() || producer(landed, t).is_some()
 }
 
 /// The marts, in run order.
@@ -122,7 +33,7 @@ pub struct Dag {
     /// Levels: every mart's upstream marts are in earlier levels.
     pub levels: Vec<Vec<String>>,
     /// The tables the pipeline lands, which marts read.
-    pub inputs: Inputs,
+    pub inputs: Landed,
 }
 
 /// Reads `dir/<dataset>/<name>.sql`. Every problem of every file is reported, one per line.
@@ -160,7 +71,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Mart>, String> {
 
 impl Dag {
     /// Resolves references and orders the marts; errors name the file and line, or the cycle.
-    pub fn build(marts: Vec<Mart>, inputs: &Inputs) -> Result<Dag, String> {
+    pub fn build(marts: Vec<Mart>, inputs: &Landed) -> Result<Dag, String> {
         let marts: BTreeMap<String, Mart> = marts.into_iter().map(|m| (m.id.short(), m)).collect();
         let mut upstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut errors = vec![];
@@ -177,7 +88,7 @@ impl Dag {
                         ));
                     }
                     ups.insert(short);
-                } else if !inputs.knows(&r.name)
+                } else if !knows(inputs, &r.name)
                     && !m.header.depends_on.contains(&r.name.to_string())
                 {
                     errors.push(format!(
@@ -410,8 +321,8 @@ mod tests {
         Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name).unwrap()
     }
 
-    fn inputs() -> Inputs {
-        let mut i = Inputs::default();
+    fn inputs() -> Landed {
+        let mut i = Landed::default();
         i.tables.insert("raw.orders".into(), Producer::Events);
         i
     }

@@ -136,7 +136,7 @@ mod tests {
     use sluice::config::Pipeline;
 
     use super::*;
-    use crate::dag::Inputs;
+    use crate::dag::Landed;
 
     #[test]
     fn schedules_become_transfer_schedules() {
@@ -162,7 +162,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let pipeline = Pipeline::load(&root.join("pipeline.yaml")).unwrap();
         let marts = crate::dag::load_dir(&root.join("marts")).unwrap();
-        let dag = Dag::build(marts, &Inputs::of(&pipeline, &root)).unwrap();
+        let dag = Dag::build(marts, &Landed::of(&pipeline, &root)).unwrap();
         let p = Placement::for_target(&pipeline.target("prod").unwrap());
         (dag, p)
     }

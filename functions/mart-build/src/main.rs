@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
-use mart_build::dag::{self, Dag, Inputs};
+use mart_build::dag::{self, Dag, Landed};
 use mart_build::render::Placement;
 use mart_build::{export, fixtures, run};
 use sluice::config::{parse_date, Pipeline};
@@ -123,7 +123,7 @@ fn load(cli: &Cli) -> Result<(Pipeline, Dag)> {
     let base = cli.config.parent().map(PathBuf::from).unwrap_or_default();
     let dir = cli.marts.clone().unwrap_or_else(|| base.join("marts"));
     let marts = dag::load_dir(&dir).map_err(|e| anyhow!(e))?;
-    let dag = Dag::build(marts, &Inputs::of(&pipeline, &base)).map_err(|e| anyhow!(e))?;
+    let dag = Dag::build(marts, &Landed::of(&pipeline, &base)).map_err(|e| anyhow!(e))?;
     Ok((pipeline, dag))
 }
 

@@ -92,14 +92,14 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::dag::{Inputs, Producer};
+    use crate::dag::{Landed, Producer};
 
     #[test]
     fn dev_targets_read_production_inputs_and_write_suffixed_marts() {
         let m = |name: &str, sql: &str| {
             Mart::parse(sql, Path::new("marts/m/x.sql"), "m", name).unwrap()
         };
-        let mut inputs = Inputs::default();
+        let mut inputs = Landed::default();
         inputs.tables.insert("raw.orders".into(), Producer::Events);
         let dag = Dag::build(
             vec![

@@ -818,7 +818,7 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
                 format!("mart {short} has not built {day}"),
             )
         } else {
-            match ctx.dag.inputs.producer(&r.name) {
+            match crate::dag::producer(&ctx.dag.inputs, &r.name) {
                 Some(Producer::PgCopy { source, table, full }) => (
                     &ctx.input_ops,
                     format!(

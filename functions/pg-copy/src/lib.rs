@@ -236,7 +236,7 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
         files: 0,
         dataset: ctx
             .target
-            .dataset(ctx.pipeline.source_dataset(&unit.source)),
+            .dataset(sluice::catalog::raw_dataset(&ctx.pipeline, &unit.source)),
         error: None,
         postgres_rows: None,
     };

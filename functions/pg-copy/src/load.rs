@@ -47,7 +47,7 @@ pub async fn load(
     manifest: &Manifest,
     run_id: &str,
 ) -> Result<Loaded> {
-    let dataset = target.dataset(pipeline.source_dataset(&unit.source));
+    let dataset = target.dataset(sluice::catalog::raw_dataset(pipeline, &unit.source));
     let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
     let project = bq.project().to_string();
     bq.ensure_dataset(&dataset, None).await?;
