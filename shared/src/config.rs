@@ -246,8 +246,10 @@ pub struct CdcConfig {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteMode {
+    /// The row stays with `_sluice_deleted = TRUE` and `_sluice_deleted_at`.
     #[default]
     Soft,
+    /// The row is removed.
     Hard,
 }
 

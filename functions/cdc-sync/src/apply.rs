@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use crate::sql::{self as merge, MergeSpec};
 use parquet::arrow::AsyncArrowWriter;
 use serde_json::{json, Value as Json};
-use sluice::bigquery::merge::{self, Deletes, MergeSpec};
 use sluice::bigquery::schema::{job_id, run_tag};
 use sluice::bigquery::sql::{ident, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::catalog;
+use sluice::config::DeleteMode;
 use sluice::error::ErrorKind;
 use sluice::lake::Lake;
 use sluice::{Error, Result};
@@ -45,7 +46,7 @@ pub struct Sink {
     pub slot: String,
     /// `<pipeline>_<target>`: keeps job ids of targets apart.
     pub job_prefix: String,
-    pub deletes: Deletes,
+    pub deletes: DeleteMode,
     /// Tables (Postgres names, `table` or `schema.table`, as `tables:`) that keep a history.
     pub history: Vec<String>,
     /// Replica schemas already brought up to date in this run (with their dropped columns),
@@ -444,7 +445,7 @@ impl Sink {
                         .unwrap_or_default(),
                 ),
             ];
-            let params = if self.deletes == Deletes::Hard {
+            let params = if self.deletes == DeleteMode::Hard {
                 &params[..2]
             } else {
                 &params[..]

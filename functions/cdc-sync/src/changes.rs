@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::sql::{toast_origin_column, COMMIT_TS, LSN, OP, ORD, TOAST, XID};
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value as Json};
-use sluice::bigquery::merge::{toast_origin_column, COMMIT_TS, LSN, OP, ORD, TOAST, XID};
 use sluice::postgres::pgoutput::{OldKind, Value};
 use sluice::postgres::wire::PG_EPOCH_OFFSET_MICROS;
 use sluice::postgres::{ColumnBuilders, DecodeStats};
@@ -488,7 +488,7 @@ pub fn history_meta_fields() -> Vec<Json> {
     for f in v.iter_mut() {
         f["mode"] = json!("NULLABLE");
     }
-    v.push(json!({"name": sluice::bigquery::merge::SYNCED_AT, "type": "TIMESTAMP", "mode": "NULLABLE"}));
+    v.push(json!({"name": crate::sql::SYNCED_AT, "type": "TIMESTAMP", "mode": "NULLABLE"}));
     v
 }
 

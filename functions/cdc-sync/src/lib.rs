@@ -10,6 +10,7 @@ pub mod apply;
 pub mod changes;
 pub mod slot;
 pub mod snapshot;
+pub mod sql;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use serde_json::json;
-use sluice::bigquery::merge::Deletes;
 use sluice::bigquery::BigQuery;
 use sluice::catalog;
-use sluice::config::{resolve_dsn, CdcConfig, DeleteMode, Pipeline, Source, Target};
+use sluice::config::{resolve_dsn, CdcConfig, Pipeline, Source, Target};
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, RunRecord, Status};
 use sluice::postgres::pgoutput::{self, Lsn, Message};
@@ -222,10 +222,7 @@ async fn source_ctx<'a>(
         source: name.to_string(),
         slot: cdc.slot(name),
         job_prefix: format!("{}_{}", pipeline.name, target.name),
-        deletes: match cdc.deletes {
-            DeleteMode::Hard => Deletes::Hard,
-            DeleteMode::Soft => Deletes::Soft,
-        },
+        deletes: cdc.deletes,
         history: cdc.history.clone(),
         checked: Default::default(),
     };

@@ -9,9 +9,9 @@
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
+use crate::sql as merge;
 use futures::StreamExt;
 use object_store::path::Path;
-use sluice::bigquery::merge;
 use sluice::bigquery::schema::run_tag;
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
+use crate::sql::{
+    COMMIT_TS, DELETED, DELETED_AT, LSN, OP, ORD, ROW_LSN, ROW_ORD, SYNCED_AT, TOAST, XID,
+};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use sluice::bigquery::merge::{
-    COMMIT_TS, DELETED, DELETED_AT, LSN, OP, ORD, ROW_LSN, ROW_ORD, SYNCED_AT, TOAST, XID,
-};
 use sluice::catalog;
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;

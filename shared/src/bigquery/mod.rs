@@ -1,7 +1,6 @@
-//! BigQuery: the REST client, table schemas from the type mapping, and the SQL sluice generates.
+//! BigQuery: the REST client, table schemas from the type mapping, and SQL helpers the workers share.
 
 pub mod client;
-pub mod merge;
 pub mod schema;
 pub mod sql;
 

@@ -1,11 +1,12 @@
-//! The SQL that applies captured changes (cdc-sync) to replica tables, as pure functions.
+//! The SQL that applies captured changes to replica tables, as pure functions.
 //!
 //! A batch of changes sits in a staging table with the source columns plus the metadata below.
 //! A change is *newer* than a replica row when its (commit LSN, ordinal in transaction) is
 //! greater than the row's (`_sluice_lsn`, `_sluice_ord`); only newer changes apply, so running
 //! any statement here twice leaves the same replica.
 
-use super::sql::ident;
+use sluice::bigquery::sql::ident;
+use sluice::config::DeleteMode;
 
 /// Metadata columns of a staged change.
 pub const OP: &str = "_op";
@@ -29,15 +30,6 @@ pub const SYNCED_AT: &str = "_sluice_synced_at";
 pub const DELETED: &str = "_sluice_deleted";
 pub const DELETED_AT: &str = "_sluice_deleted_at";
 
-/// How deletes (and truncates) reach the replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deletes {
-    /// The row is removed.
-    Hard,
-    /// The row stays with `_sluice_deleted = TRUE` and `_sluice_deleted_at`.
-    Soft,
-}
-
 /// What one MERGE of a batch into a replica table needs.
 #[derive(Debug, Clone)]
 pub struct MergeSpec {
@@ -52,7 +44,7 @@ pub struct MergeSpec {
     /// Replica columns the source no longer has, with their GoogleSQL type: set to NULL by
     /// every change from now on.
     pub dropped: Vec<(String, String)>,
-    pub deletes: Deletes,
+    pub deletes: DeleteMode,
     /// Only changes after the position `@after_lsn`/`@after_ord` (set after a truncate).
     pub after_truncate: bool,
     /// Some changes' unchanged TOAST values are in the replica under another key (their
@@ -175,8 +167,8 @@ pub fn merge_changes(m: &MergeSpec) -> String {
     sets.push(format!("{DELETED} = FALSE"));
     sets.push(format!("{DELETED_AT} = CAST(NULL AS TIMESTAMP)"));
     let on_delete = match m.deletes {
-        Deletes::Hard => "DELETE".to_string(),
-        Deletes::Soft => format!(
+        DeleteMode::Hard => "DELETE".to_string(),
+        DeleteMode::Soft => format!(
             "UPDATE SET {DELETED} = TRUE, {DELETED_AT} = S.{COMMIT_TS}, {ROW_LSN} = S.{LSN}, \
              {ROW_ORD} = S.{ORD}, {SYNCED_AT} = CURRENT_TIMESTAMP()"
         ),
@@ -218,11 +210,11 @@ pub fn merge_changes(m: &MergeSpec) -> String {
 }
 
 /// Empties (or soft-deletes) every replica row older than the truncate at `@lsn`/`@ord`.
-pub fn truncate_rows(target: &str, deletes: Deletes) -> String {
+pub fn truncate_rows(target: &str, deletes: DeleteMode) -> String {
     let older = format!("({ROW_LSN} < @lsn OR ({ROW_LSN} = @lsn AND {ROW_ORD} < @ord))");
     match deletes {
-        Deletes::Hard => format!("DELETE FROM {target} WHERE {older}"),
-        Deletes::Soft => format!(
+        DeleteMode::Hard => format!("DELETE FROM {target} WHERE {older}"),
+        DeleteMode::Soft => format!(
             "UPDATE {target} SET {DELETED} = TRUE, {DELETED_AT} = @ts, {ROW_LSN} = @lsn, \
              {ROW_ORD} = @ord, {SYNCED_AT} = CURRENT_TIMESTAMP() WHERE NOT {DELETED} AND {older}"
         ),
@@ -287,7 +279,7 @@ mod tests {
             key: vec!["id".into()],
             columns: vec!["id".into(), "body".into()],
             dropped: vec![("old".into(), "INT64".into())],
-            deletes: Deletes::Hard,
+            deletes: DeleteMode::Hard,
             after_truncate: false,
             moved_toast: false,
         }
@@ -313,7 +305,7 @@ mod tests {
     #[test]
     fn soft_deletes_and_truncate_positions() {
         let m = MergeSpec {
-            deletes: Deletes::Soft,
+            deletes: DeleteMode::Soft,
             after_truncate: true,
             key: vec!["a".into(), "b".into()],
             columns: vec!["a".into(), "b".into()],
@@ -360,10 +352,10 @@ mod tests {
     #[test]
     fn truncate_touches_only_older_rows() {
         assert_eq!(
-            truncate_rows("`p.d.t`", Deletes::Hard),
+            truncate_rows("`p.d.t`", DeleteMode::Hard),
             "DELETE FROM `p.d.t` WHERE (_sluice_lsn < @lsn OR (_sluice_lsn = @lsn AND _sluice_ord < @ord))"
         );
-        let soft = truncate_rows("`p.d.t`", Deletes::Soft);
+        let soft = truncate_rows("`p.d.t`", DeleteMode::Soft);
         assert!(
             soft.starts_with("UPDATE `p.d.t` SET _sluice_deleted = TRUE, _sluice_deleted_at = @ts")
         );
