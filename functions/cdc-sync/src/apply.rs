@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use crate::sql::{self as merge, MergeSpec};
-use parquet::arrow::AsyncArrowWriter;
 use serde_json::{json, Value as Json};
 use sluice::bigquery::schema::{job_id, run_tag};
 use sluice::bigquery::sql::{ident, table_ref};
@@ -296,28 +295,6 @@ impl Sink {
         Ok(())
     }
 
-    /// Writes one record batch as a Parquet file in the lake.
-    pub async fn write_parquet(
-        &self,
-        path: &object_store::path::Path,
-        batch: &arrow::record_batch::RecordBatch,
-    ) -> Result<u64> {
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-            .build();
-        let uri = self.lake.gs_uri(path);
-        let mut w = AsyncArrowWriter::try_new(self.lake.writer(path), batch.schema(), Some(props))
-            .map_err(|e| Error::lake_other(format!("opening {uri}"), e))?;
-        w.write(batch)
-            .await
-            .map_err(|e| Error::lake_other(format!("writing {uri}"), e))?;
-        let bytes = w.bytes_written() + w.in_progress_size();
-        w.close()
-            .await
-            .map_err(|e| Error::lake_other(format!("finishing {uri}"), e))?;
-        Ok(bytes as u64)
-    }
-
     /// Loads lake files holding `rows` rows into a fresh staging table; returns the staging
     /// table's reference. A load that reports another number of rows fails.
     pub async fn load_staging(
@@ -394,7 +371,7 @@ impl Sink {
             changes.info.bq_name,
             segment_suffix(segment)
         ));
-        let bytes = self.write_parquet(&path, &batch).await?;
+        let bytes = sluice::lake::parquet::write_file(&self.lake, &path, &batch).await?;
         Ok((path, bytes))
     }
 

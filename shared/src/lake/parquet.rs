@@ -54,6 +54,23 @@ fn properties(limits: &SinkLimits) -> WriterProperties {
         .build()
 }
 
+/// Writes one record batch as one Parquet file at `path`, with the lake's writer settings;
+/// returns its size in bytes.
+pub async fn write_file(lake: &Lake, path: &Path, batch: &RecordBatch) -> Result<u64> {
+    let uri = lake.gs_uri(path);
+    let props = properties(&SinkLimits::default());
+    let mut w = AsyncArrowWriter::try_new(lake.writer(path), batch.schema(), Some(props))
+        .map_err(|e| Error::lake_other(format!("opening {uri}"), e))?;
+    w.write(batch)
+        .await
+        .map_err(|e| Error::lake_other(format!("writing {uri}"), e))?;
+    let bytes = w.bytes_written() + w.in_progress_size();
+    w.close()
+        .await
+        .map_err(|e| Error::lake_other(format!("finishing {uri}"), e))?;
+    Ok(bytes as u64)
+}
+
 impl ParquetSink {
     pub fn new(
         lake: Lake,
