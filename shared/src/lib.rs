@@ -13,6 +13,7 @@ pub mod retry;
 pub mod secret;
 pub mod secret_manager;
 pub mod telemetry;
+pub mod time;
 pub mod types;
 
 pub use error::{Error, ErrorKind, Result};

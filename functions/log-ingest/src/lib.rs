@@ -184,10 +184,7 @@ impl Ingest {
 
     /// Routes one message, stamped now.
     pub fn route(&self, msg: Incoming) -> Routed {
-        let now = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
-        self.router.route(msg, &now)
+        self.router.route(msg, &sluice::time::now_bigquery())
     }
 
     /// Batch limits from the pipeline.

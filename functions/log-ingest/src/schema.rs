@@ -797,11 +797,9 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
         return Some(s.to_string());
     }
     let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
-    Some(
-        t.with_timezone(&chrono::Utc)
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string(),
-    )
+    Some(sluice::time::bigquery_timestamp(
+        t.with_timezone(&chrono::Utc),
+    ))
 }
 
 /// How an existing table's schema differs from the derived one: columns to add (the new

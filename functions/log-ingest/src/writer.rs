@@ -161,17 +161,11 @@ async fn collect(mut rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
     while tasks.join_next().await.is_some() {}
 }
 
-fn now_stamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
-}
-
 /// Writes one batch: rows per table, then the dead letters (including rows BigQuery refused),
 /// then answers every request.
 async fn commit(batch: Vec<Job>, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
     let c = &shared.config;
-    let received_at = now_stamp();
+    let received_at = sluice::time::now_bigquery();
     let mut replies: Vec<Option<oneshot::Sender<Reply>>> = Vec::with_capacity(batch.len());
     let mut rows: BTreeMap<String, Vec<(usize, crate::event::Row)>> = BTreeMap::new();
     let mut dead: Vec<(usize, DeadLetter)> = vec![];
