@@ -4,12 +4,12 @@
 //! safe to query while workers write, and a retried write does not duplicate a row.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::bigquery::BigQuery;
 use crate::error::Result;
 
-pub const RUNS_TABLE: &str = "runs";
+pub const RUNS_TABLE: &str = crate::ops::RUNS.name;
 
 /// How a unit of work ended.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -43,28 +43,6 @@ pub struct RunRecord {
     pub details: Value,
 }
 
-fn schema() -> Value {
-    let f = |name: &str, ty: &str, mode: &str| json!({"name": name, "type": ty, "mode": mode});
-    json!([
-        f("run_id", "STRING", "REQUIRED"),
-        f("worker", "STRING", "REQUIRED"),
-        f("target", "STRING", "REQUIRED"),
-        f("source", "STRING", "NULLABLE"),
-        f("table_name", "STRING", "NULLABLE"),
-        f("logical_date", "DATE", "NULLABLE"),
-        f("lsn_range", "STRING", "NULLABLE"),
-        f("started_at", "TIMESTAMP", "REQUIRED"),
-        f("finished_at", "TIMESTAMP", "REQUIRED"),
-        f("status", "STRING", "REQUIRED"),
-        f("rows_in", "INTEGER", "REQUIRED"),
-        f("rows_loaded", "INTEGER", "REQUIRED"),
-        f("rows_dead_lettered", "INTEGER", "REQUIRED"),
-        f("bytes", "INTEGER", "REQUIRED"),
-        f("error", "STRING", "NULLABLE"),
-        f("details", "JSON", "NULLABLE"),
-    ])
-}
-
 /// Writes ledger rows to `<ops dataset>.runs`.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -76,17 +54,7 @@ impl Ledger {
     /// Creates the ops dataset and the runs table if missing.
     pub async fn open(bq: BigQuery, dataset: &str) -> Result<Ledger> {
         bq.ensure_dataset(dataset, None).await?;
-        bq.create_table(
-            dataset,
-            RUNS_TABLE,
-            json!({
-                "schema": {"fields": schema()},
-                "timePartitioning": {"type": "DAY", "field": "started_at"},
-                "clustering": {"fields": ["worker", "table_name"]},
-                "description": "One row per unit of work of every sluice worker run.",
-            }),
-        )
-        .await?;
+        crate::ops::RUNS.ensure(&bq, dataset).await?;
         Ok(Ledger {
             bq,
             dataset: dataset.to_string(),

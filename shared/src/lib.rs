@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod lake;
 pub mod ledger;
+pub mod ops;
 pub mod postgres;
 pub mod retry;
 pub mod secret;

@@ -109,6 +109,38 @@ impl BqType {
         }
     }
 
+    /// The type a REST schema or GoogleSQL names (`INTEGER` or `INT64`, …); None for types
+    /// sluice does not write (RECORD, GEOGRAPHY, …).
+    pub fn from_api(name: &str) -> Option<BqType> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "INTEGER" | "INT64" => BqType::Int64,
+            "FLOAT" | "FLOAT64" => BqType::Float64,
+            "NUMERIC" | "DECIMAL" => BqType::Numeric,
+            "BIGNUMERIC" | "BIGDECIMAL" => BqType::BigNumeric,
+            "STRING" => BqType::String,
+            "BOOLEAN" | "BOOL" => BqType::Bool,
+            "DATE" => BqType::Date,
+            "DATETIME" => BqType::Datetime,
+            "TIMESTAMP" => BqType::Timestamp,
+            "TIME" => BqType::Time,
+            "JSON" => BqType::Json,
+            "BYTES" => BqType::Bytes,
+            _ => return None,
+        })
+    }
+
+    /// Whether BigQuery changes a column of this type to `to` in place
+    /// (`ALTER COLUMN … SET DATA TYPE`): only widenings that lose nothing.
+    pub fn widens_to(self, to: BqType) -> bool {
+        use BqType::*;
+        matches!(
+            (self, to),
+            (Int64, Numeric | BigNumeric | Float64)
+                | (Numeric, BigNumeric | Float64)
+                | (BigNumeric, Float64)
+        )
+    }
+
     /// The type name in GoogleSQL (for DDL and casts).
     pub fn sql_name(self) -> &'static str {
         match self {

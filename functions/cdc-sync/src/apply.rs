@@ -6,32 +6,19 @@ use std::time::Duration;
 
 use crate::sql::{self as merge, MergeSpec};
 use serde_json::{json, Value as Json};
-use sluice::bigquery::schema::{job_id, run_tag};
-use sluice::bigquery::sql::{ident, table_ref};
+use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field, Mode};
+use sluice::bigquery::sql::table_ref;
 use sluice::bigquery::{BigQuery, Param};
 use sluice::catalog;
 use sluice::config::DeleteMode;
 use sluice::error::ErrorKind;
 use sluice::lake::Lake;
+use sluice::types::BqType;
 use sluice::{Error, Result};
 
 use crate::changes::TableChanges;
+use crate::layout;
 use crate::tables::TableInfo;
-
-/// Columns sluice adds to replica and history tables (never "dropped from the source").
-const METADATA: &[&str] = &[
-    merge::ROW_LSN,
-    merge::ROW_ORD,
-    merge::SYNCED_AT,
-    merge::DELETED,
-    merge::DELETED_AT,
-    merge::OP,
-    merge::LSN,
-    merge::ORD,
-    merge::COMMIT_TS,
-    merge::XID,
-    merge::TOAST,
-];
 
 /// Where a source's replicas go and how they behave.
 #[derive(Debug, Clone)]
@@ -83,25 +70,6 @@ fn segment_suffix(segment: usize) -> String {
     }
 }
 
-/// BigQuery lets these column types change in place.
-fn widens(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("INTEGER", "NUMERIC" | "BIGNUMERIC" | "FLOAT")
-            | ("NUMERIC", "BIGNUMERIC" | "FLOAT")
-            | ("BIGNUMERIC", "FLOAT")
-    )
-}
-
-fn sql_type(api: &str) -> &str {
-    match api {
-        "INTEGER" => "INT64",
-        "FLOAT" => "FLOAT64",
-        "BOOLEAN" => "BOOL",
-        other => other,
-    }
-}
-
 impl Sink {
     fn table(&self, name: &str) -> String {
         table_ref(self.bq.project(), &self.dataset, name)
@@ -128,9 +96,9 @@ impl Sink {
         self.ensure_replica_for(info, true).await.map(|_| ())
     }
 
-    fn replica_resource(&self, info: &TableInfo, fields: Json, replica: bool) -> Json {
+    fn replica_resource(&self, info: &TableInfo, fields: &[Field], replica: bool) -> Json {
         let mut resource = json!({
-            "schema": {"fields": fields},
+            "schema": {"fields": schema::to_json(fields)},
             "description": format!("Replica of Postgres {} maintained by sluice cdc-sync.", info.qualified()),
         });
         let clusterable = info.key.len() <= 4
@@ -138,10 +106,7 @@ impl Sink {
                 !info.columns[k].repeated
                     && !matches!(
                         info.columns[k].bq_type,
-                        sluice::types::BqType::Float64
-                            | sluice::types::BqType::Json
-                            | sluice::types::BqType::Bytes
-                            | sluice::types::BqType::Time
+                        BqType::Float64 | BqType::Json | BqType::Bytes | BqType::Time
                     )
             });
         if replica && info.keyed() && clusterable {
@@ -158,112 +123,85 @@ impl Sink {
         self.bq.ensure_dataset(&self.dataset, None).await?;
         let mut applied = Applied::default();
         let mut dropped = vec![];
-        let mut tables = vec![(info.bq_name.clone(), info.replica_fields())];
+        let mut tables = vec![(info.bq_name.clone(), layout::replica_fields(info))];
         if self.keeps_history(info) && info.keyed() {
             tables.push((
                 catalog::history_table(&info.schema, &info.name),
-                info.history_fields(),
+                layout::history_fields(info),
             ));
         }
         for (i, (name, fields)) in tables.into_iter().enumerate() {
-            let Some(existing) = self.bq.get_table(&self.dataset, &name).await? else {
-                let resource = self.replica_resource(info, fields, i == 0);
+            let replica = i == 0;
+            let Some(existing) = self.bq.table_schema(&self.dataset, &name).await? else {
+                let resource = self.replica_resource(info, &fields, replica);
                 self.bq.create_table(&self.dataset, &name, resource).await?;
                 tracing::info!(table = %name, "replica table created");
                 continue;
             };
-            let old = existing["schema"]["fields"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let mut all = old.clone();
-            let mut added = vec![];
-            let mut rebuilt = false;
-            for c in &info.columns {
-                let new = sluice::bigquery::schema::fields(std::slice::from_ref(c))[0].clone();
-                let new_type = new["type"].as_str().unwrap_or_default().to_string();
-                match old
-                    .iter()
-                    .find(|o| o["name"].as_str() == Some(c.name.as_str()))
-                {
-                    None => {
-                        let mut f = new.clone();
-                        if f["mode"] == "REQUIRED" {
-                            f["mode"] = json!("NULLABLE");
-                        }
-                        all.push(f);
-                        added.push(c.name.clone());
-                    }
-                    Some(o) => {
-                        let old_type = o["type"].as_str().unwrap_or_default();
-                        let old_rep = o["mode"] == "REPEATED";
-                        if old_type == new_type && old_rep == c.repeated {
-                            continue;
-                        }
-                        if old_rep == c.repeated && widens(old_type, &new_type) {
-                            self.bq
-                                .query(
-                                    &format!(
-                                        "ALTER TABLE {} ALTER COLUMN {} SET DATA TYPE {}",
-                                        self.table(&name),
-                                        ident(&c.name),
-                                        sql_type(&new_type)
-                                    ),
-                                    &[],
-                                )
-                                .await?;
-                            applied
-                                .columns_widened
-                                .push(format!("{}: {old_type} → {new_type}", c.name));
-                            continue;
-                        }
-                        if rebuild_incompatible && i == 0 {
-                            tracing::warn!(table = %name, column = %c.name, from = %old_type, to = %new_type, "column type changed: the replica is made anew");
-                            self.bq.delete_table(&self.dataset, &name).await?;
-                            let resource = self.replica_resource(info, fields.clone(), true);
-                            self.bq.create_table(&self.dataset, &name, resource).await?;
-                            rebuilt = true;
-                            break;
-                        }
-                        return Err(Error::bigquery(
-                            format!("replicating {}", info.qualified()),
-                            ErrorKind::Permanent,
-                            format!(
-                                "column {} changed type from {}{old_type} to {}{new_type}, which BigQuery cannot convert in place; \
-                                 run `cdc-sync resync --table {}` to rebuild the replica",
-                                c.name,
-                                if old_rep { "REPEATED " } else { "" },
-                                if c.repeated { "REPEATED " } else { "" },
-                                info.qualified()
-                            ),
-                        ));
-                    }
+            let e = evolve(&existing, &fields, true);
+            if let Some(bad) = e.incompatible.first() {
+                let shape = |f: &Field| {
+                    let repeated = if f.mode == Mode::Repeated {
+                        "REPEATED "
+                    } else {
+                        ""
+                    };
+                    format!("{repeated}{}", f.ty.api_name())
+                };
+                let (from, to) = (shape(&bad.from), shape(&bad.to));
+                let column = bad.path.join(".");
+                if rebuild_incompatible && replica {
+                    tracing::warn!(table = %name, column = %column, from = %from, to = %to, "column type changed: the replica is made anew");
+                    self.bq.delete_table(&self.dataset, &name).await?;
+                    let resource = self.replica_resource(info, &fields, true);
+                    self.bq.create_table(&self.dataset, &name, resource).await?;
+                    continue;
                 }
+                return Err(Error::bigquery(
+                    format!("replicating {}", info.qualified()),
+                    ErrorKind::Permanent,
+                    format!(
+                        "column {column} changed type from {from} to {to}, which BigQuery cannot convert in place; \
+                         run `cdc-sync resync --table {}` to rebuild the replica",
+                        info.qualified()
+                    ),
+                ));
             }
-            if rebuilt {
-                continue;
+            for w in &e.widened {
+                let sql = crate::sql::widen_column(&self.table(&name), &w.column, w.to);
+                self.bq.query(&sql, &[]).await?;
+                applied.columns_widened.push(format!(
+                    "{}: {} → {}",
+                    w.column,
+                    w.from.api_name(),
+                    w.to.api_name()
+                ));
             }
-            if !added.is_empty() {
+            if !e.added.is_empty() {
                 self.bq
-                    .patch_schema(&self.dataset, &name, &Json::Array(all))
+                    .patch_schema(&self.dataset, &name, &e.fields)
                     .await?;
-                tracing::info!(table = %name, columns = %added.join(","), "columns added");
-                if i == 0 {
-                    applied.columns_added = added;
+                tracing::info!(table = %name, columns = %e.added.join(","), "columns added");
+                if replica {
+                    applied.columns_added = e.added.clone();
                 }
             }
-            if i == 0 {
-                for o in &old {
-                    let n = o["name"].as_str().unwrap_or_default();
-                    if !METADATA.contains(&n) && !info.columns.iter().any(|c| c.name == n) {
-                        let ty = sql_type(o["type"].as_str().unwrap_or("STRING")).to_string();
-                        let ty = if o["mode"] == "REPEATED" {
-                            format!("ARRAY<{ty}>")
-                        } else {
-                            ty
-                        };
-                        dropped.push((n.to_string(), ty));
-                    }
+            if replica {
+                for o in e
+                    .missing
+                    .iter()
+                    .filter(|o| !layout::METADATA.contains(&o.name.as_str()))
+                {
+                    let ty = match o.scalar() {
+                        Some(t) => t.sql_name().to_string(),
+                        None => o.ty.api_name().to_string(),
+                    };
+                    let ty = if o.mode == Mode::Repeated {
+                        format!("ARRAY<{ty}>")
+                    } else {
+                        ty
+                    };
+                    dropped.push((o.name.clone(), ty));
                 }
             }
         }
@@ -300,7 +238,7 @@ impl Sink {
     pub async fn load_staging(
         &self,
         staging: &str,
-        fields: &Json,
+        fields: &[Field],
         uris: Vec<String>,
         rows: u64,
         job: &str,
@@ -312,7 +250,7 @@ impl Sink {
             .create_table(
                 &self.staging_dataset,
                 staging,
-                json!({"schema": {"fields": fields}}),
+                json!({"schema": {"fields": schema::to_json(fields)}}),
             )
             .await?;
         if !uris.is_empty() {
@@ -400,7 +338,7 @@ impl Sink {
         let staging_ref = self
             .load_staging(
                 &staging,
-                &TableChanges::bigquery_fields(info),
+                &layout::staged_fields(info),
                 vec![self.lake.gs_uri(&path)],
                 changes.len() as u64,
                 &job,
@@ -468,19 +406,5 @@ impl Sink {
         applied.changes = changes.len() as u64;
         applied.bytes = bytes;
         Ok(applied)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_lossless_widenings() {
-        assert!(widens("INTEGER", "NUMERIC"));
-        assert!(widens("NUMERIC", "BIGNUMERIC"));
-        assert!(!widens("STRING", "INTEGER"));
-        assert!(!widens("BIGNUMERIC", "NUMERIC"));
-        assert_eq!(sql_type("INTEGER"), "INT64");
     }
 }

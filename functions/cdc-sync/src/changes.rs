@@ -11,17 +11,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::sql::{toast_origin_column, COMMIT_TS, LSN, OP, ORD, TOAST, XID};
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use serde_json::{json, Value as Json};
 use sluice::postgres::pgoutput::{OldKind, Value};
 use sluice::postgres::wire::PG_EPOCH_OFFSET_MICROS;
 use sluice::postgres::{ColumnBuilders, DecodeStats};
-use sluice::types::ColumnMapping;
 use sluice::{Error, Result};
 
+use crate::layout;
 use crate::tables::TableInfo;
 
 /// Where a change sits in the stream: its transaction's commit and its place in it.
@@ -348,43 +345,6 @@ impl TableChanges {
         self.push(b'T', pos, vec![Val::Null; n], None);
     }
 
-    /// The key columns again, nullable and named `_sluice_toast_from_<i>`: where a change's
-    /// unchanged TOAST values are in the replica when not under its own key.
-    fn origin_columns(info: &TableInfo) -> Vec<ColumnMapping> {
-        info.key
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| ColumnMapping {
-                name: toast_origin_column(i),
-                nullable: true,
-                ..info.columns[k].clone()
-            })
-            .collect()
-    }
-
-    /// Arrow schema of the staged changes: the source columns, the change metadata, then the
-    /// origin key of moved unchanged TOAST values.
-    pub fn schema(info: &TableInfo) -> SchemaRef {
-        let mut fields: Vec<Field> = info.columns.iter().map(|c| c.arrow_field()).collect();
-        fields.extend(meta_fields());
-        fields.extend(Self::origin_columns(info).iter().map(|c| c.arrow_field()));
-        Arc::new(Schema::new(fields))
-    }
-
-    /// BigQuery fields of the staged changes.
-    pub fn bigquery_fields(info: &TableInfo) -> Json {
-        let mut f = sluice::bigquery::schema::fields(&info.columns);
-        if let Some(a) = f.as_array_mut() {
-            a.extend(meta_bigquery_fields());
-            if let Some(o) =
-                sluice::bigquery::schema::fields(&Self::origin_columns(info)).as_array()
-            {
-                a.extend(o.iter().cloned());
-            }
-        }
-        f
-    }
-
     /// The batch as one record batch, and the decode counts.
     pub fn to_record_batch(&self) -> Result<(RecordBatch, DecodeStats)> {
         let info = &self.info;
@@ -396,7 +356,7 @@ impl TableChanges {
         let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut xid = Int64Builder::new();
         let mut toast = StringBuilder::new();
-        let mut origins = ColumnBuilders::new(info.qualified(), &Self::origin_columns(info));
+        let mut origins = ColumnBuilders::new(info.qualified(), &layout::origin_columns(info));
         for (r, row) in self.rows.iter().enumerate() {
             let mut toasted = String::new();
             for j in 0..ncols {
@@ -447,54 +407,20 @@ impl TableChanges {
         arrays.push(Arc::new(toast.finish()));
         arrays.extend(origins.finish());
         let batch =
-            RecordBatch::try_new(Self::schema(info), arrays).map_err(|e| Error::Decode {
-                table: info.qualified(),
-                detail: format!("building the change batch: {e}"),
+            RecordBatch::try_new(layout::staged_arrow_schema(info), arrays).map_err(|e| {
+                Error::Decode {
+                    table: info.qualified(),
+                    detail: format!("building the change batch: {e}"),
+                }
             })?;
         Ok((batch, cols.stats()))
     }
 }
 
-fn meta_fields() -> Vec<Field> {
-    vec![
-        Field::new(OP, DataType::Utf8, false),
-        Field::new(LSN, DataType::Int64, false),
-        Field::new(ORD, DataType::Int64, false),
-        Field::new(
-            COMMIT_TS,
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new(XID, DataType::Int64, false),
-        Field::new(TOAST, DataType::Utf8, true),
-    ]
-}
-
-fn meta_bigquery_fields() -> Vec<Json> {
-    let f = |n: &str, t: &str, m: &str| json!({"name": n, "type": t, "mode": m});
-    vec![
-        f(OP, "STRING", "REQUIRED"),
-        f(LSN, "INTEGER", "REQUIRED"),
-        f(ORD, "INTEGER", "REQUIRED"),
-        f(COMMIT_TS, "TIMESTAMP", "REQUIRED"),
-        f(XID, "INTEGER", "REQUIRED"),
-        f(TOAST, "STRING", "NULLABLE"),
-    ]
-}
-
-/// The change metadata columns as an append-only table holds them.
-pub fn history_meta_fields() -> Vec<Json> {
-    let mut v = meta_bigquery_fields();
-    for f in v.iter_mut() {
-        f["mode"] = json!("NULLABLE");
-    }
-    v.push(json!({"name": crate::sql::SYNCED_AT, "type": "TIMESTAMP", "mode": "NULLABLE"}));
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::{toast_origin_column, OP, ORD, TOAST};
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
     use sluice::types::{map_column, MappingOptions, PgType};

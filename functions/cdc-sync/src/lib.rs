@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod changes;
+pub mod layout;
 pub mod slot;
 pub mod snapshot;
 pub mod sql;

@@ -209,6 +209,15 @@ pub fn merge_changes(m: &MergeSpec) -> String {
     )
 }
 
+/// Changes a column's type in place, to one BigQuery widens it to (`BqType::widens_to`).
+pub fn widen_column(target: &str, column: &str, to: sluice::types::BqType) -> String {
+    format!(
+        "ALTER TABLE {target} ALTER COLUMN {} SET DATA TYPE {}",
+        ident(column),
+        to.sql_name()
+    )
+}
+
 /// Empties (or soft-deletes) every replica row older than the truncate at `@lsn`/`@ord`.
 pub fn truncate_rows(target: &str, deletes: DeleteMode) -> String {
     let older = format!("({ROW_LSN} < @lsn OR ({ROW_LSN} = @lsn AND {ROW_ORD} < @ord))");
@@ -347,6 +356,18 @@ mod tests {
         // The rest is the MERGE without moved values.
         let tail = |s: &str| s[s.find(") S\n").unwrap()..].to_string();
         assert_eq!(tail(&sql), tail(&merge_changes(&spec())));
+    }
+
+    #[test]
+    fn widening_names_the_googlesql_type() {
+        assert_eq!(
+            widen_column("`p.d.t`", "n", sluice::types::BqType::Numeric),
+            "ALTER TABLE `p.d.t` ALTER COLUMN `n` SET DATA TYPE NUMERIC"
+        );
+        assert_eq!(
+            widen_column("`p.d.t`", "n", sluice::types::BqType::Float64),
+            "ALTER TABLE `p.d.t` ALTER COLUMN `n` SET DATA TYPE FLOAT64"
+        );
     }
 
     #[test]

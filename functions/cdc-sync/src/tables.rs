@@ -3,12 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::sql::{
-    COMMIT_TS, DELETED, DELETED_AT, LSN, OP, ORD, ROW_LSN, ROW_ORD, SYNCED_AT, TOAST, XID,
-};
+use crate::sql::{COMMIT_TS, LSN, OP, ORD, TOAST, XID};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
 use sluice::catalog;
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;
@@ -55,48 +52,6 @@ impl TableInfo {
     pub fn column_names(&self) -> Vec<String> {
         self.columns.iter().map(|c| c.name.clone()).collect()
     }
-
-    /// BigQuery fields of the replica: every column NULLABLE (a row may be known only by its key),
-    /// then the replica metadata; tables without a key keep every change instead.
-    pub fn replica_fields(&self) -> Json {
-        let mut fields = nullable(sluice::bigquery::schema::fields(&self.columns));
-        let extra: Vec<Json> = if self.keyed() {
-            let f = |n: &str, t: &str| json!({"name": n, "type": t, "mode": "NULLABLE"});
-            vec![
-                f(ROW_LSN, "INTEGER"),
-                f(ROW_ORD, "INTEGER"),
-                f(SYNCED_AT, "TIMESTAMP"),
-                f(DELETED, "BOOLEAN"),
-                f(DELETED_AT, "TIMESTAMP"),
-            ]
-        } else {
-            crate::changes::history_meta_fields()
-        };
-        if let Some(a) = fields.as_array_mut() {
-            a.extend(extra);
-        }
-        fields
-    }
-
-    /// BigQuery fields of `<table>_history`.
-    pub fn history_fields(&self) -> Json {
-        let mut fields = nullable(sluice::bigquery::schema::fields(&self.columns));
-        if let Some(a) = fields.as_array_mut() {
-            a.extend(crate::changes::history_meta_fields());
-        }
-        fields
-    }
-}
-
-fn nullable(mut fields: Json) -> Json {
-    if let Some(a) = fields.as_array_mut() {
-        for f in a.iter_mut() {
-            if f["mode"] == "REQUIRED" {
-                f["mode"] = json!("NULLABLE");
-            }
-        }
-    }
-    fields
 }
 
 /// Column names of the staged changes that are sluice's own (besides the `_sluice_` prefix).
@@ -303,36 +258,6 @@ pub async fn forget_all(lake: &Lake, source: &str) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replica_fields_are_nullable_with_metadata() {
-        let cat = TableColumns {
-            qualified: "public.t".into(),
-            columns: vec![
-                sluice::postgres::catalog::CatalogColumn {
-                    name: "id".into(),
-                    ty: PgType::scalar("int8"),
-                    not_null: true,
-                },
-                sluice::postgres::catalog::CatalogColumn {
-                    name: "tags".into(),
-                    ty: PgType::array_of(PgType::scalar("text")),
-                    not_null: false,
-                },
-            ],
-            primary_key: vec!["id".into()],
-            pages: 0,
-        };
-        let t = from_catalog(&cat, "public", "t", OnUnsupported::Error).unwrap();
-        assert_eq!(t.key, vec![0]);
-        let f = t.replica_fields();
-        assert_eq!(f[0]["mode"], "NULLABLE");
-        assert_eq!(f[1]["mode"], "REPEATED");
-        assert_eq!(f[2]["name"], ROW_LSN);
-        assert_eq!(f.as_array().unwrap().len(), 7);
-        let keyless = TableInfo { key: vec![], ..t };
-        assert_eq!(keyless.replica_fields()[2]["name"], "_op");
-    }
 
     #[test]
     fn sluice_column_names_are_refused_or_skipped() {

@@ -293,25 +293,6 @@ impl Router {
     }
 }
 
-/// Columns of `ops.dead_letter`.
-pub fn dead_letter_fields() -> Value {
-    let f = |name: &str, ty: &str, mode: &str, d: &str| json!({"name": name, "type": ty, "mode": mode, "description": d});
-    json!([
-        f("message_id", "STRING", "REQUIRED", "Pub/Sub message id"),
-        f("subscription", "STRING", "NULLABLE", "Subscription it came through"),
-        f("event_type", "STRING", "NULLABLE", "Event type, when one was named"),
-        f("reason_code", "STRING", "REQUIRED", "not_json, bad_base64, missing_type, unknown_type, schema_violation, payload_too_large, bigquery_rejected"),
-        f("reason", "STRING", "REQUIRED", "What was wrong, with the JSON pointer of the first failing field"),
-        f("payload", "BYTES", "NULLABLE", "The message data as received (cut at events.max_payload_bytes)"),
-        f("payload_size", "INTEGER", "REQUIRED", "Size of the whole message data in bytes"),
-        f("attributes", "JSON", "NULLABLE", "Message attributes"),
-        f("publish_time", "TIMESTAMP", "NULLABLE", "When Pub/Sub accepted the message"),
-        f("received_at", "TIMESTAMP", "REQUIRED", "When log-ingest received it"),
-        f("delivery_attempt", "INTEGER", "NULLABLE", "Pub/Sub delivery attempt, when the subscription has a dead-letter policy"),
-        f("via", "STRING", "REQUIRED", "push, pull or replay"),
-    ])
-}
-
 impl DeadLetter {
     /// Insert id: one row per message and reason, however often it is redelivered.
     pub fn insert_id(&self) -> String {

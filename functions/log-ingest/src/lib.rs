@@ -27,14 +27,13 @@ use sluice::ledger::{Ledger, RunRecord, Status};
 use sluice::{Error, Result};
 use tokio::net::TcpListener;
 
-use crate::event::{dead_letter_fields, Incoming, Routed, Router};
-use crate::writer::{Counts, Writer, WriterConfig, DEAD_LETTER_TABLE};
+use crate::event::{Incoming, Routed, Router};
+use crate::writer::{Counts, Writer, WriterConfig};
 
-/// Table of replayed dead letters (appended; `ops.dead_letter` itself is never updated, as
-/// rows still in BigQuery's streaming buffer cannot be).
-pub const REPLAYS_TABLE: &str = "dead_letter_replays";
+/// Table of replayed dead letters.
+pub const REPLAYS_TABLE: &str = sluice::ops::DEAD_LETTER_REPLAYS.name;
 /// View of dead letters not replayed yet.
-pub const OPEN_VIEW: &str = "dead_letter_open";
+pub const OPEN_VIEW: &str = sluice::ops::DEAD_LETTER_OPEN;
 
 /// Everything a delivery path needs: the router, the client and where rows go.
 #[derive(Debug)]
@@ -108,43 +107,13 @@ impl Ingest {
                 )
                 .await?;
         }
-        ingest
-            .ensure_table(
-                &ingest.ops_dataset,
-                DEAD_LETTER_TABLE,
-                json!({
-                    "schema": {"fields": dead_letter_fields()},
-                    "timePartitioning": {"type": "DAY", "field": "received_at"},
-                    "clustering": {"fields": ["reason_code", "event_type"]},
-                    "description": "Events log-ingest could not store, with the reason and the payload as received.",
-                }),
-                "the dead-letter table",
-            )
-            .await?;
-        ingest
-            .ensure_table(
-                &ingest.ops_dataset,
-                REPLAYS_TABLE,
-                json!({
-                    "schema": {"fields": replay::replay_fields()},
-                    "timePartitioning": {"type": "DAY", "field": "replayed_at"},
-                    "description": "Dead letters `log-ingest replay` stored in their tables.",
-                }),
-                "the replays table",
-            )
-            .await?;
-        let dl = table_ref(ingest.bq.project(), &ingest.ops_dataset, DEAD_LETTER_TABLE);
-        let rp = table_ref(ingest.bq.project(), &ingest.ops_dataset, REPLAYS_TABLE);
-        let open = table_ref(ingest.bq.project(), &ingest.ops_dataset, OPEN_VIEW);
+        for t in [sluice::ops::DEAD_LETTER, sluice::ops::DEAD_LETTER_REPLAYS] {
+            t.ensure(&ingest.bq, &ingest.ops_dataset).await?;
+        }
         ingest
             .bq
             .query(
-                &format!(
-                    "CREATE OR REPLACE VIEW {open} OPTIONS (description = 'Dead letters not replayed yet, one row per message and reason.') AS\n\
-                     SELECT d.* FROM {dl} AS d\n\
-                     WHERE NOT EXISTS (SELECT 1 FROM {rp} AS r WHERE r.message_id = d.message_id)\n\
-                     QUALIFY ROW_NUMBER() OVER (PARTITION BY d.message_id, d.reason_code ORDER BY d.received_at) = 1"
-                ),
+                &sluice::ops::dead_letter_open_view(ingest.bq.project(), &ingest.ops_dataset),
                 &[],
             )
             .await?;
@@ -167,9 +136,14 @@ impl Ingest {
             tracing::info!(table = %format!("{dataset}.{table}"), "created table for {what}");
             return Ok(());
         }
-        let existing = self.bq.get_table(dataset, table).await?.unwrap_or_default();
-        let fields = &existing["schema"]["fields"];
-        match schema::evolve(fields, &resource["schema"]["fields"]) {
+        let existing = self
+            .bq
+            .table_schema(dataset, table)
+            .await?
+            .unwrap_or_default();
+        let wanted = sluice::bigquery::schema::from_json(&resource["schema"]["fields"])
+            .map_err(|e| Error::config(format!("{what}: {e}")))?;
+        match schema::evolve(&existing, &wanted) {
             Ok(None) => Ok(()),
             Ok(Some(merged)) => {
                 self.bq.patch_schema(dataset, table, &merged).await?;

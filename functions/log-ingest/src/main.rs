@@ -249,13 +249,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         format!(", clustered by {}", s.clustering.join(", "))
                     }
                 );
-                for f in s.fields().as_array().into_iter().flatten() {
-                    println!(
-                        "    {:<24} {} {}",
-                        f["name"].as_str().unwrap_or(""),
-                        f["mode"].as_str().unwrap_or(""),
-                        f["type"].as_str().unwrap_or("")
-                    );
+                for f in s.fields() {
+                    println!("    {:<24} {}", f.name, f.shape());
                 }
             }
         }

@@ -15,19 +15,6 @@ use crate::event::{Incoming, Reason, Routed};
 use crate::writer::Outcome;
 use crate::{Ingest, OPEN_VIEW, REPLAYS_TABLE};
 
-/// Columns of `ops.dead_letter_replays`.
-pub fn replay_fields() -> Value {
-    let f = |name: &str, ty: &str, mode: &str| json!({"name": name, "type": ty, "mode": mode});
-    json!([
-        f("message_id", "STRING", "REQUIRED"),
-        f("reason_code", "STRING", "REQUIRED"),
-        f("event_type", "STRING", "NULLABLE"),
-        f("table_name", "STRING", "REQUIRED"),
-        f("replayed_at", "TIMESTAMP", "REQUIRED"),
-        f("run_id", "STRING", "REQUIRED"),
-    ])
-}
-
 /// Which dead letters to try again.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayFilter {

@@ -60,7 +60,7 @@ pub struct WriterConfig {
     pub attempts: u32,
 }
 
-pub const DEAD_LETTER_TABLE: &str = "dead_letter";
+pub const DEAD_LETTER_TABLE: &str = sluice::ops::DEAD_LETTER.name;
 
 /// Counts of one table (or of the dead-letter table for untyped events) in the current
 /// ledger window.

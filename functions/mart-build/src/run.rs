@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use serde_json::{json, Value};
-use sluice::bigquery::schema::{diff, job_id, run_tag};
+use sluice::bigquery::schema::{evolve, job_id, run_tag, Field};
 use sluice::bigquery::sql::{ident, replace_partition, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Pipeline, Target};
 use sluice::ledger::{Ledger, RunRecord, Status, RUNS_TABLE};
+use sluice::types::BqType;
 use tokio::task::JoinSet;
 
 use crate::checks::{Check, Rule};
@@ -33,7 +34,7 @@ use crate::mart::{Mart, Materialized, Runner, TableName};
 use crate::render::Placement;
 use crate::sql;
 
-pub const DQ_TABLE: &str = "dq_results";
+pub const DQ_TABLE: &str = sluice::ops::DQ_RESULTS.name;
 
 /// What `run` does.
 #[derive(Debug, Clone)]
@@ -210,25 +211,6 @@ struct Ctx {
     selected: BTreeSet<String>,
 }
 
-fn dq_schema() -> Value {
-    let f = |name: &str, ty: &str, mode: &str| json!({"name": name, "type": ty, "mode": mode});
-    json!([
-        f("run_id", "STRING", "REQUIRED"),
-        f("target", "STRING", "REQUIRED"),
-        f("mart", "STRING", "REQUIRED"),
-        f("ds", "DATE", "REQUIRED"),
-        f("check_name", "STRING", "REQUIRED"),
-        f("kind", "STRING", "REQUIRED"),
-        f("check_type", "STRING", "REQUIRED"),
-        f("expression", "STRING", "NULLABLE"),
-        f("value", "FLOAT", "NULLABLE"),
-        f("rows", "INTEGER", "NULLABLE"),
-        f("threshold", "FLOAT", "NULLABLE"),
-        f("passed", "BOOLEAN", "REQUIRED"),
-        f("recorded_at", "TIMESTAMP", "REQUIRED"),
-    ])
-}
-
 /// Builds the selected marts for every date of `opts`.
 pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result<Summary> {
     let selected = dag.select(&opts.select).map_err(anyhow::Error::msg)?;
@@ -236,17 +218,7 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result
     let bq = BigQuery::for_target(&target)?;
     let ops_ds = target.dataset(&pipeline.bigquery.ops_dataset);
     let ledger = Ledger::open(bq.clone(), &ops_ds).await?;
-    bq.create_table(
-        &ops_ds,
-        DQ_TABLE,
-        json!({
-            "schema": {"fields": dq_schema()},
-            "timePartitioning": {"type": "DAY", "field": "ds"},
-            "clustering": {"fields": ["mart"]},
-            "description": "One row per data-quality check of every mart built by mart-build.",
-        }),
-    )
-    .await?;
+    sluice::ops::DQ_RESULTS.ensure(&bq, &ops_ds).await?;
     let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
     bq.ensure_dataset(&staging_ds, Some(Duration::from_secs(24 * 3600)))
         .await?;
@@ -465,17 +437,17 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 /// The partition-date expression of `column` given the built table's schema.
-fn partition_expr(fields: &Value, column: &str) -> Result<String, String> {
-    let ty = fields
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["name"] == column))
-        .and_then(|f| f["type"].as_str())
+fn partition_expr(fields: &[Field], column: &str) -> Result<String, String> {
+    let f = fields
+        .iter()
+        .find(|f| f.name == column)
         .ok_or_else(|| format!("partition_by `{column}` is not a column of the result"))?;
-    match ty {
-        "DATE" => Ok(ident(column)),
-        "TIMESTAMP" | "DATETIME" => Ok(format!("DATE({})", ident(column))),
-        other => Err(format!(
-            "partition_by `{column}` is {other}; it must be a DATE, TIMESTAMP or DATETIME"
+    match f.scalar() {
+        Some(BqType::Date) => Ok(ident(column)),
+        Some(BqType::Timestamp | BqType::Datetime) => Ok(format!("DATE({})", ident(column))),
+        _ => Err(format!(
+            "partition_by `{column}` is {}; it must be a DATE, TIMESTAMP or DATETIME",
+            f.ty.api_name()
         )),
     }
 }
@@ -516,10 +488,9 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     r.jobs.push(id);
     let fields = ctx
         .bq
-        .get_table(&ctx.staging_ds, &staging_name)
+        .table_schema(&ctx.staging_ds, &staging_name)
         .await
         .map_err(err)?
-        .map(|t| t["schema"]["fields"].clone())
         .ok_or_else(|| format!("the staging table {staging} was not created"))?;
     let pdate = match &h.partition_by {
         Some(c) => Some(partition_expr(&fields, c)?),
@@ -527,7 +498,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     };
     let existing = ctx
         .bq
-        .get_table(&placed.dataset, &placed.table)
+        .table_schema(&placed.dataset, &placed.table)
         .await
         .map_err(err)?;
     // 2. Checks over the staging rows.
@@ -603,17 +574,10 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
                 let q = sql::create_if_missing(&target, &staging, pdate.as_deref(), cluster);
                 ctx.bq.run_job(&id, query_job(&q, &[])).await.map_err(err)?;
                 r.jobs.push(id);
-            } else if let Some(t) = &existing {
-                add_columns(ctx, &placed, &t["schema"]["fields"], &fields).await?;
+            } else if let Some(old) = &existing {
+                add_columns(ctx, &placed, old, &fields).await?;
             }
-            let columns: Vec<String> = fields
-                .as_array()
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|c| c["name"].as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let columns: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
             let (id, q, p) = if h.materialized == Materialized::Partition {
                 let d = pdate.as_deref().unwrap_or_default();
                 (
@@ -644,28 +608,23 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
 async fn add_columns(
     ctx: &Ctx,
     placed: &TableName,
-    old: &Value,
-    new: &Value,
+    old: &[Field],
+    new: &[Field],
 ) -> Result<(), String> {
-    let (added, changed) = diff(old, new);
-    if !changed.is_empty() {
+    let e = evolve(old, new, false);
+    if !e.incompatible.is_empty() {
+        let changed: Vec<String> = e.incompatible.iter().map(|i| i.to_string()).collect();
         return Err(format!(
             "{}: column(s) {} changed type or mode; drop the table to rebuild it, or cast in the SELECT",
             placed.short(),
             changed.join(", ")
         ));
     }
-    if added.is_empty() {
+    if !e.changes() {
         return Ok(());
     }
-    let mut fields = old.as_array().cloned().unwrap_or_default();
-    fields.extend(added.into_iter().map(|mut f| {
-        // New columns of an existing table hold NULL for earlier rows.
-        f["mode"] = json!("NULLABLE");
-        f
-    }));
     ctx.bq
-        .patch_schema(&placed.dataset, &placed.table, &Value::Array(fields))
+        .patch_schema(&placed.dataset, &placed.table, &e.fields)
         .await
         .map_err(err)
 }
@@ -743,13 +702,14 @@ async fn describe(ctx: &Ctx, m: &Mart, placed: &TableName) {
         return;
     }
     let result = async {
-        let table = ctx.bq.get_table(&placed.dataset, &placed.table).await?;
-        let mut fields = table
-            .map(|t| t["schema"]["fields"].clone())
-            .unwrap_or(Value::Array(vec![]));
-        for f in fields.as_array_mut().into_iter().flatten() {
-            if let Some(d) = f["name"].as_str().and_then(|n| h.columns.get(n)) {
-                f["description"] = json!(d);
+        let mut fields = ctx
+            .bq
+            .table_schema(&placed.dataset, &placed.table)
+            .await?
+            .unwrap_or_default();
+        for f in fields.iter_mut() {
+            if let Some(d) = h.columns.get(&f.name) {
+                f.description = Some(d.clone());
             }
         }
         ctx.bq

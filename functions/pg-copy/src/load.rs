@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use sluice::bigquery::schema::{diff, job_id, run_tag};
+use serde_json::json;
+use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field};
 use sluice::bigquery::sql::{ident, partition_date, replace_partition, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Mode, Pipeline, Target};
@@ -25,16 +25,13 @@ pub struct Loaded {
     pub job_ids: Vec<String>,
 }
 
-fn bq_type_of(fields: &Value, column: &str) -> Option<BqType> {
-    let ty = fields.as_array()?.iter().find(|f| f["name"] == column)?["type"]
-        .as_str()?
-        .to_string();
-    Some(match ty.as_str() {
-        "DATE" => BqType::Date,
-        "DATETIME" => BqType::Datetime,
-        "TIMESTAMP" => BqType::Timestamp,
-        _ => return None,
-    })
+/// The watermark column's type, when it is one a partition can be cut by.
+fn date_type_of(fields: &[Field], column: &str) -> Option<BqType> {
+    fields
+        .iter()
+        .find(|f| f.name == column)
+        .and_then(Field::scalar)
+        .filter(|t| matches!(t, BqType::Date | BqType::Datetime | BqType::Timestamp))
 }
 
 /// Loads a unit's manifest into its target table.
@@ -80,8 +77,12 @@ pub async fn load(
     let mut job_ids = Vec::new();
 
     bq.delete_table(&staging_ds, &staging).await?;
-    bq.create_table(&staging_ds, &staging, json!({"schema": {"fields": fields}}))
-        .await?;
+    bq.create_table(
+        &staging_ds,
+        &staging,
+        json!({"schema": {"fields": schema::to_json(fields)}}),
+    )
+    .await?;
     if !manifest.files.is_empty() {
         let uris: Vec<String> = manifest
             .files
@@ -128,7 +129,7 @@ pub async fn load(
         }
         Mode::Incremental => {
             let wm = unit.config.watermark_column.clone().unwrap_or_default();
-            let wm_type = bq_type_of(fields, &wm).ok_or_else(|| {
+            let wm_type = date_type_of(fields, &wm).ok_or_else(|| {
                 Error::config(format!(
                     "{}: watermark column {wm} is not in the copied columns",
                     unit.label()
@@ -164,14 +165,14 @@ async fn ensure_partitioned(
     bq: &BigQuery,
     dataset: &str,
     unit: &Unit,
-    fields: &Value,
+    fields: &[Field],
     wm: &str,
 ) -> Result<()> {
     let table = &unit.table;
     match bq.get_table(dataset, table).await? {
         None => {
             let mut resource = json!({
-                "schema": {"fields": fields},
+                "schema": {"fields": schema::to_json(fields)},
                 "timePartitioning": {"type": "DAY", "field": wm},
             });
             if !unit.config.cluster_by.is_empty() {
@@ -180,9 +181,16 @@ async fn ensure_partitioned(
             bq.create_table(dataset, table, resource).await?;
         }
         Some(existing) => {
-            let old = &existing["schema"]["fields"];
-            let (added, changed) = diff(old, fields);
-            if !changed.is_empty() {
+            let old = schema::from_json(&existing["schema"]["fields"]).map_err(|e| {
+                Error::bigquery(
+                    format!("reading {dataset}.{table}"),
+                    ErrorKind::Permanent,
+                    e,
+                )
+            })?;
+            let e = evolve(&old, fields, false);
+            if !e.incompatible.is_empty() {
+                let changed: Vec<String> = e.incompatible.iter().map(|i| i.to_string()).collect();
                 return Err(Error::bigquery(
                     format!("loading {}", unit.label()),
                     ErrorKind::Permanent,
@@ -193,36 +201,23 @@ async fn ensure_partitioned(
                     ),
                 ));
             }
-            if !added.is_empty() {
-                let mut all = old.as_array().cloned().unwrap_or_default();
-                let names: Vec<String> = added
-                    .iter()
-                    .filter_map(|f| f["name"].as_str().map(String::from))
-                    .collect();
-                all.extend(added);
-                bq.patch_schema(dataset, table, &Value::Array(all)).await?;
-                tracing::info!(table = %unit.label(), columns = %names.join(","), "columns added");
+            if e.changes() {
+                bq.patch_schema(dataset, table, &e.fields).await?;
+                tracing::info!(table = %unit.label(), columns = %e.added.join(","), "columns added");
             }
         }
     }
     Ok(())
 }
 
-fn column_names(fields: &Value) -> Vec<String> {
-    fields
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f["name"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+fn column_names(fields: &[Field]) -> Vec<String> {
+    fields.iter().map(|f| f.name.clone()).collect()
 }
 
-fn select_list(fields: &Value) -> String {
-    column_names(fields)
+fn select_list(fields: &[Field]) -> String {
+    fields
         .iter()
-        .map(|c| ident(c))
+        .map(|f| ident(&f.name))
         .collect::<Vec<_>>()
         .join(", ")
 }

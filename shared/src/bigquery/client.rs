@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use super::schema::{self, Field};
 use crate::config::{Target, Timeouts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry;
@@ -359,6 +360,22 @@ impl BigQuery {
         .await
     }
 
+    /// The schema of a table, or None if it does not exist.
+    pub async fn table_schema(&self, dataset: &str, table: &str) -> Result<Option<Vec<Field>>> {
+        let Some(t) = self.get_table(dataset, table).await? else {
+            return Ok(None);
+        };
+        schema::from_json(&t["schema"]["fields"])
+            .map(Some)
+            .map_err(|e| {
+                Error::bigquery(
+                    format!("reading table {dataset}.{table}"),
+                    ErrorKind::Permanent,
+                    e,
+                )
+            })
+    }
+
     /// Creates a table from a REST table resource (schema, partitioning, clustering); true if
     /// it was created, false if it already existed.
     pub async fn create_table(
@@ -395,10 +412,10 @@ impl BigQuery {
         dataset: &str,
         table: &str,
         description: Option<&str>,
-        fields: &Value,
+        fields: &[Field],
     ) -> Result<()> {
         let ctx = format!("describing table {dataset}.{table}");
-        let mut body = json!({"schema": {"fields": fields}});
+        let mut body = json!({"schema": {"fields": schema::to_json(fields)}});
         if let Some(d) = description {
             body["description"] = json!(d);
         }
@@ -413,12 +430,12 @@ impl BigQuery {
     }
 
     /// Replaces a table's schema fields (adding columns).
-    pub async fn patch_schema(&self, dataset: &str, table: &str, fields: &Value) -> Result<()> {
+    pub async fn patch_schema(&self, dataset: &str, table: &str, fields: &[Field]) -> Result<()> {
         let ctx = format!("adding columns to {dataset}.{table}");
         self.request(
             reqwest::Method::PATCH,
             &format!("/datasets/{dataset}/tables/{table}"),
-            Some(json!({"schema": {"fields": fields}})),
+            Some(json!({"schema": {"fields": schema::to_json(fields)}})),
             &ctx,
         )
         .await

@@ -26,8 +26,9 @@ pub struct Manifest {
     pub files: Vec<PartFile>,
     pub rows: u64,
     pub bytes: u64,
-    /// The BigQuery schema of the files (REST `fields`), so a reload needs no Postgres.
-    pub bigquery_fields: serde_json::Value,
+    /// The BigQuery schema of the files (REST `fields` on disk), so a reload needs no
+    /// Postgres.
+    pub bigquery_fields: Vec<crate::bigquery::schema::Field>,
     /// Counts of values that were adjusted on the way (see `DecodeStats`).
     pub decode_stats: serde_json::Value,
     pub written_at: String,
