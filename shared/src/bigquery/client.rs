@@ -285,10 +285,24 @@ impl BigQuery {
         body: Option<Value>,
         ctx: &str,
     ) -> Result<Value> {
+        let (_, v) = self.answered(method, path, body.as_ref(), ctx, &[]).await?;
+        Ok(v)
+    }
+
+    /// A call retried while transient, whose answer is an error unless it is 2xx or one of
+    /// `expected` (a 404 or 409 the caller handles); returns the status and body.
+    async fn answered(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        ctx: &str,
+        expected: &[u16],
+    ) -> Result<(u16, Value)> {
         retry::transient(ctx, || async {
-            let (status, v) = self.call(method.clone(), path, body.as_ref(), ctx).await?;
-            if (200..300).contains(&status) {
-                Ok(v)
+            let (status, v) = self.call(method.clone(), path, body, ctx).await?;
+            if (200..300).contains(&status) || expected.contains(&status) {
+                Ok((status, v))
             } else {
                 Err(http_error(ctx, status, &v))
             }
@@ -310,54 +324,34 @@ impl BigQuery {
         if let Some(d) = table_expiration {
             body["defaultTableExpirationMs"] = json!(d.as_millis().to_string());
         }
-        retry::transient(&ctx, || async {
-            let (status, v) = self
-                .call(reqwest::Method::POST, "/datasets", Some(&body), &ctx)
-                .await?;
-            match status {
-                200..=299 | 409 => Ok(()),
-                _ => Err(http_error(&ctx, status, &v)),
-            }
-        })
+        self.answered(
+            reqwest::Method::POST,
+            "/datasets",
+            Some(&body),
+            &ctx,
+            &[409],
+        )
         .await
+        .map(|_| ())
     }
 
     /// Deletes a dataset and its tables (tests clean up with this).
     pub async fn delete_dataset(&self, dataset: &str) -> Result<()> {
         let ctx = format!("deleting dataset {dataset}");
-        let (status, v) = self
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/datasets/{dataset}?deleteContents=true"),
-                None,
-                &ctx,
-            )
-            .await?;
-        match status {
-            200..=299 | 404 => Ok(()),
-            _ => Err(http_error(&ctx, status, &v)),
-        }
+        let path = format!("/datasets/{dataset}?deleteContents=true");
+        self.answered(reqwest::Method::DELETE, &path, None, &ctx, &[404])
+            .await
+            .map(|_| ())
     }
 
     /// The table resource, or None if it does not exist.
     pub async fn get_table(&self, dataset: &str, table: &str) -> Result<Option<Value>> {
         let ctx = format!("reading table {dataset}.{table}");
-        retry::transient(&ctx, || async {
-            let (status, v) = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/datasets/{dataset}/tables/{table}"),
-                    None,
-                    &ctx,
-                )
-                .await?;
-            match status {
-                200..=299 => Ok(Some(v)),
-                404 => Ok(None),
-                _ => Err(http_error(&ctx, status, &v)),
-            }
-        })
-        .await
+        let path = format!("/datasets/{dataset}/tables/{table}");
+        let (status, v) = self
+            .answered(reqwest::Method::GET, &path, None, &ctx, &[404])
+            .await?;
+        Ok((status != 404).then_some(v))
     }
 
     /// The schema of a table, or None if it does not exist.
@@ -387,22 +381,11 @@ impl BigQuery {
         let ctx = format!("creating table {dataset}.{table}");
         resource["tableReference"] =
             json!({"projectId": self.project, "datasetId": dataset, "tableId": table});
-        retry::transient(&ctx, || async {
-            let (status, v) = self
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/datasets/{dataset}/tables"),
-                    Some(&resource),
-                    &ctx,
-                )
-                .await?;
-            match status {
-                200..=299 => Ok(true),
-                409 => Ok(false),
-                _ => Err(http_error(&ctx, status, &v)),
-            }
-        })
-        .await
+        let path = format!("/datasets/{dataset}/tables");
+        let (status, _) = self
+            .answered(reqwest::Method::POST, &path, Some(&resource), &ctx, &[409])
+            .await?;
+        Ok(status != 409)
     }
 
     /// Sets a table's description and its schema fields' descriptions (the catalog lives in the
@@ -444,21 +427,10 @@ impl BigQuery {
 
     pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<()> {
         let ctx = format!("deleting table {dataset}.{table}");
-        retry::transient(&ctx, || async {
-            let (status, v) = self
-                .call(
-                    reqwest::Method::DELETE,
-                    &format!("/datasets/{dataset}/tables/{table}"),
-                    None,
-                    &ctx,
-                )
-                .await?;
-            match status {
-                200..=299 | 404 => Ok(()),
-                _ => Err(http_error(&ctx, status, &v)),
-            }
-        })
-        .await
+        let path = format!("/datasets/{dataset}/tables/{table}");
+        self.answered(reqwest::Method::DELETE, &path, None, &ctx, &[404])
+            .await
+            .map(|_| ())
     }
 
     /// Runs a job with a caller-chosen id and waits for it. Inserting the same id again
@@ -469,18 +441,14 @@ impl BigQuery {
             "jobReference": {"projectId": self.project, "jobId": job_id, "location": self.location},
             "configuration": configuration,
         });
-        let inserted = retry::transient(&ctx, || async {
-            let (status, v) = self
-                .call(reqwest::Method::POST, "/jobs", Some(&body), &ctx)
-                .await?;
-            match status {
-                200..=299 => Ok(v),
-                409 => self.get_job(job_id, &ctx).await,
-                _ => Err(http_error(&ctx, status, &v)),
-            }
-        })
-        .await?;
-        let mut job = inserted;
+        let (status, inserted) = self
+            .answered(reqwest::Method::POST, "/jobs", Some(&body), &ctx, &[409])
+            .await?;
+        let mut job = if status == 409 {
+            self.get_job(job_id, &ctx).await?
+        } else {
+            inserted
+        };
         let mut wait = Duration::from_millis(100);
         while job["status"]["state"].as_str() != Some("DONE") {
             tokio::time::sleep(wait).await;
