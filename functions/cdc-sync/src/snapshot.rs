@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use crate::sql as merge;
-use futures::StreamExt;
 use object_store::path::Path;
 use sluice::bigquery::schema::run_tag;
 use sluice::config::OnUnsupported;
@@ -20,7 +19,8 @@ use sluice::lake::ParquetSink;
 use sluice::postgres::catalog::quote_ident;
 use sluice::postgres::copy::DEFAULT_BATCH_ROWS;
 use sluice::postgres::pgoutput::Lsn;
-use sluice::postgres::{table_columns, CopyDecoder, PgConnection};
+use sluice::postgres::to_lake::{self, Counters};
+use sluice::postgres::{table_columns, PgConnection};
 use sluice::{Error, Result};
 
 use crate::apply::{int_param, Sink};
@@ -43,11 +43,9 @@ pub async fn snapshot(
     crash: Option<CrashPoint>,
 ) -> Result<(TableInfo, TableState)> {
     let qualified = format!("{schema}.{table}");
-    let ctx = format!("snapshot of {qualified}");
-    conn.batch_execute(&ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
+    to_lake::begin_snapshot(conn, None, &qualified).await?;
     let result = copy_into_lake(conn, sink, schema, table, stamp, on_unsupported).await;
-    let _ = conn.batch_execute(&ctx, "COMMIT").await;
+    to_lake::end_snapshot(conn).await;
     let (info, files, rows) = result?;
     crash_at(crash, CrashPoint::SnapshotInLake)?;
 
@@ -141,36 +139,28 @@ async fn copy_into_lake(
     ));
     sink.lake.delete_prefix(&prefix).await?;
     let list: Vec<String> = info.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let copy = format!(
-        "COPY (SELECT {} FROM {}.{}) TO STDOUT (FORMAT binary)",
+    let select = format!(
+        "SELECT {} FROM {}.{}",
         list.join(", "),
         quote_ident(schema),
         quote_ident(table)
     );
-    let mut decoder = CopyDecoder::new(qualified.clone(), &info.columns);
-    let mut sink_files = ParquetSink::new(
+    let files = ParquetSink::new(
         sink.lake.clone(),
         prefix,
-        decoder.schema(),
+        sluice::types::arrow_schema(&info.columns),
         SinkLimits::default(),
         Arc::new(AtomicU32::new(0)),
     );
-    let mut stream = conn
-        .copy_out(&format!("snapshot of {qualified}"), &copy)
-        .await?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        decoder.push(&chunk)?;
-        if decoder.batch_ready(DEFAULT_BATCH_ROWS) {
-            if let Some(b) = decoder.take_batch()? {
-                sink_files.write(&b).await?;
-            }
-        }
-    }
-    decoder.finish()?;
-    if let Some(b) = decoder.take_batch()? {
-        sink_files.write(&b).await?;
-    }
-    let files = sink_files.finish().await?;
-    Ok((info, files, decoder.rows()))
+    let (files, rows, _) = to_lake::copy_select(
+        conn,
+        &qualified,
+        &select,
+        &info.columns,
+        files,
+        DEFAULT_BATCH_ROWS,
+        &Counters::default(),
+    )
+    .await?;
+    Ok((info, files, rows))
 }

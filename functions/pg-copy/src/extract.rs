@@ -1,21 +1,19 @@
 //! Postgres → Parquet in the lake: binary COPY over one or more ctid ranges that share one
 //! snapshot, decoded into Arrow and written as zstd Parquet; the manifest is written last.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
-use futures::StreamExt;
 use sluice::config::{Mode, OnUnsupported, Timeouts};
 use sluice::error::ErrorKind;
 use sluice::lake::parquet::SinkLimits;
-use sluice::lake::{path, Lake, Manifest, ParquetSink, PartFile};
+use sluice::lake::{path, Lake, Manifest, ParquetSink};
 use sluice::postgres::catalog::{quote_ident, TableColumns};
-use sluice::postgres::{connect, table_columns, CopyDecoder, DecodeStats, PgConnection};
+use sluice::postgres::to_lake::{begin_snapshot, copy_select, end_snapshot};
+use sluice::postgres::{connect, table_columns, DecodeStats, PgConnection};
 use sluice::secret::Secret;
 use sluice::types::{map_column, BqType, ColumnMapping, MappingOptions};
 use sluice::{bigquery, Error, Result};
-use tokio::sync::mpsc;
 
 use crate::plan::Unit;
 
@@ -39,12 +37,7 @@ impl Default for ExtractOptions {
     }
 }
 
-/// Rows and bytes read so far, for progress reports.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub rows: AtomicU64,
-    pub bytes: AtomicU64,
-}
+pub use sluice::postgres::to_lake::Counters;
 
 /// The columns a table copies as, and the SQL that selects them.
 pub struct TablePlan {
@@ -154,74 +147,6 @@ fn with_range(select: &str, range: (i64, Option<i64>)) -> String {
     }
 }
 
-async fn begin_snapshot(conn: &PgConnection, snapshot: Option<&str>, label: &str) -> Result<()> {
-    let ctx = format!("starting the snapshot of {label}");
-    conn.batch_execute(&ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    if let Some(s) = snapshot {
-        conn.batch_execute(&ctx, &format!("SET TRANSACTION SNAPSHOT '{s}'"))
-            .await?;
-    }
-    Ok(())
-}
-
-/// Copies one range into its own Parquet sink; decode and Parquet encode overlap via a channel.
-async fn copy_range(
-    conn: &PgConnection,
-    sql: String,
-    label: String,
-    columns: Vec<ColumnMapping>,
-    mut sink: ParquetSink,
-    opts: ExtractOptions,
-    counters: Arc<Counters>,
-) -> Result<(Vec<PartFile>, u64, DecodeStats)> {
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
-    let writer = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            sink.write(&batch).await?;
-        }
-        sink.finish().await
-    });
-    let read = async {
-        let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
-        let mut stream = conn.copy_out(&format!("copying {label}"), &copy).await?;
-        let mut decoder = CopyDecoder::new(label.clone(), &columns);
-        let mut last_rows = 0;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            decoder.push(&chunk)?;
-            counters
-                .bytes
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if decoder.batch_ready(opts.batch_rows) {
-                let rows = decoder.rows();
-                counters.rows.fetch_add(rows - last_rows, Ordering::Relaxed);
-                last_rows = rows;
-                if let Some(b) = decoder.take_batch()? {
-                    if tx.send(b).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-            }
-        }
-        decoder.finish()?;
-        counters
-            .rows
-            .fetch_add(decoder.rows() - last_rows, Ordering::Relaxed);
-        if let Some(b) = decoder.take_batch()? {
-            let _ = tx.send(b).await;
-        }
-        Ok::<_, Error>((decoder.rows(), decoder.stats()))
-    };
-    let read_result = read.await;
-    drop(tx);
-    let files = writer
-        .await
-        .map_err(|e| Error::lake_other("parquet writer task", e))??;
-    let (rows, stats) = read_result?;
-    Ok((files, rows, stats))
-}
-
 /// Copies one unit from Postgres into the lake and commits it with a manifest.
 #[allow(clippy::too_many_arguments)]
 pub async fn extract(
@@ -276,19 +201,28 @@ pub async fn extract(
             opts.limits,
             next_part.clone(),
         );
-        copy_range(
-            conn,
+        let (select, label, columns, counters) = (
             with_range(&plan.select, *range),
-            label.clone(),
-            plan.columns.clone(),
-            sink,
-            opts,
-            counters.clone(),
-        )
+            &label,
+            &plan.columns,
+            &counters,
+        );
+        async move {
+            copy_select(
+                conn,
+                label,
+                &select,
+                columns,
+                sink,
+                opts.batch_rows,
+                counters,
+            )
+            .await
+        }
     });
     let results = futures::future::try_join_all(tasks).await?;
     for c in std::iter::once(&leader).chain(followers.iter()) {
-        let _ = c.batch_execute("ending the snapshot", "COMMIT").await;
+        end_snapshot(c).await;
     }
     let mut files = Vec::new();
     let mut rows = 0;

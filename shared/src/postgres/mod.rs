@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod connect;
 pub mod copy;
 pub mod pgoutput;
+pub mod to_lake;
 pub mod wire;
 
 pub use batch::{ColumnBuilders, DecodeStats};
