@@ -716,12 +716,6 @@ impl Pipeline {
     }
 }
 
-/// A logical date on the command line, `YYYY-MM-DD`; the error names the flag.
-pub fn parse_date(flag: &str, s: &str) -> Result<chrono::NaiveDate> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| Error::config(format!("{flag} {s}: expected a date like 2024-05-01")))
-}
-
 /// A duration on the command line or in pipeline.yaml: `50m`, `300s`, `2h`, `500ms`, or plain
 /// seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {

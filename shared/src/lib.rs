@@ -3,6 +3,7 @@
 
 pub mod bigquery;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

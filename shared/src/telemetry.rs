@@ -19,15 +19,6 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// From a `--log-format` value: `json`, `human`, or anything else for `auto`.
-    pub fn from_flag(flag: &str) -> LogFormat {
-        match flag {
-            "json" => LogFormat::Json,
-            "human" => LogFormat::Human,
-            _ => LogFormat::auto(),
-        }
-    }
-
     /// Human on a terminal, JSON otherwise (Cloud Run, CI, pipes).
     pub fn auto() -> LogFormat {
         if std::io::stderr().is_terminal() {
@@ -140,31 +131,5 @@ where
         let mut out = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
         out.push(b'\n');
         let _ = std::io::stderr().lock().write_all(&out);
-    }
-}
-
-/// A worker's `main`: runs `main` on a multi-threaded runtime and returns its exit code; an
-/// error is printed on one line as `<name>: <error and its causes>` and exits 1.
-pub fn run_main<T, E>(
-    name: &str,
-    main: impl std::future::Future<Output = std::result::Result<T, E>>,
-) -> std::process::ExitCode
-where
-    T: std::process::Termination,
-    E: std::fmt::Display,
-{
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(main) {
-        Ok(t) => t.report(),
-        Err(e) => {
-            eprintln!("{name}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
     }
 }

@@ -769,7 +769,7 @@ async fn mart_unit_tests_run_in_the_emulator() {
             ("m/total.sql", TOTAL),
         ],
     );
-    let (ok, out, err) = cli(&env, &marts, &["test"]);
+    let (ok, out, err) = cli(&env, &marts, &["test", "--target", "local"]);
     assert!(!ok, "{out}{err}");
     assert!(out.contains("ok    m.daily: sums per day"), "{out}");
     assert!(out.contains("FAIL  m.daily: a wrong expectation fails\nexpected 1 rows, got 0\n  missing  {\"day\":\"2024-05-01\",\"orders\":1}"), "{out}");
@@ -858,4 +858,52 @@ async fn a_mart_reads_the_replica_of_a_table_outside_the_public_schema() {
     )
     .await;
     assert_eq!(got.as_deref(), Some("1575 1"));
+}
+
+/// One rule for `--target` in all four workers: a command that touches a target needs one, and
+/// says so in the same words; `--help` pages list the same shared flags.
+#[tokio::test]
+async fn every_worker_asks_for_a_target_the_same_way() {
+    let env = TestEnv::new().await;
+    let marts = Marts::new(&env, &[("m/daily.sql", DAILY)]);
+    let config = marts.dir.join("pipeline.yaml");
+    std::fs::write(
+        &config,
+        env.pipeline_yaml(TABLES, Some("tables: [orders]"), ""),
+    )
+    .unwrap();
+    for (worker, args) in [
+        ("pg-copy", &[][..]),
+        ("cdc-sync", &["run"][..]),
+        ("log-ingest", &["replay"][..]),
+        ("mart-build", &["run", "--ds", "2024-05-01"][..]),
+    ] {
+        let mut cmd = std::process::Command::new(binary(worker));
+        cmd.args(args).arg("--config").arg(&config);
+        if worker == "mart-build" {
+            cmd.arg("--marts").arg(&marts.dir);
+        }
+        let out = cmd.env_remove("SLUICE_TARGET").output().unwrap();
+        assert!(!out.status.success(), "{worker} ran without a target");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.trim_end().ends_with(&format!(
+                "{worker}: config: --target is required (local, dev, prod or pr-N; or set SLUICE_TARGET)"
+            )),
+            "{worker}: {stderr}"
+        );
+        let help = std::process::Command::new(binary(worker))
+            .args(args.iter().take(1).filter(|a| !a.starts_with('-')))
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        for flag in [
+            "--config <CONFIG>",
+            "--target <TARGET>",
+            "--log-format <LOG_FORMAT>",
+        ] {
+            assert!(help.contains(flag), "{worker} --help lacks {flag}:\n{help}");
+        }
+    }
 }

@@ -1,13 +1,13 @@
 //! The cdc-sync command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use sluice::cli::{run_main, CommonArgs};
 use sluice::config::Pipeline;
-use sluice::telemetry::{self, LogFormat};
+use sluice::telemetry;
 
 /// Replicate Postgres into BigQuery from a logical replication slot.
 ///
@@ -23,23 +23,11 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// The pipeline definition.
-    #[arg(
-        long,
-        default_value = "pipeline.yaml",
-        env = "SLUICE_PIPELINE",
-        global = true
-    )]
-    config: PathBuf,
-    /// Target environment: local, dev, prod, or a pull-request name like pr-123.
-    #[arg(long, env = "SLUICE_TARGET", global = true)]
-    target: Option<String>,
+    #[command(flatten)]
+    args: CommonArgs,
     /// Only this source (default: every source with a `cdc:` block).
     #[arg(long, global = true)]
     source: Option<String>,
-    /// Log format: auto (human on a terminal), json, human.
-    #[arg(long, default_value = "auto", global = true)]
-    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,8 +82,8 @@ fn main() -> ExitCode {
         | Command::Status { common }
         | Command::Resync { common, .. } => common,
     };
-    telemetry::init(LogFormat::from_flag(&common.log_format));
-    telemetry::run_main("cdc-sync", try_main(cli))
+    telemetry::init(common.args.log_format());
+    run_main("cdc-sync", try_main(cli))
 }
 
 async fn try_main(cli: Cli) -> anyhow::Result<()> {
@@ -208,10 +196,5 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn load(common: &Common) -> anyhow::Result<(Pipeline, String)> {
-    let pipeline = Pipeline::load(&common.config)?;
-    let target = common
-        .target
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("--target is required (local, dev, prod or pr-N)"))?;
-    Ok((pipeline, target))
+    Ok((common.args.pipeline()?, common.args.target()?.to_string()))
 }

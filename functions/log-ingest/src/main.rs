@@ -1,16 +1,16 @@
 //! The log-ingest command line.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use log_ingest::event::Reason;
 use log_ingest::replay::{self, ReplayFilter};
 use log_ingest::Ingest;
+use sluice::cli::{run_main, CommonArgs};
 use sluice::config::Pipeline;
-use sluice::telemetry::{self, LogFormat};
+use sluice::telemetry;
 
 /// Land Pub/Sub events in BigQuery, validated against JSON Schemas, with a dead-letter table.
 ///
@@ -24,30 +24,12 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Args)]
-struct Common {
-    /// The pipeline definition.
-    #[arg(
-        long,
-        default_value = "pipeline.yaml",
-        env = "SLUICE_PIPELINE",
-        global = true
-    )]
-    config: PathBuf,
-    /// Target environment: local, dev, prod, or a pull-request name like pr-123.
-    #[arg(long, env = "SLUICE_TARGET", global = true)]
-    target: Option<String>,
-    /// Log format: auto (human on a terminal), json, human.
-    #[arg(long, default_value = "auto", global = true)]
-    log_format: String,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve Pub/Sub push requests on POST / (and GET /healthz) until SIGTERM.
     Serve {
         #[command(flatten)]
-        common: Common,
+        common: CommonArgs,
         /// Port to listen on (Cloud Run sets PORT).
         #[arg(long, env = "PORT", default_value_t = 8080)]
         port: u16,
@@ -58,7 +40,7 @@ enum Command {
     /// Read a subscription by streaming pull; ack each message once committed.
     Pull {
         #[command(flatten)]
-        common: Common,
+        common: CommonArgs,
         /// Subscription: `projects/P/subscriptions/S`, or S in the target's project
         /// (default: events.subscription).
         #[arg(long)]
@@ -76,7 +58,7 @@ enum Command {
     /// Validate dead-lettered events against today's schemas; store those that pass.
     Replay {
         #[command(flatten)]
-        common: Common,
+        common: CommonArgs,
         /// Only dead letters with this reason code (e.g. unknown_type, schema_violation).
         #[arg(long)]
         reason: Option<String>,
@@ -90,7 +72,7 @@ enum Command {
     /// Validate the event schemas and print each event type's table and columns (offline).
     Check {
         #[command(flatten)]
-        common: Common,
+        common: CommonArgs,
     },
 }
 
@@ -102,26 +84,14 @@ fn main() -> ExitCode {
         | Command::Replay { common, .. }
         | Command::Check { common } => common,
     };
-    telemetry::init(LogFormat::from_flag(&common.log_format));
-    telemetry::run_main("log-ingest", run(cli.command))
+    telemetry::init(common.log_format());
+    run_main("log-ingest", run(cli.command))
 }
 
-fn pipeline_dir(config: &Path) -> PathBuf {
-    config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-async fn open(common: &Common) -> anyhow::Result<(Pipeline, Arc<Ingest>)> {
-    let pipeline = Pipeline::load(&common.config)?;
-    let target_name = common
-        .target
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("--target is required (local, dev, prod or pr-N)"))?;
-    let target = pipeline.target(&target_name)?;
-    let ingest = Ingest::open(&pipeline, &pipeline_dir(&common.config), &target).await?;
+async fn open(common: &CommonArgs) -> anyhow::Result<(Pipeline, Arc<Ingest>)> {
+    let pipeline = common.pipeline()?;
+    let target = pipeline.target(common.target()?)?;
+    let ingest = Ingest::open(&pipeline, &common.pipeline_dir(), &target).await?;
     Ok((pipeline, Arc::new(ingest)))
 }
 
@@ -232,9 +202,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Check { common } => {
-            let pipeline = Pipeline::load(&common.config)?;
+            let pipeline = common.pipeline()?;
             let events = log_ingest::events_config(&pipeline)?;
-            let router = log_ingest::load_router(events, &pipeline_dir(&common.config))?;
+            let router = log_ingest::load_router(events, &common.pipeline_dir())?;
             for s in router.schemas.values() {
                 println!(
                     "{} → {}.{} (partitioned by {} {}{})",

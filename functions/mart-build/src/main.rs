@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use mart_build::dag::{self, Dag, Landed};
 use mart_build::render::Placement;
 use mart_build::{export, fixtures, run};
-use sluice::config::{parse_date, Pipeline};
-use sluice::telemetry::{self, LogFormat};
+use sluice::cli::{parse_date, run_main, CommonArgs, DateArgs};
+use sluice::config::Pipeline;
+use sluice::telemetry;
 
 /// Build SQL marts in dependency order with data-quality gates.
 ///
@@ -22,20 +23,11 @@ use sluice::telemetry::{self, LogFormat};
 #[derive(Debug, Parser)]
 #[command(name = "mart-build", version)]
 struct Cli {
-    /// The pipeline definition.
-    #[arg(
-        long,
-        global = true,
-        default_value = "pipeline.yaml",
-        env = "SLUICE_PIPELINE"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
     /// The marts directory (default: `marts` next to pipeline.yaml).
     #[arg(long, global = true)]
     marts: Option<PathBuf>,
-    /// Log format: auto (human on a terminal), json, human.
-    #[arg(long, global = true, default_value = "auto")]
-    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,30 +47,18 @@ enum Command {
         /// The logical date, passed to the query as @ds.
         #[arg(long)]
         ds: String,
-        /// Environment: local, dev, prod or pr-<n>.
-        #[arg(long, default_value = "prod", env = "SLUICE_TARGET")]
-        target: String,
     },
     /// Build marts for a logical date (default yesterday) or a range of dates.
     ///
     /// Each mart is built into a staging table, checked, and only then swapped into its table
     /// or partition. A tripped fail condition leaves the table as it was and skips the marts
     /// downstream (`upstream_failed`); the run then exits non-zero. Check results go to
-    /// ops.dq_results, one row per mart and date to ops.runs.
+    /// ops.dq_results, one row per mart and date to ops.runs. dev and pr-<n> targets read
+    /// production inputs and write marts into suffixed datasets.
     Run {
-        /// Environment: local, dev, prod or pr-<n>. dev and pr-<n> read production inputs
-        /// and write marts into suffixed datasets.
-        #[arg(long, env = "SLUICE_TARGET")]
-        target: String,
-        /// Logical date (YYYY-MM-DD); default yesterday (UTC).
-        #[arg(long, conflicts_with_all = ["from", "to"])]
-        ds: Option<String>,
-        /// First date of a backfill.
-        #[arg(long, requires = "to")]
-        from: Option<String>,
-        /// Last date of a backfill (inclusive).
-        #[arg(long, requires = "from")]
-        to: Option<String>,
+        /// The logical dates (default: yesterday, UTC).
+        #[command(flatten)]
+        dates: DateArgs,
         /// `mart`, `mart+` (and downstream), `+mart` (and upstream); repeatable.
         #[arg(long)]
         select: Vec<String>,
@@ -98,20 +78,16 @@ enum Command {
     },
     /// Run the marts' unit tests (`<name>.test.yaml` next to each mart) in BigQuery: fixture
     /// rows in, the mart's SELECT run, its rows compared with the expected ones.
+    /// The target's project gets a scratch dataset, dropped afterwards (`--target local`: the
+    /// emulator).
     Test {
-        /// Where to run them: a scratch dataset is made and dropped (default: the emulator).
-        #[arg(long, default_value = "local", env = "SLUICE_TARGET")]
-        target: String,
         /// `mart`, `mart+`, `+mart`; repeatable.
         #[arg(long)]
         select: Vec<String>,
     },
     /// Print, as JSON for Terraform, the BigQuery scheduled queries of marts with
     /// `runner: scheduled_query`.
-    ExportScheduledQueries {
-        #[arg(long, default_value = "prod", env = "SLUICE_TARGET")]
-        target: String,
-    },
+    ExportScheduledQueries,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -119,8 +95,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 fn load(cli: &Cli) -> Result<(Pipeline, Dag)> {
-    let pipeline = Pipeline::load(&cli.config)?;
-    let base = cli.config.parent().map(PathBuf::from).unwrap_or_default();
+    let pipeline = cli.common.pipeline()?;
+    let base = cli.common.pipeline_dir();
     let dir = cli.marts.clone().unwrap_or_else(|| base.join("marts"));
     let marts = dag::load_dir(&dir).map_err(|e| anyhow!(e))?;
     let dag = Dag::build(marts, &Landed::of(&pipeline, &base)).map_err(|e| anyhow!(e))?;
@@ -135,9 +111,10 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             print!("{}", dag.plan_text(&selected));
             println!("\n```mermaid\n{}```", dag.plan_mermaid(&selected));
         }
-        Command::Render { mart, ds, target } => {
+        Command::Render { mart, ds } => {
             parse_date("--ds", &ds)?;
-            let t = pipeline.target(&target)?;
+            let target = cli.common.target()?;
+            let t = pipeline.target(target)?;
             let id = dag.resolve(&mart).map_err(|e| anyhow!(e))?;
             let placement = Placement::for_target(&t);
             let sql = placement.render(&dag, &id).map_err(|e| anyhow!(e))?;
@@ -145,29 +122,19 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             println!("{sql}");
         }
         Command::Run {
-            target,
-            ds,
-            from,
-            to,
+            dates,
             select,
             parallel,
             wait,
             poll,
             no_freshness,
         } => {
-            let dates = match (ds, from, to) {
-                (Some(d), _, _) => vec![parse_date("--ds", &d)?],
-                (None, Some(f), Some(t)) => {
-                    let (f, t) = (parse_date("--from", &f)?, parse_date("--to", &t)?);
-                    anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
-                    f.iter_days().take_while(|d| *d <= t).collect()
-                }
-                _ => vec![chrono::Utc::now()
-                    .date_naive()
-                    .pred_opt()
-                    .unwrap_or_default()],
-            };
-            let mut opts = run::Options::new(&target, dates);
+            let yesterday = chrono::Utc::now()
+                .date_naive()
+                .pred_opt()
+                .unwrap_or_default();
+            let dates = dates.dates()?.list(yesterday);
+            let mut opts = run::Options::new(cli.common.target()?, dates);
             opts.select = select;
             opts.parallel = parallel.max(1);
             opts.wait = wait;
@@ -179,8 +146,8 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Test { target, select } => {
-            let t = pipeline.target(&target)?;
+        Command::Test { select } => {
+            let t = pipeline.target(cli.common.target()?)?;
             let bq = sluice::bigquery::BigQuery::for_target(&t)?;
             let chosen = dag.select(&select).map_err(|e| anyhow!(e))?;
             let selected: Vec<String> = dag
@@ -213,8 +180,8 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::ExportScheduledQueries { target } => {
-            let t = pipeline.target(&target)?;
+        Command::ExportScheduledQueries => {
+            let t = pipeline.target(cli.common.target()?)?;
             let json = export::scheduled_queries(&dag, &Placement::for_target(&t), &t.location)
                 .map_err(|e| anyhow!(e))?;
             println!("{}", serde_json::to_string_pretty(&json)?);
@@ -225,6 +192,6 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(LogFormat::from_flag(&cli.log_format));
-    telemetry::run_main("mart-build", try_main(cli))
+    telemetry::init(cli.common.log_format());
+    run_main("mart-build", try_main(cli))
 }

@@ -1,13 +1,12 @@
 //! The pg-copy command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pg_copy::{Dates, Options};
-use sluice::config::{parse_date, Pipeline};
-use sluice::telemetry::{self, LogFormat};
+use pg_copy::Options;
+use sluice::cli::{run_main, CommonArgs, DateArgs};
+use sluice::telemetry;
 
 /// Copy Postgres tables into BigQuery through Parquet files in the lake.
 ///
@@ -17,27 +16,16 @@ use sluice::telemetry::{self, LogFormat};
 #[derive(Debug, Parser)]
 #[command(name = "pg-copy", version)]
 struct Cli {
-    /// The pipeline definition.
-    #[arg(long, default_value = "pipeline.yaml", env = "SLUICE_PIPELINE")]
-    config: PathBuf,
-    /// Target environment: local, dev, prod, or a pull-request name like pr-123.
-    #[arg(long, env = "SLUICE_TARGET")]
-    target: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    dates: DateArgs,
     /// Only tables of this source.
     #[arg(long)]
     source: Option<String>,
     /// Only these tables (`table` or `source.table`); repeat for more.
     #[arg(long = "table")]
     tables: Vec<String>,
-    /// Logical date (YYYY-MM-DD).
-    #[arg(long, conflicts_with_all = ["from", "to"])]
-    ds: Option<String>,
-    /// First date of a backfill.
-    #[arg(long, requires = "to")]
-    from: Option<String>,
-    /// Last date of a backfill (inclusive).
-    #[arg(long, requires = "from")]
-    to: Option<String>,
     /// Reload from files already in the lake, without reading Postgres.
     #[arg(long)]
     from_lake: bool,
@@ -56,35 +44,24 @@ struct Cli {
     /// After loading, count each unit's rows in Postgres again and compare with BigQuery.
     #[arg(long)]
     verify: bool,
-    /// Log format: auto (human on a terminal), json, human.
-    #[arg(long, default_value = "auto")]
-    log_format: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(LogFormat::from_flag(&cli.log_format));
-    telemetry::run_main("pg-copy", try_main(cli))
+    telemetry::init(cli.common.log_format());
+    run_main("pg-copy", try_main(cli))
 }
 
 async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::load(&cli.config)?;
-    let dates = match (&cli.ds, &cli.from, &cli.to) {
-        (Some(d), _, _) => Dates::One(parse_date("--ds", d)?),
-        (None, Some(f), Some(t)) => {
-            let (f, t) = (parse_date("--from", f)?, parse_date("--to", t)?);
-            anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
-            Dates::Range(f, t)
-        }
-        _ => Dates::Default,
-    };
+    let pipeline = cli.common.pipeline()?;
+    let dates = cli.dates.dates()?;
     anyhow::ensure!(
         cli.task_count >= 1 && cli.task_index < cli.task_count,
         "task index {} is not below task count {}",
         cli.task_index,
         cli.task_count
     );
-    let mut opts = Options::new(&cli.target);
+    let mut opts = Options::new(cli.common.target()?);
     opts.source = cli.source;
     opts.tables = cli.tables;
     opts.dates = dates;

@@ -1,17 +1,9 @@
 //! Which units of work a run does: one per table and logical date, shared between Cloud Run tasks.
 
 use chrono::{Duration, NaiveDate};
+pub use sluice::cli::Dates;
 use sluice::config::{Mode, Pipeline, Schedule, TableConfig};
 use sluice::{Error, Result};
-
-/// The logical dates asked for on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dates {
-    /// Each table's default: yesterday for daily incremental tables, today otherwise.
-    Default,
-    One(NaiveDate),
-    Range(NaiveDate, NaiveDate),
-}
 
 /// One table for one logical date.
 #[derive(Debug, Clone)]
@@ -70,13 +62,10 @@ pub fn units(
                 (Mode::Incremental, Schedule::Daily) => today - Duration::days(1),
                 _ => today,
             };
+            // A full table is one snapshot, labelled with the last date of a range.
             let ds_list: Vec<NaiveDate> = match (dates, t.mode) {
-                (Dates::Default, _) => vec![default_ds],
-                (Dates::One(d), _) => vec![*d],
                 (Dates::Range(_, to), Mode::Full) => vec![*to],
-                (Dates::Range(from, to), Mode::Incremental) => {
-                    from.iter_days().take_while(|d| d <= to).collect()
-                }
+                _ => dates.list(default_ds),
             };
             for ds in ds_list {
                 out.push(Unit {
@@ -134,7 +123,7 @@ sources:
     }
 
     fn d(s: &str) -> NaiveDate {
-        sluice::config::parse_date("--ds", s).unwrap()
+        sluice::cli::parse_date("--ds", s).unwrap()
     }
 
     #[test]
@@ -191,7 +180,7 @@ sources:
             d("2024-05-10"),
         );
         assert!(e.unwrap_err().to_string().contains("--source crm"));
-        assert!(sluice::config::parse_date("--ds", "05/01/2024").is_err());
+        assert!(sluice::cli::parse_date("--ds", "05/01/2024").is_err());
     }
 
     #[test]
