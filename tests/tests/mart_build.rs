@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use mart_build::dag::{self, Dag, Landed};
 use mart_build::run::{self, MartResult, Options, Outcome, Summary};
 use sluice::config::Pipeline;
-use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::ledger::{Ledger, RunRecord, Status, Worker};
 use sluice_tests::{binary, TestEnv};
 
 fn d(s: &str) -> NaiveDate {
@@ -516,16 +516,16 @@ async fn dev_and_pr_targets_read_production_inputs_and_write_their_own_datasets(
 }
 
 fn pg_copy_ledger_row(env: &TestEnv, ds: &str) -> RunRecord {
-    let now = chrono::Utc::now().to_rfc3339();
+    let now = chrono::Utc::now();
     RunRecord {
         run_id: format!("test-{}", env.id),
-        worker: "pg-copy".into(),
+        worker: Worker::PgCopy,
         target: "local".into(),
         source: Some("src".into()),
         table_name: Some("orders".into()),
-        logical_date: Some(ds.into()),
+        logical_date: Some(d(ds)),
         lsn_range: None,
-        started_at: now.clone(),
+        started_at: now,
         finished_at: now,
         status: Status::Success,
         rows_in: 2,

@@ -24,7 +24,7 @@ use sluice::bigquery::BigQuery;
 use sluice::catalog;
 use sluice::config::{resolve_dsn, CdcConfig, Pipeline, Source, Target};
 use sluice::lake::Lake;
-use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::ledger::{new_run_id, Ledger, Recorder, RunRecord, Status, Worker};
 use sluice::postgres::pgoutput::{self, Lsn, Message};
 use sluice::postgres::{connect, Answer, PgConnection};
 use sluice::types::PgType;
@@ -129,8 +129,7 @@ struct SourceCtx<'a> {
     publication: String,
     slot: String,
     sink: Sink,
-    ledger: Ledger,
-    target: &'a Target,
+    recorder: Recorder,
     run_id: String,
     /// Reads the slot (one query at a time: a peek streams on it).
     stream: PgConnection,
@@ -147,30 +146,16 @@ impl SourceCtx<'_> {
         details: serde_json::Value,
     ) -> RunRecord {
         RunRecord {
-            run_id: self.run_id.clone(),
-            worker: "cdc-sync".into(),
-            target: self.target.name.clone(),
             source: Some(self.name.clone()),
-            table_name: None,
-            logical_date: None,
-            lsn_range: None,
-            started_at: started.to_rfc3339(),
-            finished_at: chrono::Utc::now().to_rfc3339(),
-            status: Status::Success,
-            rows_in: 0,
-            rows_loaded: 0,
-            rows_dead_lettered: 0,
-            bytes: 0,
-            error: None,
             details,
+            ..self.recorder.row(started)
         }
     }
 
-    /// Writes a ledger row; a failure to write it is logged, never fails the run.
-    async fn record(&self, r: RunRecord) {
-        if let Err(e) = self.ledger.record(&r).await {
-            tracing::warn!(error = %e, "could not write the run ledger");
-        }
+    /// Writes a ledger row; one that cannot be written fails the run before the slot
+    /// advances (the ledger's policy: the rerun replays the batches and writes it).
+    async fn record(&self, r: RunRecord) -> Result<()> {
+        self.recorder.record(&r).await
     }
 }
 
@@ -233,8 +218,7 @@ async fn source_ctx<'a>(
         publication: cdc.publication(name),
         slot: cdc.slot(name),
         sink,
-        ledger,
-        target,
+        recorder: ledger.recorder(run_id, Worker::CdcSync, &target.name),
         run_id: run_id.to_string(),
         stream,
         catalog,
@@ -346,14 +330,6 @@ pub async fn status(
     Ok(out)
 }
 
-fn new_run_id() -> String {
-    format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
 /// Drains the slot of every CDC source (or one) into BigQuery.
 pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
     let target = pipeline.target(&opts.target)?;
@@ -436,7 +412,7 @@ async fn take_snapshot(
         rows_loaded: rows,
         ..ctx.ledger_row(started, json!({"kind": "snapshot"}))
     })
-    .await;
+    .await?;
     Ok((info, state))
 }
 
@@ -801,12 +777,21 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
                 let applied = match apply_batch(ctx, &batch, &range, crash, summary).await {
                     Ok(a) => a,
                     Err(e) => {
-                        record_batch(ctx, &batch, &range, batch_started, &[], Some(&e), summary)
-                            .await;
+                        // The batch's own error is the one to report.
+                        let _ = record_batch(
+                            ctx,
+                            &batch,
+                            &range,
+                            batch_started,
+                            &[],
+                            Some(&e),
+                            summary,
+                        )
+                        .await;
                         return Err(e);
                     }
                 };
-                record_batch(ctx, &batch, &range, batch_started, &applied, None, summary).await;
+                record_batch(ctx, &batch, &range, batch_started, &applied, None, summary).await?;
                 batch_started = chrono::Utc::now();
                 crash = None;
                 last = Some(to);
@@ -849,8 +834,7 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    record_health(ctx, summary, run_started).await;
-    Ok(())
+    record_health(ctx, summary, run_started).await
 }
 
 /// One ledger row per source and run: the slot's health, whatever the run found to do.
@@ -858,7 +842,7 @@ async fn record_health(
     ctx: &SourceCtx<'_>,
     summary: &Summary,
     started: chrono::DateTime<chrono::Utc>,
-) {
+) -> Result<()> {
     let details = json!({
         "kind": "run",
         "slot": ctx.slot,
@@ -916,7 +900,7 @@ async fn record_batch(
     applied: &[Applied],
     error: Option<&Error>,
     summary: &Summary,
-) {
+) -> Result<()> {
     let counts: BTreeMap<String, serde_json::Value> = batch
         .tables
         .iter()

@@ -23,9 +23,10 @@ use serde_json::json;
 use sluice::bigquery::sql::table_ref;
 use sluice::bigquery::BigQuery;
 use sluice::config::{EventsConfig, Pipeline, Target};
-use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::ledger::{new_run_id, Ledger, Recorder, RunRecord, Status, Worker};
 use sluice::{Error, Result};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::event::{Incoming, Routed, Router};
 use crate::writer::{Counts, Writer, WriterConfig};
@@ -182,10 +183,14 @@ impl Ingest {
         let (writer, writer_task) =
             Writer::start(self.bq.clone(), self.writer_config(), counts.clone());
         let ledger = Ledger::open(self.bq.clone(), &self.ops_dataset).await?;
+        let run_id = new_run_id();
+        tracing::info!(run_id = %run_id, via, "run started");
+        let recorder = ledger.recorder(&run_id, Worker::LogIngest, &self.target.name);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let window = Duration::from_secs(self.events.ledger_window_s);
-        let target = self.target.name.clone();
-        let ledger_task = tokio::spawn(ledger_loop(ledger, counts, window, target, via, stopped));
+        let span = tracing::info_span!("log-ingest", run_id = %run_id, via);
+        let ledger_task =
+            tokio::spawn(ledger_loop(recorder, counts, window, via, stopped).instrument(span));
         Ok(Running {
             writer,
             writer_task,
@@ -214,12 +219,13 @@ impl Running {
     }
 }
 
-/// Writes one ledger row per table per window: events in, loaded, dead-lettered.
+/// Writes one ledger row per table per window: events in, loaded, dead-lettered. A row that
+/// cannot be written leaves its counts for the next window's (the ledger's policy for a
+/// service, which cannot rerun a window).
 async fn ledger_loop(
-    ledger: Ledger,
+    recorder: Recorder,
     counts: Arc<Counts>,
     window: Duration,
-    target: String,
     via: &'static str,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -229,19 +235,10 @@ async fn ledger_loop(
             _ = tokio::time::sleep(window) => false,
             _ = stop.changed() => true,
         };
-        let finished = chrono::Utc::now();
-        let run_id = uuid::Uuid::new_v4().to_string();
         for (table, c) in counts.take() {
             let record = RunRecord {
-                run_id: run_id.clone(),
-                worker: "log-ingest".into(),
-                target: target.clone(),
                 source: Some(via.into()),
                 table_name: Some(table.clone()),
-                logical_date: None,
-                lsn_range: None,
-                started_at: started.to_rfc3339(),
-                finished_at: finished.to_rfc3339(),
                 status: if c.not_committed > 0 && c.rows_in == 0 {
                     Status::Failed
                 } else {
@@ -258,12 +255,14 @@ async fn ledger_loop(
                     )
                 }),
                 details: json!({"reasons": c.reasons, "not_committed": c.not_committed}),
+                ..recorder.row(started)
             };
-            if let Err(e) = ledger.record(&record).await {
-                tracing::warn!(error = %e, table, "could not write the run ledger");
+            if let Err(e) = recorder.record(&record).await {
+                tracing::error!(error = %e, table, "could not write the run ledger; the next window's row carries these counts");
+                counts.put_back(&table, c);
             }
         }
-        started = finished;
+        started = chrono::Utc::now();
         if last {
             break;
         }

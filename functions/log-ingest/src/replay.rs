@@ -119,7 +119,7 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
         return Ok(report);
     }
     let running = ingest.start("replay").await?;
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = sluice::ledger::new_run_id();
     let mut stored = vec![];
     for chunk in passing.chunks(1000) {
         let outcomes = futures::future::join_all(

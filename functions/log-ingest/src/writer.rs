@@ -88,6 +88,21 @@ impl Counts {
     pub fn take(&self) -> BTreeMap<String, WindowCount> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// Puts back the counts of a window whose ledger row could not be written: the next
+    /// window's row carries them.
+    pub fn put_back(&self, table: &str, c: WindowCount) {
+        self.add(table, |w| {
+            w.rows_in += c.rows_in;
+            w.loaded += c.loaded;
+            w.dead_lettered += c.dead_lettered;
+            w.bytes += c.bytes;
+            w.not_committed += c.not_committed;
+            for (reason, n) in c.reasons {
+                *w.reasons.entry(reason).or_default() += n;
+            }
+        });
+    }
 }
 
 /// The sending side; cheap to clone. Dropping every clone lets the writer finish.

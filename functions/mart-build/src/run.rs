@@ -24,7 +24,7 @@ use sluice::bigquery::schema::{evolve, job_id, run_tag, Field};
 use sluice::bigquery::sql::{ident, replace_partition, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Pipeline, Target};
-use sluice::ledger::{Ledger, RunRecord, Status, RUNS_TABLE};
+use sluice::ledger::{Built, Fresh, Ledger, Recorder, RunRecord, Status, Worker, RUNS_TABLE};
 use sluice::types::BqType;
 use tokio::task::JoinSet;
 
@@ -205,7 +205,7 @@ struct Ctx {
     /// Where pg-copy and cdc-sync record their runs (project, dataset): production's for a
     /// target that reads production inputs.
     input_ops: (String, String),
-    ledger: Ledger,
+    recorder: Recorder,
     opts: Options,
     /// The marts of this run.
     selected: BTreeSet<String>,
@@ -230,7 +230,8 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result
     for d in &datasets {
         bq.ensure_dataset(d, None).await?;
     }
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = sluice::ledger::new_run_id();
+    let recorder = ledger.recorder(&run_id, Worker::MartBuild, &target.name);
     let ctx = Arc::new(Ctx {
         bq,
         tag: run_tag(&run_id),
@@ -243,7 +244,7 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result
             target.inputs_project.clone(),
             format!("{}{}", pipeline.bigquery.ops_dataset, target.inputs_suffix),
         ),
-        ledger,
+        recorder,
         target,
         opts: opts.clone(),
         selected: selected.clone(),
@@ -291,8 +292,8 @@ async fn run_date(
                 .iter()
                 .find(|u| done.get(**u).is_some_and(Outcome::blocks_dependents))
             {
-                let r = skipped(m, ds, bad);
-                record(ctx, &r).await;
+                let mut r = skipped(m, ds, bad);
+                record(ctx, &mut r).await;
                 report(ctx, &r, done_before + results.len() + 1, total);
                 done.insert(m.clone(), r.outcome.clone());
                 results.push(r);
@@ -304,8 +305,8 @@ async fn run_date(
             if ready && running.len() < ctx.opts.parallel.max(1) {
                 let (c, m) = (ctx.clone(), m.clone());
                 let task = running.spawn(async move {
-                    let r = build(&c, &m, ds).await;
-                    record(&c, &r).await;
+                    let mut r = build(&c, &m, ds).await;
+                    record(&c, &mut r).await;
                     r
                 });
                 tasks.insert(task.id(), pending.remove(i));
@@ -324,7 +325,7 @@ async fn run_date(
                 let mut r = skipped(&mart, ds, "");
                 r.outcome = Outcome::Failed;
                 r.error = Some(format!("mart-build's task for this mart ended: {e}"));
-                record(ctx, &r).await;
+                record(ctx, &mut r).await;
                 r
             }
         };
@@ -753,7 +754,7 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
     for r in &m.references {
         let short = r.name.short();
         let own_ops = (ctx.target.project.clone(), ctx.ops_ds.clone());
-        let (ops, condition, params, what) = if let Some(up) = ctx.dag.marts.get(&short) {
+        let (ops, fresh, what) = if let Some(up) = ctx.dag.marts.get(&short) {
             // An upstream mart of this run has succeeded before this one starts.
             if r.name.project.is_some()
                 || up.header.runner == Runner::ScheduledQuery
@@ -761,40 +762,37 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
             {
                 continue;
             }
-            let date = match up.header.materialized {
-                Materialized::Partition => "logical_date = @ds",
-                Materialized::View => "TRUE",
-                _ => "logical_date >= @ds",
+            let dates = match up.header.materialized {
+                Materialized::Partition => Built::ThatDay,
+                Materialized::View => Built::Any,
+                _ => Built::ThatDayOrLater,
             };
-            (
-                &own_ops,
-                format!(
-                    "worker = 'mart-build' AND source = @source AND table_name = @table AND {date}"
-                ),
-                vec![
-                    Param::scalar("source", "STRING", up.id.dataset.clone()),
-                    Param::scalar("table", "STRING", up.id.table.clone()),
-                ],
-                format!("mart {short} has not built {day}"),
-            )
+            let fresh = Fresh::Built {
+                dataset: up.id.dataset.clone(),
+                name: up.id.table.clone(),
+                dates,
+            };
+            (&own_ops, fresh, format!("mart {short} has not built {day}"))
         } else {
             match crate::dag::producer(&ctx.dag.inputs, &r.name) {
-                Some(Producer::PgCopy { source, table, full }) => (
+                Some(Producer::PgCopy {
+                    source,
+                    table,
+                    full,
+                }) => (
                     &ctx.input_ops,
-                    format!(
-                        "worker = 'pg-copy' AND source = @source AND table_name = @table AND logical_date {} @ds",
-                        if *full { ">=" } else { "=" }
-                    ),
-                    vec![
-                        Param::scalar("source", "STRING", source.clone()),
-                        Param::scalar("table", "STRING", table.clone()),
-                    ],
+                    Fresh::Copied {
+                        source: source.clone(),
+                        table: table.clone(),
+                        full: *full,
+                    },
                     format!("{short}: pg-copy has not copied {day}"),
                 ),
                 Some(Producer::Cdc { source }) => (
                     &ctx.input_ops,
-                    "worker = 'cdc-sync' AND source = @source AND started_at >= TIMESTAMP(DATE_ADD(@ds, INTERVAL 1 DAY))".to_string(),
-                    vec![Param::scalar("source", "STRING", source.clone())],
+                    Fresh::Replicated {
+                        source: source.clone(),
+                    },
                     format!("{short}: cdc-sync has not run since {day} ended"),
                 ),
                 // Streamed events and sluice's own tables have no daily runs to wait for.
@@ -815,12 +813,7 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
         {
             return Ok(Some(format!("{what} (no run ledger {runs})")));
         }
-        let sql =
-            format!("SELECT COUNT(*) AS n FROM {runs} WHERE status = 'success' AND {condition}");
-        let mut p = params;
-        if condition.contains("@ds") {
-            p.push(Param::date("ds", &day));
-        }
+        let (sql, p) = fresh.query(&runs, ds);
         let q = ctx
             .bq
             .query(&sql, &p)
@@ -834,29 +827,35 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
 }
 
 /// Records a mart's result in the ledger and its checks in `ops.dq_results`. Marts that
-/// BigQuery runs as scheduled queries are not recorded: mart-build did nothing with them.
-async fn record(ctx: &Ctx, r: &MartResult) {
+/// BigQuery runs as scheduled queries are not recorded: mart-build did nothing with them. A
+/// built mart whose records cannot be written fails (the ledger's policy): its rerun writes
+/// them.
+async fn record(ctx: &Ctx, r: &mut MartResult) {
     if r.outcome == Outcome::ScheduledQuery {
         return;
     }
+    if let Err(e) = write_records(ctx, r).await {
+        tracing::error!(mart = %r.mart, error = %e, "could not write the run ledger");
+        if r.outcome == Outcome::Success {
+            r.outcome = Outcome::Failed;
+            r.error = Some(format!("built, but the ledger write failed: {e}"));
+        }
+    }
+}
+
+async fn write_records(ctx: &Ctx, r: &MartResult) -> sluice::Result<()> {
     let m = &ctx.dag.marts[&r.mart];
     let day = r.ds.format("%Y-%m-%d").to_string();
-    let now = chrono::Utc::now().to_rfc3339();
+    let now = sluice::time::now_bigquery();
     let status = match r.outcome {
         Outcome::Success => Status::Success,
         Outcome::Failed => Status::Failed,
         Outcome::UpstreamFailed(_) | Outcome::ScheduledQuery => Status::Skipped,
     };
     let record = RunRecord {
-        run_id: ctx.run_id.clone(),
-        worker: "mart-build".into(),
-        target: ctx.target.name.clone(),
         source: Some(m.id.dataset.clone()),
         table_name: Some(m.id.table.clone()),
-        logical_date: Some(day.clone()),
-        lsn_range: None,
-        started_at: r.started.to_rfc3339(),
-        finished_at: now.clone(),
+        logical_date: Some(r.ds),
         status,
         rows_in: r.rows.unwrap_or(0),
         rows_loaded: if status == Status::Success {
@@ -864,8 +863,6 @@ async fn record(ctx: &Ctx, r: &MartResult) {
         } else {
             0
         },
-        rows_dead_lettered: 0,
-        bytes: 0,
         error: r.error.clone(),
         details: json!({
             "outcome": r.outcome.label(),
@@ -875,12 +872,11 @@ async fn record(ctx: &Ctx, r: &MartResult) {
             "checks_failed": r.checks.iter().filter(|c| !c.passed).map(|c| &c.name).collect::<Vec<_>>(),
             "upstream_failed": match &r.outcome { Outcome::UpstreamFailed(u) => Some(u), _ => None },
         }),
+        ..ctx.recorder.row(r.started)
     };
-    if let Err(e) = ctx.ledger.record(&record).await {
-        tracing::error!(mart = %r.mart, error = %e, "could not write the run ledger");
-    }
+    ctx.recorder.record(&record).await?;
     if r.checks.is_empty() {
-        return;
+        return Ok(());
     }
     let rows: Vec<(String, Value)> = r
         .checks
@@ -906,7 +902,5 @@ async fn record(ctx: &Ctx, r: &MartResult) {
             )
         })
         .collect();
-    if let Err(e) = ctx.bq.insert_all(&ctx.ops_ds, DQ_TABLE, &rows).await {
-        tracing::error!(mart = %r.mart, error = %e, "could not write the DQ results");
-    }
+    ctx.bq.insert_all(&ctx.ops_ds, DQ_TABLE, &rows).await
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 use sluice::bigquery::BigQuery;
 use sluice::config::{resolve_dsn, Pipeline, Target};
 use sluice::lake::Lake;
-use sluice::ledger::{Ledger, RunRecord, Status};
+use sluice::ledger::{Ledger, Recorder, RunRecord, Status, Worker};
 use sluice::{Error, ErrorKind, Result};
 use tracing::Instrument;
 
@@ -103,7 +103,7 @@ pub(crate) struct Ctx {
     pub(crate) target: Target,
     bq: BigQuery,
     lake: Lake,
-    ledger: Ledger,
+    recorder: Recorder,
     run_id: String,
     opts: Options,
     counters: Arc<Counters>,
@@ -175,7 +175,7 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
         today,
     )?;
     let units = plan::for_task(all, opts.task.0, opts.task.1);
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = sluice::ledger::new_run_id();
     let span = tracing::info_span!("pg_copy", run_id = %run_id, target = %target.name);
     async {
         let bq = BigQuery::for_target(&target)?;
@@ -187,12 +187,13 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
             from_lake = opts.from_lake,
             "run started"
         );
+        let recorder = ledger.recorder(&run_id, Worker::PgCopy, &target.name);
         let ctx = Arc::new(Ctx {
             pipeline: pipeline.clone(),
             target,
             bq,
             lake,
-            ledger,
+            recorder,
             run_id: run_id.clone(),
             opts: opts.clone(),
             counters: Arc::new(Counters::default()),
@@ -293,24 +294,19 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
         }
     }
     let record = RunRecord {
-        run_id: ctx.run_id.clone(),
-        worker: "pg-copy".into(),
-        target: ctx.target.name.clone(),
         source: Some(unit.source.clone()),
         table_name: Some(unit.table.clone()),
-        logical_date: Some(unit.ds.format("%Y-%m-%d").to_string()),
-        lsn_range: None,
-        started_at: started.to_rfc3339(),
-        finished_at: finished.to_rfc3339(),
+        logical_date: Some(unit.ds),
+        finished_at: finished,
         status: outcome.status,
         rows_in: outcome.rows_read,
         rows_loaded: outcome.rows_loaded,
-        rows_dead_lettered: 0,
         bytes: outcome.bytes,
         error: outcome.error.clone(),
         details,
+        ..ctx.recorder.row(started)
     };
-    if let Err(e) = ctx.ledger.record(&record).await {
+    if let Err(e) = ctx.recorder.record(&record).await {
         tracing::error!(error = %e, "could not write the run ledger");
         if outcome.error.is_none() {
             outcome.status = Status::Failed;
