@@ -11,6 +11,7 @@ pub mod lake;
 pub mod ledger;
 pub mod ops;
 pub mod postgres;
+pub mod progress;
 pub mod retry;
 pub mod secret;
 pub mod secret_manager;

@@ -27,6 +27,7 @@ use sluice::lake::Lake;
 use sluice::ledger::{new_run_id, Ledger, Recorder, RunRecord, Status, Worker};
 use sluice::postgres::pgoutput::{self, Lsn, Message};
 use sluice::postgres::{connect, Answer, PgConnection};
+use sluice::progress::Progress;
 use sluice::types::PgType;
 use sluice::{Error, Result};
 use tokio_postgres::RowStream;
@@ -369,16 +370,37 @@ pub async fn resync(
         } else {
             tables.iter().map(|t| catalog::qualify(t)).collect()
         };
+        if let Some((s, t)) = wanted.iter().find(|w| !published.contains(w)) {
+            return Err(Error::config(format!(
+                "{s}.{t} is not in publication {} of source {name}",
+                ctx.publication
+            )));
+        }
+        let current = Arc::new(std::sync::Mutex::new(String::new()));
+        let progress = {
+            let current = current.clone();
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            Progress::start(
+                "resyncing",
+                Some(wanted.len() as u64),
+                terminal,
+                move || current.lock().map(|c| c.clone()).unwrap_or_default(),
+            )
+        };
         for (s, t) in wanted {
-            if !published.contains(&(s.clone(), t.clone())) {
-                return Err(Error::config(format!(
-                    "{s}.{t} is not in publication {} of source {name}",
-                    ctx.publication
-                )));
+            if let Ok(mut c) = current.lock() {
+                *c = format!("{s}.{t}");
             }
-            let (info, state) = take_snapshot(&ctx, &s, &t, None).await?;
+            let snapshot = take_snapshot(&ctx, &s, &t, None).await;
+            let (info, state) = snapshot.inspect_err(|_| progress.finish())?;
+            progress.step(Some(format!(
+                "resynced {}: {} rows",
+                info.qualified(),
+                state.snapshot_rows
+            )));
             out.push((info.qualified(), state.snapshot_rows));
         }
+        progress.finish();
     }
     Ok(out)
 }
@@ -740,15 +762,13 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
     }
     let max = opts.batch_changes.unwrap_or(ctx.cdc.batch_changes);
     let mut types: HashMap<u32, PgType> = HashMap::new();
-    let progress = opts.progress.then(|| {
-        let p = indicatif::ProgressBar::new_spinner();
-        p.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        p.enable_steady_tick(Duration::from_millis(200));
-        p
-    });
+    let status = Arc::new(std::sync::Mutex::new(String::from("reading the slot")));
+    let progress = {
+        let status = status.clone();
+        Progress::start("replicating", None, opts.progress, move || {
+            status.lock().map(|s| s.clone()).unwrap_or_default()
+        })
+    };
     let out_of_time = || opts.max_duration.is_some_and(|m| started.elapsed() >= m);
     'peeks: loop {
         if out_of_time() {
@@ -801,12 +821,13 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
                     *summary.tables.entry(a.table.clone()).or_default() += a.changes;
                 }
                 tracing::info!(range = %range, changes = batch.changes, transactions = batch.transactions, "batch applied");
-                if let Some(p) = &progress {
-                    p.set_message(format!(
+                if let Ok(mut s) = status.lock() {
+                    *s = format!(
                         "{} changes in {} batches, at {to}",
                         summary.changes, summary.batches
-                    ));
+                    );
                 }
+                progress.step(None);
                 if opts.once || out_of_time() {
                     stop = true;
                     break;
@@ -831,9 +852,7 @@ async fn sync_source(ctx: &mut SourceCtx<'_>, opts: &Options, summary: &mut Summ
             break;
         }
     }
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    progress.finish();
     record_health(ctx, summary, run_started).await
 }
 

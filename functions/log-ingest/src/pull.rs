@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use google_cloud_pubsub::client::Subscriber;
+use sluice::progress::Progress;
 use sluice::{Error, ErrorKind, Result};
 use tokio::time::Instant;
 
@@ -40,6 +41,19 @@ pub struct PullReport {
     pub dead_lettered: BTreeMap<&'static str, u64>,
     /// Not committed, so nacked for redelivery.
     pub nacked: u64,
+}
+
+impl PullReport {
+    /// `120 received · 118 loaded · 2 dead-lettered · 0 nacked`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} received · {} loaded · {} dead-lettered · {} nacked",
+            self.received,
+            self.loaded,
+            self.dead_lettered.values().sum::<u64>(),
+            self.nacked
+        )
+    }
 }
 
 /// The full subscription name, from `S` or `projects/P/subscriptions/S`.
@@ -90,7 +104,21 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut failure = None;
     tracing::info!(subscription = opts.subscription, "pulling");
+    let shown = Arc::new(std::sync::Mutex::new(String::new()));
+    let progress = {
+        let shown = shown.clone();
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Progress::start("pulling", None, terminal, move || {
+            shown.lock().map(|s| s.clone()).unwrap_or_default()
+        })
+    };
+    let show = |r: &PullReport| {
+        if let Ok(mut s) = shown.lock() {
+            *s = r.line();
+        }
+    };
     loop {
+        show(&report);
         let idle_at = last_message + opts.idle_timeout.unwrap_or(far);
         tokio::select! {
             _ = &mut shutdown => break,
@@ -143,6 +171,7 @@ pub async fn run(
         tally(&mut report, done);
     }
     running.finish().await;
+    progress.finish();
     match failure {
         Some(e) => Err(e),
         None => Ok(report),

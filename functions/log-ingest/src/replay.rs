@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sluice::bigquery::sql::table_ref;
 use sluice::bigquery::Param;
+use sluice::progress::Progress;
 use sluice::{Error, Result};
 
 use crate::event::{Incoming, Reason, Routed};
@@ -121,6 +122,9 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
     let running = ingest.start("replay").await?;
     let run_id = sluice::ledger::new_run_id();
     let mut stored = vec![];
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let chunks = passing.len().div_ceil(1000) as u64;
+    let progress = Progress::start("replaying", Some(chunks), terminal, String::new);
     for chunk in passing.chunks(1000) {
         let outcomes = futures::future::join_all(
             chunk
@@ -147,7 +151,9 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
                 }
             }
         }
+        progress.step(None);
     }
+    progress.finish();
     running.finish().await;
     let now = chrono::Utc::now().to_rfc3339();
     let marks: Vec<(String, Value)> = stored

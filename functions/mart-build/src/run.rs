@@ -25,8 +25,10 @@ use sluice::bigquery::sql::{ident, replace_partition, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Pipeline, Target};
 use sluice::ledger::{Built, Fresh, Ledger, Recorder, RunRecord, Status, Worker, RUNS_TABLE};
+use sluice::progress::Progress;
 use sluice::types::BqType;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::checks::{Check, Rule};
 use crate::dag::{Dag, Producer};
@@ -52,7 +54,8 @@ pub struct Options {
     pub wait: Duration,
     /// How often to look again while waiting.
     pub poll: Duration,
-    /// Print a line per finished mart on stderr.
+    /// Show progress: a bar and a line per finished mart on a terminal, else a log line per
+    /// mart and every ten seconds.
     pub progress: bool,
 }
 
@@ -206,6 +209,7 @@ struct Ctx {
     /// target that reads production inputs.
     input_ops: (String, String),
     recorder: Recorder,
+    progress: Progress,
     opts: Options,
     /// The marts of this run.
     selected: BTreeSet<String>,
@@ -232,6 +236,13 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result
     }
     let run_id = sluice::ledger::new_run_id();
     let recorder = ledger.recorder(&run_id, Worker::MartBuild, &target.name);
+    let total = selected.len() * opts.dates.len();
+    let progress = if opts.progress {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Progress::start("building marts", Some(total as u64), terminal, String::new)
+    } else {
+        Progress::hidden()
+    };
     let ctx = Arc::new(Ctx {
         bq,
         tag: run_tag(&run_id),
@@ -245,20 +256,26 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result
             format!("{}{}", pipeline.bigquery.ops_dataset, target.inputs_suffix),
         ),
         recorder,
+        progress,
         target,
         opts: opts.clone(),
         selected: selected.clone(),
     });
     let mut results = vec![];
-    let total = selected.len() * opts.dates.len();
-    for ds in &opts.dates {
-        let mut day = vec![];
-        run_date(&ctx, *ds, &selected, total, results.len(), &mut day).await;
-        // In run order, not the order they finished in.
-        let position = |m: &String| ctx.dag.order().position(|o| o == m);
-        day.sort_by_key(|r| position(&r.mart));
-        results.extend(day);
+    let span = tracing::info_span!("mart-build", run_id = %run_id, target = %ctx.target.name);
+    async {
+        for ds in &opts.dates {
+            let mut day = vec![];
+            run_date(&ctx, *ds, &selected, total, results.len(), &mut day).await;
+            // In run order, not the order they finished in.
+            let position = |m: &String| ctx.dag.order().position(|o| o == m);
+            day.sort_by_key(|r| position(&r.mart));
+            results.extend(day);
+        }
     }
+    .instrument(span)
+    .await;
+    ctx.progress.finish();
     Ok(Summary { run_id, results })
 }
 
@@ -304,11 +321,14 @@ async fn run_date(
             let ready = ups.iter().all(|u| done.contains_key(*u));
             if ready && running.len() < ctx.opts.parallel.max(1) {
                 let (c, m) = (ctx.clone(), m.clone());
-                let task = running.spawn(async move {
-                    let mut r = build(&c, &m, ds).await;
-                    record(&c, &mut r).await;
-                    r
-                });
+                let task = running.spawn(
+                    async move {
+                        let mut r = build(&c, &m, ds).await;
+                        record(&c, &mut r).await;
+                        r
+                    }
+                    .instrument(tracing::Span::current()),
+                );
                 tasks.insert(task.id(), pending.remove(i));
                 continue;
             }
@@ -350,22 +370,23 @@ fn skipped(mart: &str, ds: NaiveDate, upstream: &str) -> MartResult {
 }
 
 fn report(ctx: &Ctx, r: &MartResult, n: usize, total: usize) {
-    if !ctx.opts.progress {
-        return;
-    }
     let rows = r.rows.map(|n| format!("  {n} rows")).unwrap_or_default();
     let err = r
         .error
         .as_deref()
         .map(|e| format!("  {e}"))
         .unwrap_or_default();
-    eprintln!(
+    let line = format!(
         "[{n}/{total}] {:<15} {} {}{rows}  {:.1}s{err}",
         r.outcome.label(),
         r.ds,
         r.mart,
         r.seconds
     );
+    if ctx.opts.progress && !ctx.progress.on_terminal() {
+        tracing::info!("{line}");
+    }
+    ctx.progress.step(Some(line));
 }
 
 /// Builds one mart for one date; every error ends up in the result, none escapes.

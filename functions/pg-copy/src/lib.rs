@@ -7,10 +7,10 @@
 pub mod extract;
 pub mod load;
 pub mod plan;
-pub mod progress;
 mod verify;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
@@ -20,6 +20,7 @@ use sluice::bigquery::BigQuery;
 use sluice::config::{resolve_dsn, Pipeline, Target};
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, Recorder, RunRecord, Status, Worker};
+use sluice::progress::Progress;
 use sluice::{Error, ErrorKind, Result};
 use tracing::Instrument;
 
@@ -200,13 +201,33 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
             table_locks: Default::default(),
             unanswered: Default::default(),
         });
-        let reporter = progress::start(ctx.counters.clone(), opts.progress_bar, units.len());
+        let counters = ctx.counters.clone();
+        let started = std::time::Instant::now();
+        let reporter = Progress::start(
+            "copying",
+            Some(units.len() as u64),
+            opts.progress_bar,
+            move || {
+                let rows = counters.rows.load(Ordering::Relaxed);
+                let mb = counters.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                format!(
+                    "{rows} rows · {mb:.1} MB · {:.0} rows/s",
+                    rows as f64 / secs
+                )
+            },
+        );
         let outcomes: Vec<UnitOutcome> = futures::stream::iter(units.into_iter().map(|u| {
             let ctx = ctx.clone();
             let reporter = reporter.clone();
             async move {
                 let o = run_unit(&ctx, u).await;
-                reporter.unit_done(&o);
+                let status = if o.error.is_some() { "failed" } else { "done" };
+                reporter.step(Some(format!(
+                    "{status:>6} {} ({} rows)",
+                    o.unit.label(),
+                    o.rows_loaded
+                )));
                 o
             }
         }))
