@@ -173,7 +173,6 @@ impl Ingest {
             max_wait: Duration::from_millis(b.max_wait_ms),
             max_inflight: 4,
             max_payload_bytes: self.events.max_payload_bytes,
-            attempts: 3,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::bigquery::BigQuery;
+use sluice::retry;
 use sluice::{Error, ErrorKind};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -56,8 +57,6 @@ pub struct WriterConfig {
     /// Batches written at once; more requests wait (and their batches grow).
     pub max_inflight: usize,
     pub max_payload_bytes: usize,
-    /// Tries of one insertAll on transient errors before the batch's requests are refused.
-    pub attempts: u32,
 }
 
 pub const DEAD_LETTER_TABLE: &str = sluice::ops::DEAD_LETTER.name;
@@ -299,7 +298,8 @@ fn not_committed(e: &Error) -> NotCommitted {
     }
 }
 
-/// insertAll with retries: transient errors are tried `attempts` times; when BigQuery refuses
+/// insertAll with retries: transient errors are tried again with the QUICK backoff (the pushes
+/// wait for their answer); when BigQuery refuses
 /// some rows, the rows it stopped are sent again without them. Ok holds the refused rows by
 /// position in `rows`.
 async fn insert(
@@ -310,8 +310,7 @@ async fn insert(
 ) -> Result<Vec<(usize, String)>, Error> {
     let mut pending: Vec<usize> = (0..rows.len()).collect();
     let mut refused = vec![];
-    let mut attempt = 0;
-    let mut delay = Duration::from_millis(100);
+    let mut waits = retry::QUICK.delays();
     while !pending.is_empty() {
         let send: Vec<(&str, &[u8])> = pending.iter().map(|&p| rows[p]).collect();
         match shared.bq.insert_all_raw(dataset, table, &send).await {
@@ -338,11 +337,12 @@ async fn insert(
                 }
                 pending = retry;
             }
-            Err(e) if e.is_retryable() && attempt + 1 < shared.config.attempts => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "insertAll failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 3).min(Duration::from_secs(2));
+            Err(e) if e.is_retryable() => {
+                let Some(wait) = waits.next() else {
+                    return Err(e);
+                };
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "insertAll failed; retrying");
+                tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),
         }
