@@ -294,14 +294,7 @@ pub enum OnUnsupported {
     Skip,
 }
 
-/// How often Cloud Scheduler runs a table's copy.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    #[default]
-    Daily,
-    Hourly,
-}
+pub use crate::schedule::Schedule;
 
 /// One table of a source.
 #[derive(Debug, Clone, Deserialize)]
@@ -315,7 +308,7 @@ pub struct TableConfig {
     /// For `incremental`: the date, timestamp or timestamptz column that assigns rows to dates.
     #[serde(default)]
     pub watermark_column: Option<String>,
-    /// When Cloud Scheduler starts the copy.
+    /// When Cloud Scheduler starts the copy: `daily` (the day before) or `hourly` (today so far).
     #[serde(default)]
     pub schedule: Schedule,
     /// `numeric` columns to land as exact STRING instead of NUMERIC/BIGNUMERIC.
@@ -557,6 +550,12 @@ impl Pipeline {
             for (tname, t) in &source.tables {
                 let path = ["sources", sname.as_str(), "tables", tname.as_str()];
                 check_name(tname).map_err(|m| at(&path, m))?;
+                if let Schedule::Cron(c) = &t.schedule {
+                    return Err(at(
+                        &[&path[..], &["schedule"]].concat(),
+                        format!("`{c}`: a copy runs daily (for the day before) or hourly (for today so far)"),
+                    ));
+                }
                 match (t.mode, &t.watermark_column) {
                     (Mode::Incremental, None) => {
                         return Err(at(
@@ -1058,6 +1057,37 @@ targets:
             "{err}"
         );
         assert!(err.contains("watermark_column"), "{err}");
+    }
+
+    #[test]
+    fn tables_are_copied_daily_or_hourly() {
+        let hourly = SAMPLE.replace(
+            "        mode: full\n",
+            "        mode: full\n        schedule: hourly\n",
+        );
+        let p = Pipeline::parse(&hourly, "pipeline.yaml").unwrap();
+        assert_eq!(p.sources["shop"].tables["users"].schedule, Schedule::Hourly);
+        let cron = SAMPLE.replace(
+            "        mode: full\n",
+            "        mode: full\n        schedule: 0 3 * * *\n",
+        );
+        let e = Pipeline::parse(&cron, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "sources.shop.tables.users.schedule (line 13): `0 3 * * *`: a copy runs daily"
+            ),
+            "{e}"
+        );
+        let bad = SAMPLE.replace(
+            "        mode: full\n",
+            "        mode: full\n        schedule: weekly\n",
+        );
+        let e = Pipeline::parse(&bad, "pipeline.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("schedule `weekly`"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod postgres;
 pub mod progress;
 pub mod retry;
+pub mod schedule;
 pub mod secret;
 pub mod secret_manager;
 pub mod telemetry;

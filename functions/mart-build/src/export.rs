@@ -17,7 +17,7 @@ use sqlparser::parser::Parser;
 use crate::dag::Dag;
 use crate::mart::{parameter, Mart, Materialized, Runner};
 use crate::render::{placed_query, Placement};
-use crate::schedule::Schedule;
+use sluice::schedule::Schedule;
 
 /// `@ds`, `@ds_start`, `@ds_end` as expressions of the scheduled query's own parameters, and
 /// the offset of the partition decorator's date from `run_time`.
@@ -68,7 +68,7 @@ pub fn transfer_schedule(s: &Schedule) -> Result<String, String> {
 
 /// The SQL a scheduled query runs for a mart: references placed, date parameters replaced.
 pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<String, String> {
-    let schedule = Schedule::parse(m.header.schedule.as_deref().unwrap_or("daily"))?;
+    let schedule = m.header.schedule.clone().unwrap_or_default();
     let (exprs, _) = date_exprs(&schedule);
     let mut parsed = vec![];
     for (name, text) in exprs {
@@ -103,8 +103,7 @@ pub fn scheduled_queries(
             continue;
         }
         let at = |e: String| format!("{}: {e}", m.file.display());
-        let schedule =
-            Schedule::parse(m.header.schedule.as_deref().unwrap_or("daily")).map_err(at)?;
+        let schedule = m.header.schedule.clone().unwrap_or_default();
         let (_, offset) = date_exprs(&schedule);
         let placed = placement.place(dag, &m.id);
         let template = match m.header.materialized {

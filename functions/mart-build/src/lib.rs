@@ -11,5 +11,4 @@ pub mod fixtures;
 pub mod mart;
 pub mod render;
 pub mod run;
-pub mod schedule;
 pub mod sql;

@@ -18,6 +18,7 @@
 //! The header may also be a run of `--` lines. Every error names the file and, where it can,
 //! the line.
 
+use sluice::schedule::Schedule;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -111,7 +112,7 @@ pub struct Header {
     pub unique_key: Names,
     /// `daily` (default), `hourly`, or a cron expression.
     #[serde(default)]
-    pub schedule: Option<String>,
+    pub schedule: Option<Schedule>,
     #[serde(default)]
     pub runner: Runner,
     /// Inputs the SQL does not name (`dataset.table`), read before this mart.
@@ -448,9 +449,7 @@ impl Mart {
                 )));
             }
         }
-        if let Some(s) = &h.schedule {
-            crate::schedule::Schedule::parse(s).map_err(at)?;
-        }
+
         let mut names = BTreeSet::new();
         let mut checks = |specs: &[CheckSpec], kind: &str| -> Result<Vec<Check>, String> {
             let prefix = if kind == "fail_conditions" {

@@ -58,7 +58,7 @@ pub fn units(
                     None => continue,
                 }
             }
-            let default_ds = match (t.mode, t.schedule) {
+            let default_ds = match (t.mode, &t.schedule) {
                 (Mode::Incremental, Schedule::Daily) => today - Duration::days(1),
                 _ => today,
             };

@@ -1,12 +1,23 @@
-//! A mart's `schedule`: `daily` (the default), `hourly`, or a five-field cron expression
+//! When something runs: `daily` (the default), `hourly`, or a five-field cron expression
 //! (minute hour day-of-month month day-of-week), which Cloud Scheduler and BigQuery
-//! scheduled queries both take.
+//! scheduled queries both take. The one schedule type of pg-copy's tables and of marts.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A schedule, as pipeline.yaml and mart headers write it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Schedule {
+    #[default]
     Daily,
     Hourly,
     Cron(String),
+}
+
+impl TryFrom<String> for Schedule {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Schedule, String> {
+        Schedule::parse(&s)
+    }
 }
 
 impl Schedule {
@@ -42,7 +53,8 @@ impl Schedule {
         Ok(Schedule::Cron(fields.join(" ")))
     }
 
-    /// As a cron expression (daily runs at 06:00 UTC, after the night's copies).
+    /// As a cron expression: daily at 06:00 UTC (after the night's copies), hourly at a
+    /// quarter past.
     pub fn cron(&self) -> String {
         match self {
             Schedule::Daily => "0 6 * * *".into(),
