@@ -89,6 +89,11 @@ pub enum Error {
     /// Fetching a secret failed.
     #[error("secret {name}: {message}")]
     Secret { name: String, message: String },
+
+    /// A failure a test asked for (the `failpoints` feature).
+    #[cfg(feature = "failpoints")]
+    #[error("injected {0}")]
+    Injected(String),
 }
 
 impl Error {
@@ -104,6 +109,8 @@ impl Error {
             | Error::ValueOutOfRange { .. }
             | Error::Decode { .. }
             | Error::Secret { .. } => ErrorKind::Permanent,
+            #[cfg(feature = "failpoints")]
+            Error::Injected(_) => ErrorKind::Permanent,
         }
     }
 

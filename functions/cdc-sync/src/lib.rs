@@ -68,10 +68,14 @@ impl CrashPoint {
     ];
 }
 
+/// Stops here as if crashed when a test asked for this point (with the `failpoints` feature;
+/// without it, never).
 pub(crate) fn crash_at(wanted: Option<CrashPoint>, here: CrashPoint) -> Result<()> {
+    #[cfg(feature = "failpoints")]
     if wanted == Some(here) {
-        return Err(Error::Config(format!("injected crash at {here:?}")));
+        return Err(Error::Injected(format!("crash at {here:?}")));
     }
+    let _ = (wanted, here);
     Ok(())
 }
 
@@ -893,13 +897,17 @@ async fn apply_batch(
         let state = snapshot_if_new(ctx, &first.schema, &first.name, summary, crash).await?;
         for (i, seg) in segs.iter().enumerate() {
             if state.key != seg.info.key_names() {
-                return Err(Error::Config(format!(
-                    "the primary key of {} changed from ({}) to ({}); run `cdc-sync resync --table {}` to rebuild its replica",
-                    seg.info.qualified(),
-                    state.key.join(", "),
-                    seg.info.key_names().join(", "),
-                    seg.info.qualified()
-                )));
+                return Err(Error::bigquery(
+                    format!("replicating {}", seg.info.qualified()),
+                    sluice::ErrorKind::Permanent,
+                    format!(
+                        "the primary key of {} changed from ({}) to ({}); run `cdc-sync resync --table {}` to rebuild its replica",
+                        seg.info.qualified(),
+                        state.key.join(", "),
+                        seg.info.key_names().join(", "),
+                        seg.info.qualified()
+                    ),
+                ));
             }
             if !seg.info.keyed() && seg.counts.updates + seg.counts.deletes > 0 {
                 tracing::warn!(table = %seg.info.qualified(), "no primary key: updates and deletes are kept as history rows");
