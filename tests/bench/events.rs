@@ -88,7 +88,7 @@ fn recorded(n: usize) -> Vec<Incoming> {
                 attributes: [("event_type".to_string(), event_type.to_string())].into_iter().collect(),
                 publish_time: Some("2026-11-23T10:00:00.000Z".into()),
                 delivery_attempt: None,
-                via: "push",
+                via: log_ingest::event::Via::Push,
                 bad_base64: None,
             }
         })

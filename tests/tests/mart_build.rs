@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use mart_build::dag::{self, Dag, Landed};
-use mart_build::run::{self, MartResult, Options, Outcome, Summary};
+use mart_build::run::{self, CheckKind, MartResult, Options, Outcome, Summary};
 use sluice::config::Pipeline;
 use sluice::ledger::{Ledger, RunRecord, Status, Worker};
 use sluice_tests::{binary, TestEnv};
@@ -334,7 +334,7 @@ async fn metrics_never_block_and_row_count_change_compares_partitions() {
     assert_built(&s);
     let r = result(&s, "m.daily", "2024-05-02");
     let big = r.checks.iter().find(|c| c.name == "big_days").unwrap();
-    assert!(!big.passed && big.kind == "dq_metric", "{big:?}");
+    assert!(!big.passed && big.kind == CheckKind::DqMetric, "{big:?}");
     let change = r
         .checks
         .iter()

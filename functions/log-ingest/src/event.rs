@@ -62,6 +62,27 @@ impl From<WireMessage> for PushMessage {
     }
 }
 
+/// How a message reached log-ingest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A Pub/Sub push request to `serve`.
+    Push,
+    /// Streaming pull (`pull`).
+    Pull,
+    /// Read back from the dead-letter table (`replay`).
+    Replay,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Push => "push",
+            Via::Pull => "pull",
+            Via::Replay => "replay",
+        }
+    }
+}
+
 /// A message from either delivery path, data decoded.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -71,8 +92,8 @@ pub struct Incoming {
     pub attributes: BTreeMap<String, String>,
     pub publish_time: Option<String>,
     pub delivery_attempt: Option<i64>,
-    /// `push`, `pull` or `replay`.
-    pub via: &'static str,
+    /// How it came.
+    pub via: Via,
     /// Set when push data was not base64; `data` then holds the text as received.
     pub bad_base64: Option<String>,
 }
@@ -92,7 +113,7 @@ impl Incoming {
             attributes: message.attributes,
             publish_time: message.publish_time,
             delivery_attempt: env.delivery_attempt,
-            via: "push",
+            via: Via::Push,
             bad_base64,
         }
     }
@@ -314,7 +335,7 @@ impl DeadLetter {
             "publish_time": self.msg.publish_time.as_deref().and_then(normalize_timestamp),
             "received_at": received_at,
             "delivery_attempt": self.msg.delivery_attempt,
-            "via": self.msg.via,
+            "via": self.msg.via.as_str(),
         });
         serde_json::to_vec(&row).unwrap_or_default()
     }
@@ -354,7 +375,7 @@ mod tests {
                 .unwrap_or_default(),
             publish_time: Some("2026-11-23T10:00:00.5Z".into()),
             delivery_attempt: None,
-            via: "push",
+            via: Via::Push,
             bad_base64: None,
         }
     }

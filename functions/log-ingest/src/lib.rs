@@ -28,7 +28,7 @@ use sluice::{Error, Result};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::event::{Incoming, Routed, Router};
+use crate::event::{Incoming, Routed, Router, Via};
 use crate::writer::{Counts, Writer, WriterConfig};
 
 /// Table of replayed dead letters.
@@ -177,17 +177,17 @@ impl Ingest {
     }
 
     /// Starts the writer and the ledger window; `finish` on the returned pipeline drains both.
-    pub async fn start(self: &Arc<Self>, via: &'static str) -> Result<Running> {
+    pub async fn start(self: &Arc<Self>, via: Via) -> Result<Running> {
         let counts = Arc::new(Counts::default());
         let (writer, writer_task) =
             Writer::start(self.bq.clone(), self.writer_config(), counts.clone());
         let ledger = Ledger::open(self.bq.clone(), &self.ops_dataset).await?;
         let run_id = new_run_id();
-        tracing::info!(run_id = %run_id, via, "run started");
+        tracing::info!(run_id = %run_id, via = via.as_str(), "run started");
         let recorder = ledger.recorder(&run_id, Worker::LogIngest, &self.target.name);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let window = Duration::from_secs(self.events.ledger_window_s);
-        let span = tracing::info_span!("log-ingest", run_id = %run_id, via);
+        let span = tracing::info_span!("log-ingest", run_id = %run_id, via = via.as_str());
         let ledger_task =
             tokio::spawn(ledger_loop(recorder, counts, window, via, stopped).instrument(span));
         Ok(Running {
@@ -225,7 +225,7 @@ async fn ledger_loop(
     recorder: Recorder,
     counts: Arc<Counts>,
     window: Duration,
-    via: &'static str,
+    via: Via,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut started = chrono::Utc::now();
@@ -236,7 +236,7 @@ async fn ledger_loop(
         };
         for (table, c) in counts.take() {
             let record = RunRecord {
-                source: Some(via.into()),
+                source: Some(via.as_str().into()),
                 table_name: Some(table.clone()),
                 status: if c.not_committed > 0 && c.rows_in == 0 {
                     Status::Failed
@@ -286,7 +286,7 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let running = ingest.start("push").await?;
+    let running = ingest.start(Via::Push).await?;
     let app = service::router(ingest.clone(), running.writer.clone(), verifier);
     tracing::info!(addr, "log-ingest listening");
     axum::serve(listener, app)

@@ -212,7 +212,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     events.dataset,
                     s.table,
                     s.partition_field,
-                    s.partition_type,
+                    s.partition_type.as_str(),
                     if s.clustering.is_empty() {
                         String::new()
                     } else {

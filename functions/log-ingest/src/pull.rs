@@ -13,7 +13,7 @@ use sluice::progress::Progress;
 use sluice::{Error, ErrorKind, Result};
 use tokio::time::Instant;
 
-use crate::event::Incoming;
+use crate::event::{Incoming, Via};
 use crate::writer::Outcome;
 use crate::Ingest;
 
@@ -94,7 +94,7 @@ pub async fn run(
         .subscribe(opts.subscription.clone())
         .set_max_outstanding_messages(opts.max_outstanding)
         .build();
-    let running = ingest.start("pull").await?;
+    let running = ingest.start(Via::Pull).await?;
     let mut report = PullReport::default();
     let mut inflight = FuturesUnordered::new();
     let started = Instant::now();
@@ -147,7 +147,7 @@ pub async fn run(
                         attributes: m.attributes.into_iter().collect(),
                         publish_time,
                         delivery_attempt: handler.delivery_attempt().map(i64::from),
-                        via: "pull",
+                        via: Via::Pull,
                         bad_base64: None,
                     };
                     let routed = ingest.route(msg);

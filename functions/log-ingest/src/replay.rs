@@ -12,7 +12,7 @@ use sluice::bigquery::Param;
 use sluice::progress::Progress;
 use sluice::{Error, Result};
 
-use crate::event::{Incoming, Reason, Routed};
+use crate::event::{Incoming, Reason, Routed, Via};
 use crate::writer::Outcome;
 use crate::{Ingest, OPEN_VIEW, REPLAYS_TABLE};
 
@@ -104,7 +104,7 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
             attributes,
             publish_time: get("publish_time"),
             delivery_attempt: get("delivery_attempt").and_then(|s| s.parse().ok()),
-            via: "replay",
+            via: Via::Replay,
             bad_base64: None,
         };
         let old_reason = get("reason_code").unwrap_or_default();
@@ -119,7 +119,7 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
         }
         return Ok(report);
     }
-    let running = ingest.start("replay").await?;
+    let running = ingest.start(Via::Replay).await?;
     let run_id = sluice::ledger::new_run_id();
     let mut stored = vec![];
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -32,6 +32,37 @@ use serde_json::{json, Map, Value};
 use sluice::bigquery::schema::{self, Field, FieldType, Mode};
 use sluice::types::BqType;
 
+/// How an event table is time-partitioned (`x-bigquery.partition_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionType {
+    Hour,
+    Day,
+    Month,
+    Year,
+}
+
+impl PartitionType {
+    fn parse(s: &str) -> Option<PartitionType> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "HOUR" => PartitionType::Hour,
+            "DAY" => PartitionType::Day,
+            "MONTH" => PartitionType::Month,
+            "YEAR" => PartitionType::Year,
+            _ => return None,
+        })
+    }
+
+    /// As BigQuery's `timePartitioning.type` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionType::Hour => "HOUR",
+            PartitionType::Day => "DAY",
+            PartitionType::Month => "MONTH",
+            PartitionType::Year => "YEAR",
+        }
+    }
+}
+
 /// A type the `x-bigquery.type` hint may name: those log-ingest can write from JSON.
 fn hinted_type(name: &str) -> Option<BqType> {
     BqType::from_api(name).filter(|t| !matches!(t, BqType::Datetime | BqType::Time))
@@ -52,7 +83,7 @@ pub struct EventSchema {
     pub file: PathBuf,
     pub table: String,
     pub partition_field: String,
-    pub partition_type: String,
+    pub partition_type: PartitionType,
     pub clustering: Vec<String>,
     pub description: Option<String>,
     /// The typed columns, from the schema's properties (NULLABLE or REPEATED).
@@ -168,14 +199,12 @@ impl EventSchema {
                 "x-bigquery.partition_field `{partition_field}` must be a top-level date or date-time property, or _publish_time / _ingested_at"
             ));
         }
-        let partition_type = hint_str("partition_type")
-            .unwrap_or_else(|| "DAY".into())
-            .to_ascii_uppercase();
-        if !matches!(partition_type.as_str(), "HOUR" | "DAY" | "MONTH" | "YEAR") {
-            return Err(format!(
-                "x-bigquery.partition_type `{partition_type}` must be HOUR, DAY, MONTH or YEAR"
-            ));
-        }
+        let partition_type = match hint_str("partition_type") {
+            None => PartitionType::Day,
+            Some(p) => PartitionType::parse(&p).ok_or_else(|| {
+                format!("x-bigquery.partition_type `{p}` must be HOUR, DAY, MONTH or YEAR")
+            })?,
+        };
         let clustering: Vec<String> = match hints.get("clustering") {
             None => vec![],
             Some(Value::Array(a)) => a
@@ -231,7 +260,7 @@ impl EventSchema {
     pub fn table_resource(&self) -> Value {
         let mut r = json!({
             "schema": {"fields": schema::to_json(&self.fields())},
-            "timePartitioning": {"type": self.partition_type, "field": self.partition_field},
+            "timePartitioning": {"type": self.partition_type.as_str(), "field": self.partition_field},
             "description": self.description.clone().unwrap_or_else(|| format!("Events of type {} (log-ingest).", self.event_type)),
             "labels": {"sluice_worker": "log-ingest"},
         });

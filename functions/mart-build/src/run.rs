@@ -100,12 +100,29 @@ impl Outcome {
     }
 }
 
+/// Whether a check stops the mart or is only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A tripped one keeps the target as it was and skips the marts downstream.
+    FailCondition,
+    /// Recorded in `ops.dq_results`; the mart builds either way.
+    DqMetric,
+}
+
+impl CheckKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::FailCondition => "fail_condition",
+            CheckKind::DqMetric => "dq_metric",
+        }
+    }
+}
+
 /// One check's result.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
     pub name: String,
-    /// `fail_condition` or `dq_metric`.
-    pub kind: &'static str,
+    pub kind: CheckKind,
     /// `expression`, `not_null`, `unique`, ...
     pub check_type: String,
     pub expression: String,
@@ -551,7 +568,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     let tripped: Vec<String> = r
         .checks
         .iter()
-        .filter(|c| c.kind == "fail_condition" && !c.passed)
+        .filter(|c| c.kind == CheckKind::FailCondition && !c.passed)
         .map(|c| match c.check_type.as_str() {
             "not_empty" => format!("{} (no rows)", c.name),
             "row_count_change" => format!(
@@ -660,11 +677,11 @@ async fn run_checks(
     previous: Option<f64>,
     ds: &[Param],
 ) -> Result<(u64, Vec<CheckResult>), String> {
-    let all: Vec<(&Check, &'static str)> = m
+    let all: Vec<(&Check, CheckKind)> = m
         .fail_conditions
         .iter()
-        .map(|c| (c, "fail_condition"))
-        .chain(m.dq_metrics.iter().map(|c| (c, "dq_metric")))
+        .map(|c| (c, CheckKind::FailCondition))
+        .chain(m.dq_metrics.iter().map(|c| (c, CheckKind::DqMetric)))
         .collect();
     let checks: Vec<&Check> = all.iter().map(|(c, _)| *c).collect();
     // @ds only where the query names it: for rows outside the partition.
@@ -704,7 +721,7 @@ async fn run_checks(
             let value = num(&sql::check_column(i));
             CheckResult {
                 name: c.name.clone(),
-                kind,
+                kind: *kind,
                 check_type: c.kind.clone(),
                 expression: c.expression.clone(),
                 value,
@@ -911,7 +928,7 @@ async fn write_records(ctx: &Ctx, r: &MartResult) -> sluice::Result<()> {
                     "mart": r.mart,
                     "ds": day,
                     "check_name": c.name,
-                    "kind": c.kind,
+                    "kind": c.kind.as_str(),
                     "check_type": c.check_type,
                     "expression": c.expression,
                     "value": c.value,
