@@ -258,7 +258,14 @@ async fn connect(dsn: &str) -> Client {
     c
 }
 
+pub mod faults;
 pub mod gcs_bridge;
+pub mod tokens;
+
+/// A date written `YYYY-MM-DD` (tests write many).
+pub fn d(s: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a YYYY-MM-DD date")
+}
 
 /// A worker binary next to the test's profile directory, built by `make test` first
 /// (`cargo build --workspace --bins`; `cargo test` does not build other packages' binaries).

@@ -13,6 +13,8 @@ use log_ingest::replay::{self, ReplayFilter};
 use log_ingest::{Ingest, ServeReport};
 use serde_json::{json, Value};
 use sluice::config::{Pipeline, PushAuth, Target};
+use sluice_tests::faults::flaky_bigquery;
+use sluice_tests::tokens::{keys, token};
 use sluice_tests::{binary, TestEnv};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -316,43 +318,6 @@ async fn valid_events_land_and_malformed_requests_are_answered() {
         (l.get(0, "i"), l.get(0, "l"), l.get(0, "d")),
         (Some("12"), Some("5"), Some("7"))
     );
-}
-
-/// An RSA key pair for signing test tokens, and its JWK set.
-struct Keys {
-    kid: String,
-    pem: String,
-    jwks: Value,
-}
-
-fn keys(kid: &str) -> Keys {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::traits::PublicKeyParts;
-    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
-    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let pem = key.to_pkcs1_pem(Default::default()).unwrap().to_string();
-    let jwks = json!({"keys": [{
-        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
-        "n": url.encode(key.n().to_bytes_be()),
-        "e": url.encode(key.e().to_bytes_be()),
-    }]});
-    Keys {
-        kid: kid.into(),
-        pem,
-        jwks,
-    }
-}
-
-fn token(keys: &Keys, aud: &str, email: &str, exp_in: i64) -> String {
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    h.kid = Some(keys.kid.clone());
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({
-        "iss": "https://accounts.google.com", "aud": aud, "email": email, "email_verified": true,
-        "sub": "1234", "iat": now, "exp": now + exp_in,
-    });
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(keys.pem.as_bytes()).unwrap();
-    jsonwebtoken::encode(&h, &claims, &key).unwrap()
 }
 
 #[tokio::test]
@@ -814,57 +779,6 @@ fn published(i: usize) -> Value {
         click(i as u64)
     };
     json!({"data": b64(payload.as_bytes()), "attributes": {"event_type": "click", "seq": i.to_string()}})
-}
-
-/// A proxy in front of the BigQuery emulator that answers insertAll with 503 while `failing`.
-async fn flaky_bigquery(
-    upstream: String,
-    failing: Arc<AtomicBool>,
-    refused: Arc<std::sync::atomic::AtomicUsize>,
-) -> String {
-    use axum::extract::Request;
-    use axum::response::IntoResponse;
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |req: Request| {
-        let (http, upstream, failing, refused) = (
-            http.clone(),
-            upstream.clone(),
-            failing.clone(),
-            refused.clone(),
-        );
-        async move {
-            let path = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            if failing.load(Ordering::Relaxed) && path.contains("/insertAll") {
-                refused.fetch_add(1, Ordering::Relaxed);
-                return (
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    r#"{"error": {"code": 503, "message": "injected outage"}}"#,
-                )
-                    .into_response();
-            }
-            let method = req.method().clone();
-            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            let resp = http
-                .request(method, format!("{upstream}{path}"))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
-            (status, resp.bytes().await.unwrap()).into_response()
-        }
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
 }
 
 async fn wait_for_total(

@@ -3,16 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use mart_build::dag::{self, Dag, Landed};
 use mart_build::run::{self, CheckKind, MartResult, Options, Outcome, Summary};
 use sluice::config::Pipeline;
 use sluice::ledger::{Ledger, RunRecord, Status, Worker};
-use sluice_tests::{binary, TestEnv};
-
-fn d(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
+use sluice_tests::{binary, d, TestEnv};
 
 /// The pipeline of these tests: source `src` lands `orders` (incremental) and `users` (full).
 const TABLES: &str =

@@ -1,15 +1,10 @@
 //! pg-copy end to end: Postgres → lake → BigQuery emulator.
 
-use chrono::NaiveDate;
 use pg_copy::{Dates, Options, Summary};
 use serde_json::Value;
 use sluice::config::Pipeline;
 use sluice::ledger::Status;
-use sluice_tests::TestEnv;
-
-fn d(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
+use sluice_tests::{d, TestEnv};
 
 async fn copy(p: &Pipeline, f: impl FnOnce(&mut Options)) -> Summary {
     let mut o = Options::new("local");
