@@ -286,11 +286,7 @@ pub async fn status(
                 .stream
                 .query_one(
                     &format!("counting {qualified}"),
-                    &format!(
-                        "SELECT count(*) FROM {}.{}",
-                        sluice::postgres::catalog::quote_ident(&s),
-                        sluice::postgres::catalog::quote_ident(&t)
-                    ),
+                    &sluice::postgres::catalog::count_rows_sql(&s, &t),
                     &[],
                 )
                 .await?
@@ -301,21 +297,15 @@ pub async fn status(
             let (replica_rows, last_synced) = if state.is_none() {
                 (None, None)
             } else {
-                let live = if append_only {
-                    "COUNT(*)"
-                } else {
-                    "COUNTIF(NOT IFNULL(_sluice_deleted, FALSE))"
-                };
+                let replica = sluice::bigquery::sql::table_ref(
+                    ctx.sink.bq.project(),
+                    &ctx.sink.dataset,
+                    &bq_name,
+                );
                 let r = ctx
                     .sink
                     .bq
-                    .query(
-                        &format!(
-                            "SELECT {live} AS n, CAST(MAX(_sluice_synced_at) AS STRING) AS t FROM {}",
-                            sluice::bigquery::sql::table_ref(ctx.sink.bq.project(), &ctx.sink.dataset, &bq_name)
-                        ),
-                        &[],
-                    )
+                    .query(&crate::sql::replica_status(&replica, append_only), &[])
                     .await?;
                 (
                     r.get(0, "n").and_then(|n| n.parse().ok()),

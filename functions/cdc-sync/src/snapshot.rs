@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::sql as merge;
 use object_store::path::Path;
 use sluice::bigquery::schema::run_tag;
+use sluice::bigquery::sql::count_rows;
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;
 use sluice::lake::parquet::SinkLimits;
@@ -82,7 +83,7 @@ pub async fn snapshot(
     })
     .await?;
     // Nothing else writes the replica before the table's state exists: it holds the snapshot.
-    let replaced = count_rows(sink, &target).await?;
+    let replaced = sink.bq.count(&count_rows(&target, None), &[]).await?;
     if replaced != rows {
         return Err(Error::bigquery(
             format!("snapshot of {qualified}"),
@@ -109,14 +110,6 @@ pub async fn snapshot(
     tables::write_state(&sink.lake, &sink.source, &info.bq_name, &state).await?;
     tracing::info!(table = %qualified, rows, lsn = %stamp, "snapshot loaded");
     Ok((info, state))
-}
-
-async fn count_rows(sink: &Sink, table: &str) -> Result<u64> {
-    let r = sink
-        .bq
-        .query(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
-        .await?;
-    Ok(r.get(0, "n").and_then(|n| n.parse().ok()).unwrap_or(0))
 }
 
 async fn copy_into_lake(

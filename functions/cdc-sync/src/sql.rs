@@ -209,6 +209,17 @@ pub fn merge_changes(m: &MergeSpec) -> String {
     )
 }
 
+/// The live rows of a replica (not soft-deleted; every change of an append-only one) as `n`,
+/// and when it was last synced as `t`: what `cdc-sync status` shows.
+pub fn replica_status(target: &str, append_only: bool) -> String {
+    let live = if append_only {
+        "COUNT(*)".to_string()
+    } else {
+        format!("COUNTIF(NOT IFNULL({DELETED}, FALSE))")
+    };
+    format!("SELECT {live} AS n, CAST(MAX({SYNCED_AT}) AS STRING) AS t FROM {target}")
+}
+
 /// Changes a column's type in place, to one BigQuery widens it to (`BqType::widens_to`).
 pub fn widen_column(target: &str, column: &str, to: sluice::types::BqType) -> String {
     format!(
@@ -356,6 +367,15 @@ mod tests {
         // The rest is the MERGE without moved values.
         let tail = |s: &str| s[s.find(") S\n").unwrap()..].to_string();
         assert_eq!(tail(&sql), tail(&merge_changes(&spec())));
+    }
+
+    #[test]
+    fn status_counts_live_rows() {
+        assert_eq!(
+            replica_status("`p.d.t`", false),
+            "SELECT COUNTIF(NOT IFNULL(_sluice_deleted, FALSE)) AS n, CAST(MAX(_sluice_synced_at) AS STRING) AS t FROM `p.d.t`"
+        );
+        assert!(replica_status("`p.d.t`", true).starts_with("SELECT COUNT(*) AS n,"));
     }
 
     #[test]

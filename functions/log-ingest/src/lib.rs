@@ -90,23 +90,8 @@ impl Ingest {
             ingest
                 .ensure_table(&ingest.events_dataset, &s.table, s.table_resource(), &ctx)
                 .await?;
-            let table = table_ref(ingest.bq.project(), &ingest.events_dataset, &s.table);
-            let view = table_ref(
-                ingest.bq.project(),
-                &ingest.events_dataset,
-                &sluice::catalog::dedup_view(&s.table),
-            );
-            ingest
-                .bq
-                .query(
-                    &format!(
-                        "CREATE OR REPLACE VIEW {view} OPTIONS (description = 'One row per Pub/Sub message of {table}: query this for exactly-once.') AS\n\
-                         SELECT * FROM {table} WHERE TRUE\n\
-                         QUALIFY ROW_NUMBER() OVER (PARTITION BY _message_id ORDER BY _ingested_at) = 1"
-                    ),
-                    &[],
-                )
-                .await?;
+            let view = dedup_view_sql(ingest.bq.project(), &ingest.events_dataset, &s.table);
+            ingest.bq.query(&view, &[]).await?;
         }
         for t in [sluice::ops::DEAD_LETTER, sluice::ops::DEAD_LETTER_REPLAYS] {
             t.ensure(&ingest.bq, &ingest.ops_dataset).await?;
@@ -268,6 +253,18 @@ async fn ledger_loop(
     }
 }
 
+/// `CREATE OR REPLACE VIEW` of an event table's view that keeps one row per Pub/Sub message
+/// (insertId dedup is best effort), named by `sluice::catalog::dedup_view`.
+pub fn dedup_view_sql(project: &str, dataset: &str, table: &str) -> String {
+    let view = table_ref(project, dataset, &sluice::catalog::dedup_view(table));
+    let table = table_ref(project, dataset, table);
+    format!(
+        "CREATE OR REPLACE VIEW {view} OPTIONS (description = 'One row per Pub/Sub message of {table}: query this for exactly-once.') AS\n\
+         SELECT * FROM {table} WHERE TRUE\n\
+         QUALIFY ROW_NUMBER() OVER (PARTITION BY _message_id ORDER BY _ingested_at) = 1"
+    )
+}
+
 /// What `serve` did.
 #[derive(Debug, Default)]
 pub struct ServeReport {
@@ -320,5 +317,18 @@ pub async fn stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dedup_view_keeps_the_first_row_of_each_message() {
+        assert_eq!(
+            super::dedup_view_sql("p", "events", "clicks"),
+            "CREATE OR REPLACE VIEW `p.events.clicks_dedup` OPTIONS (description = 'One row per Pub/Sub message of `p.events.clicks`: query this for exactly-once.') AS\n\
+             SELECT * FROM `p.events.clicks` WHERE TRUE\n\
+             QUALIFY ROW_NUMBER() OVER (PARTITION BY _message_id ORDER BY _ingested_at) = 1"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field};
-use sluice::bigquery::sql::{ident, partition_date, replace_partition, table_ref};
+use sluice::bigquery::sql::{count_rows, ident, partition_date, replace_partition, table_ref};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Mode, Pipeline, Target};
 use sluice::error::ErrorKind;
@@ -125,7 +125,7 @@ pub async fn load(
             }
             bq.run_job(&id, json!({"query": query})).await?;
             job_ids.push(id);
-            count(bq, &format!("SELECT COUNT(*) AS n FROM {target_ref}"), &[]).await?
+            bq.count(&count_rows(&target_ref, None), &[]).await?
         }
         Mode::Incremental => {
             let wm = unit.config.watermark_column.clone().unwrap_or_default();
@@ -144,9 +144,8 @@ pub async fn load(
             let params = [Param::date("ds", &ds)];
             sluice::retry::transient("replacing the partition", || bq.query(&swap, &params))
                 .await?;
-            count(
-                bq,
-                &format!("SELECT COUNT(*) AS n FROM {target_ref} WHERE {date} = @ds"),
+            bq.count(
+                &count_rows(&target_ref, Some(&format!("{date} = @ds"))),
                 &[Param::date("ds", &ds)],
             )
             .await?
@@ -220,9 +219,4 @@ fn select_list(fields: &[Field]) -> String {
         .map(|f| ident(&f.name))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-async fn count(bq: &BigQuery, sql: &str, params: &[Param]) -> Result<u64> {
-    let r = bq.query(sql, params).await?;
-    Ok(r.get(0, "n").and_then(|v| v.parse().ok()).unwrap_or(0))
 }

@@ -539,6 +539,12 @@ impl BigQuery {
         Ok(out)
     }
 
+    /// The number a `SELECT COUNT(*) AS n …` query (`sql::count_rows`) returns.
+    pub async fn count(&self, sql: &str, params: &[Param]) -> Result<u64> {
+        let r = self.query(sql, params).await?;
+        Ok(r.get(0, "n").and_then(|n| n.parse().ok()).unwrap_or(0))
+    }
+
     async fn query_results(&self, job_id: &str, page: Option<&str>, ctx: &str) -> Result<Value> {
         let mut path = format!(
             "/queries/{job_id}?location={}&maxResults=10000&timeoutMs={}",

@@ -10,6 +10,15 @@ pub fn ident(name: &str) -> String {
     format!("`{}`", esc(name))
 }
 
+/// `SELECT COUNT(*) AS n FROM <table>` (where `filter` holds, when given): what
+/// `BigQuery::count` reads.
+pub fn count_rows(table: &str, filter: Option<&str>) -> String {
+    match filter {
+        None => format!("SELECT COUNT(*) AS n FROM {table}"),
+        Some(f) => format!("SELECT COUNT(*) AS n FROM {table} WHERE {f}"),
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('`', "\\`")
 }
@@ -45,6 +54,18 @@ pub fn partition_date(column: &str, bq_type: crate::types::BqType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_of_a_table_or_a_slice() {
+        assert_eq!(
+            count_rows("`p.d.t`", None),
+            "SELECT COUNT(*) AS n FROM `p.d.t`"
+        );
+        assert_eq!(
+            count_rows("`p.d.t`", Some("day = @ds")),
+            "SELECT COUNT(*) AS n FROM `p.d.t` WHERE day = @ds"
+        );
+    }
     use crate::types::BqType;
 
     #[test]

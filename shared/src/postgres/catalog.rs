@@ -142,6 +142,15 @@ pub async fn types_by_oid(
         .collect())
 }
 
+/// `SELECT count(*) FROM schema.table`, quoted.
+pub fn count_rows_sql(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {}.{}",
+        quote_ident(schema),
+        quote_ident(table)
+    )
+}
+
 /// Quotes an identifier for Postgres SQL.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -152,5 +161,9 @@ mod tests {
     #[test]
     fn quote_ident_doubles_quotes() {
         assert_eq!(super::quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(
+            super::count_rows_sql("billing", "in\"v"),
+            "SELECT count(*) FROM \"billing\".\"in\"\"v\""
+        );
     }
 }
