@@ -2,12 +2,11 @@
 //! table's schema brought up to date, then truncate / MERGE / history appends. Every step can
 //! run again with the same result, so a crash anywhere before the slot advances is harmless.
 
-use std::time::Duration;
-
 use crate::sql::{self as merge, MergeSpec};
 use serde_json::{json, Value as Json};
 use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field, Mode};
 use sluice::bigquery::sql::table_ref;
+use sluice::bigquery::staging::Staging;
 use sluice::bigquery::{BigQuery, Param};
 use sluice::catalog;
 use sluice::config::DeleteMode;
@@ -224,15 +223,6 @@ impl Sink {
         self.lock().replicas.remove(bq_name);
     }
 
-    async fn ensure_dataset(&self, dataset: &str, expiration: Option<Duration>) -> Result<()> {
-        if self.lock().datasets.contains(dataset) {
-            return Ok(());
-        }
-        self.bq.ensure_dataset(dataset, expiration).await?;
-        self.lock().datasets.insert(dataset.to_string());
-        Ok(())
-    }
-
     /// Loads lake files holding `rows` rows into a fresh staging table; returns the staging
     /// table's reference. A load that reports another number of rows fails.
     pub async fn load_staging(
@@ -243,46 +233,16 @@ impl Sink {
         rows: u64,
         job: &str,
     ) -> Result<String> {
-        self.ensure_dataset(&self.staging_dataset, Some(Duration::from_secs(24 * 3600)))
-            .await?;
-        self.bq.delete_table(&self.staging_dataset, staging).await?;
-        self.bq
-            .create_table(
-                &self.staging_dataset,
-                staging,
-                json!({"schema": {"fields": schema::to_json(fields)}}),
-            )
-            .await?;
-        if !uris.is_empty() {
-            let done = self
-                .bq
-                .run_job(
-                    job,
-                    json!({"load": {
-                        "sourceUris": uris,
-                        "sourceFormat": "PARQUET",
-                        "destinationTable": {"projectId": self.bq.project(), "datasetId": self.staging_dataset, "tableId": staging},
-                        "writeDisposition": "WRITE_APPEND",
-                        "createDisposition": "CREATE_NEVER",
-                        "parquetOptions": {"enableListInference": true},
-                    }}),
-                )
-                .await?;
-            let loaded = done.statistics["load"]["outputRows"]
-                .as_str()
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(loaded) = loaded.filter(|&n| n != rows) {
-                return Err(Error::bigquery(
-                    format!("job {job}"),
-                    ErrorKind::Permanent,
-                    format!(
-                        "loaded {loaded} rows into {}.{staging}, but the lake files hold {rows}",
-                        self.staging_dataset
-                    ),
-                ));
-            }
-        }
-        Ok(table_ref(self.bq.project(), &self.staging_dataset, staging))
+        let ready = self.lock().datasets.contains(&self.staging_dataset);
+        let area = if ready {
+            Staging::known(&self.bq, &self.staging_dataset)
+        } else {
+            let s = Staging::open(&self.bq, &self.staging_dataset).await?;
+            self.lock().datasets.insert(self.staging_dataset.clone());
+            s
+        };
+        area.load_parquet(staging, fields, uris, Some(rows), job)
+            .await
     }
 
     /// A job id of this pipeline, target and slot for `parts`, ending in the run's tag.

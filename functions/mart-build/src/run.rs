@@ -241,8 +241,7 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> anyhow::Result
     let ledger = Ledger::open(bq.clone(), &ops_ds).await?;
     sluice::ops::DQ_RESULTS.ensure(&bq, &ops_ds).await?;
     let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
-    bq.ensure_dataset(&staging_ds, Some(Duration::from_secs(24 * 3600)))
-        .await?;
+    sluice::bigquery::staging::Staging::open(&bq, &staging_ds).await?;
     let placement = Placement::for_target(&target);
     let datasets: BTreeSet<String> = selected
         .iter()

@@ -2,11 +2,10 @@
 //! the target (a copy job for full tables, a DELETE+INSERT transaction for a date partition).
 //! Until the swap the target keeps its previous data; every step can be repeated.
 
-use std::time::Duration;
-
 use serde_json::json;
 use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field};
 use sluice::bigquery::sql::{count_rows, ident, partition_date, replace_partition, table_ref};
+use sluice::bigquery::staging::Staging;
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Mode, Pipeline, Target};
 use sluice::error::ErrorKind;
@@ -48,9 +47,7 @@ pub async fn load(
     let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
     let project = bq.project().to_string();
     bq.ensure_dataset(&dataset, None).await?;
-    // Staging tables are scratch: a leftover from a crashed run expires on its own.
-    bq.ensure_dataset(&staging_ds, Some(Duration::from_secs(24 * 3600)))
-        .await?;
+    let area = Staging::open(bq, &staging_ds).await?;
 
     let ds = unit.ds.format("%Y-%m-%d").to_string();
     let run8 = run_tag(run_id);
@@ -76,36 +73,17 @@ pub async fn load(
     let fields = &manifest.bigquery_fields;
     let mut job_ids = Vec::new();
 
-    bq.delete_table(&staging_ds, &staging).await?;
-    bq.create_table(
-        &staging_ds,
-        &staging,
-        json!({"schema": {"fields": schema::to_json(fields)}}),
-    )
-    .await?;
-    if !manifest.files.is_empty() {
-        let uris: Vec<String> = manifest
-            .files
-            .iter()
-            .map(|f| lake.gs_uri(&object_store::path::Path::from(f.path.as_str())))
-            .collect();
-        let id = ids("load");
-        bq.run_job(
-            &id,
-            json!({"load": {
-                "sourceUris": uris,
-                "sourceFormat": "PARQUET",
-                "destinationTable": {"projectId": project, "datasetId": staging_ds, "tableId": staging},
-                "writeDisposition": "WRITE_APPEND",
-                "createDisposition": "CREATE_NEVER",
-                "parquetOptions": {"enableListInference": true},
-                // The emulator (DuckDB) reads `dt=<ds>` in the path as a hive column and adds it;
-                // BigQuery does not. Allowing the addition keeps both working; swaps select by name.
-                "schemaUpdateOptions": ["ALLOW_FIELD_ADDITION"],
-            }}),
-        )
+    let uris: Vec<String> = manifest
+        .files
+        .iter()
+        .map(|f| lake.gs_uri(&object_store::path::Path::from(f.path.as_str())))
+        .collect();
+    let load = ids("load");
+    let staging_ref = area
+        .load_parquet(&staging, fields, uris, Some(manifest.rows), &load)
         .await?;
-        job_ids.push(id);
+    if !manifest.files.is_empty() {
+        job_ids.push(load);
     }
 
     let target_ref = table_ref(&project, &dataset, &unit.table);
@@ -114,7 +92,7 @@ pub async fn load(
             // A query job writing the target with WRITE_TRUNCATE swaps data and schema at once.
             let id = ids("swap");
             let mut query = json!({
-                "query": format!("SELECT {} FROM {}", select_list(fields), table_ref(&project, &staging_ds, &staging)),
+                "query": format!("SELECT {} FROM {staging_ref}", select_list(fields)),
                 "useLegacySql": false,
                 "destinationTable": {"projectId": project, "datasetId": dataset, "tableId": unit.table},
                 "writeDisposition": "WRITE_TRUNCATE",
@@ -138,7 +116,6 @@ pub async fn load(
             ensure_partitioned(bq, &dataset, unit, fields, &wm).await?;
             let columns = column_names(fields);
             let date = partition_date(&wm, wm_type);
-            let staging_ref = table_ref(&project, &staging_ds, &staging);
             // Idempotent (delete, then insert the staging rows), so safe to retry on a conflict.
             let swap = replace_partition(&target_ref, &staging_ref, &date, &columns);
             let params = [Param::date("ds", &ds)];
@@ -151,7 +128,7 @@ pub async fn load(
             .await?
         }
     };
-    bq.delete_table(&staging_ds, &staging).await?;
+    area.drop(&staging).await?;
     Ok(Loaded {
         rows,
         dataset,

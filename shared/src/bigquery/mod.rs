@@ -3,5 +3,6 @@
 pub mod client;
 pub mod schema;
 pub mod sql;
+pub mod staging;
 
 pub use client::{BigQuery, JobResult, Param, QueryRows, RowError};

@@ -1,0 +1,104 @@
+//! The staging dataset: scratch tables, expiring after a day, that a load fills before it is
+//! swapped into its target. pg-copy, cdc-sync and mart-build stage through it.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::schema::{self, Field};
+use super::sql::table_ref;
+use super::BigQuery;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A leftover of a crashed run expires on its own after this long.
+pub const EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// A target's staging dataset.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    bq: BigQuery,
+    pub dataset: String,
+}
+
+impl Staging {
+    /// The dataset (created with its expiry if missing).
+    pub async fn open(bq: &BigQuery, dataset: &str) -> Result<Staging> {
+        bq.ensure_dataset(dataset, Some(EXPIRY)).await?;
+        Ok(Staging::known(bq, dataset))
+    }
+
+    /// The dataset, known to exist already.
+    pub fn known(bq: &BigQuery, dataset: &str) -> Staging {
+        Staging {
+            bq: bq.clone(),
+            dataset: dataset.to_string(),
+        }
+    }
+
+    /// `project.dataset.name` of a staging table, quoted.
+    pub fn table_ref(&self, name: &str) -> String {
+        table_ref(self.bq.project(), &self.dataset, name)
+    }
+
+    /// Loads Parquet files into a fresh table `name` of `fields`, with the load job `job`;
+    /// returns the table's reference. When `rows` is given, a load that reports another
+    /// number of rows fails. No files: an empty table.
+    pub async fn load_parquet(
+        &self,
+        name: &str,
+        fields: &[Field],
+        uris: Vec<String>,
+        rows: Option<u64>,
+        job: &str,
+    ) -> Result<String> {
+        self.bq.delete_table(&self.dataset, name).await?;
+        self.bq
+            .create_table(
+                &self.dataset,
+                name,
+                json!({"schema": {"fields": schema::to_json(fields)}}),
+            )
+            .await?;
+        if !uris.is_empty() {
+            let done = self
+                .bq
+                .run_job(
+                    job,
+                    json!({"load": {
+                        "sourceUris": uris,
+                        "sourceFormat": "PARQUET",
+                        "destinationTable": {"projectId": self.bq.project(), "datasetId": self.dataset, "tableId": name},
+                        "writeDisposition": "WRITE_APPEND",
+                        "createDisposition": "CREATE_NEVER",
+                        "parquetOptions": {"enableListInference": true},
+                        // The emulator (DuckDB) reads `dt=<ds>` in a path as a hive column and
+                        // adds it; BigQuery does not. Allowing the addition keeps both working:
+                        // swaps select columns by name.
+                        "schemaUpdateOptions": ["ALLOW_FIELD_ADDITION"],
+                    }}),
+                )
+                .await?;
+            let loaded = done.statistics["load"]["outputRows"]
+                .as_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            if let (Some(want), Some(got)) = (rows, loaded) {
+                if want != got {
+                    return Err(Error::bigquery(
+                        format!("job {job}"),
+                        ErrorKind::Permanent,
+                        format!(
+                            "loaded {got} rows into {}.{name}, but the lake files hold {want}",
+                            self.dataset
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(self.table_ref(name))
+    }
+
+    /// Drops a staging table (gone already is fine).
+    pub async fn drop(&self, name: &str) -> Result<()> {
+        self.bq.delete_table(&self.dataset, name).await
+    }
+}
