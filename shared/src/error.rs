@@ -90,6 +90,12 @@ pub enum Error {
     #[error("secret {name}: {message}")]
     Secret { name: String, message: String },
 
+    /// One of the pipeline's own gates stopped a unit: a tripped fail condition, built rows
+    /// outside their partition, an input not fresh in time. The message says which, and what
+    /// was left as it was.
+    #[error("{0}")]
+    Gate(String),
+
     /// A failure a test asked for (the `failpoints` feature).
     #[cfg(feature = "failpoints")]
     #[error("injected {0}")]
@@ -108,7 +114,8 @@ impl Error {
             | Error::UnsupportedType { .. }
             | Error::ValueOutOfRange { .. }
             | Error::Decode { .. }
-            | Error::Secret { .. } => ErrorKind::Permanent,
+            | Error::Secret { .. }
+            | Error::Gate(_) => ErrorKind::Permanent,
             #[cfg(feature = "failpoints")]
             Error::Injected(_) => ErrorKind::Permanent,
         }
@@ -117,6 +124,62 @@ impl Error {
     /// Transient or unanswered: worth trying again.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind(), ErrorKind::Transient | ErrorKind::Unanswered)
+    }
+
+    /// The same error, its context prefixed with what the caller was doing
+    /// (`reading the run ledger: bigquery (query …): …`). Its kind stays.
+    pub fn within(self, what: &str) -> Self {
+        match self {
+            Error::Postgres {
+                context,
+                message,
+                kind,
+                source,
+            } => Error::Postgres {
+                context: format!("{what}: {context}"),
+                message,
+                kind,
+                source,
+            },
+            Error::BigQuery {
+                context,
+                message,
+                kind,
+            } => Error::BigQuery {
+                context: format!("{what}: {context}"),
+                message,
+                kind,
+            },
+            Error::Lake {
+                context,
+                kind,
+                source,
+            } => Error::Lake {
+                context: format!("{what}: {context}"),
+                kind,
+                source,
+            },
+            Error::PubSub {
+                context,
+                message,
+                kind,
+            } => Error::PubSub {
+                context: format!("{what}: {context}"),
+                message,
+                kind,
+            },
+            Error::Config(m) => Error::Config(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
+    /// What to put in a list of problems: a config error's own words (the list says
+    /// `config:` once), any other error whole.
+    pub fn into_message(self) -> String {
+        match self {
+            Error::Config(m) => m,
+            other => other.to_string(),
+        }
     }
 
     pub fn config(msg: impl Into<String>) -> Self {

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::NaiveDate;
-use mart_build::dag::{load_dir, Dag, Landed};
-use mart_build::render::Placement;
-use mart_build::run::{Options, Summary};
+use mart_build::Placement;
+use mart_build::{load_dir, Dag, Landed};
+use mart_build::{Options, Summary};
 use sluice::bigquery::BigQuery;
 use sluice::config::Pipeline;
 
@@ -183,7 +183,7 @@ pub async fn measure(figures: &mut BTreeMap<String, f64>, with_stack: bool) -> R
         o.check_freshness = false;
         o.progress = false;
         let t = Instant::now();
-        let summary = mart_build::run::run(&p, dag.clone(), o).await?;
+        let summary = mart_build::run(&p, dag.clone(), o).await?;
         let wall = t.elapsed().as_secs_f64();
         anyhow::ensure!(
             summary.failed() == 0,

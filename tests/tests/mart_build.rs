@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mart_build::dag::{self, Dag, Landed};
-use mart_build::run::{self, CheckKind, MartResult, Options, Outcome, Summary};
+use mart_build::{CheckKind, MartResult, Options, Outcome, Summary};
+use mart_build::{Dag, Landed};
 use sluice::config::Pipeline;
 use sluice::ledger::{Ledger, RunRecord, Status, Worker};
 use sluice_tests::{binary, d, TestEnv};
@@ -30,8 +30,8 @@ impl Marts {
         Marts { dir }
     }
 
-    fn dag(&self, p: &Pipeline) -> Result<Dag, String> {
-        Dag::build(dag::load_dir(&self.dir)?, &Landed::of(p, &self.dir))
+    fn dag(&self, p: &Pipeline) -> sluice::Result<Dag> {
+        Dag::build(mart_build::load_dir(&self.dir)?, &Landed::of(p, &self.dir))
     }
 }
 
@@ -53,7 +53,7 @@ async fn run_marts(
     o.progress = false;
     f(&mut o);
     let dag = marts.dag(p).unwrap_or_else(|e| panic!("{e}"));
-    run::run(p, dag, o).await.expect("the run starts")
+    mart_build::run(p, dag, o).await.expect("the run starts")
 }
 
 /// One mart's result for one date; the summary's table if it did not run.
@@ -834,11 +834,11 @@ async fn a_mart_reads_the_replica_of_a_table_outside_the_public_schema() {
     );
     let dag = marts.dag(&p).expect("the replica is a known input");
     assert!(matches!(
-        dag::producer(
+        mart_build::producer(
             &dag.inputs,
-            &mart_build::mart::TableName::parse("src_replica.billing__invoices").unwrap()
+            &mart_build::TableName::parse("src_replica.billing__invoices").unwrap()
         ),
-        Some(dag::Producer::Cdc { .. })
+        Some(mart_build::Producer::Cdc { .. })
     ));
     let s = run_marts(&p, &marts, "local", &["2024-05-01"], |_| {}).await;
     assert_built(&s);

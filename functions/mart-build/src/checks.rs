@@ -10,47 +10,11 @@
 //! | `accepted_values: {column, values}` | `COUNTIF(CAST(col AS STRING) IN UNNEST(@fc0_values))`, threshold 1.0; the values are a query parameter |
 //! | `row_count_change: {max_ratio}` | rows now against the previous partition's; passes when `abs(now / before - 1) <= max_ratio` |
 
-use serde::Deserialize;
+use sluice::{Error, Result};
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
-use crate::mart::{Header, Materialized, Names};
-
-/// A check as written in the header.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckSpec {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    #[serde(default)]
-    pub expression: Option<String>,
-    #[serde(default)]
-    pub not_null: Option<String>,
-    #[serde(default)]
-    pub unique: Option<Names>,
-    #[serde(default)]
-    pub not_empty: Option<bool>,
-    #[serde(default)]
-    pub accepted_values: Option<AcceptedValues>,
-    #[serde(default)]
-    pub row_count_change: Option<RowCountChange>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcceptedValues {
-    pub column: String,
-    pub values: Vec<serde_yaml::Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RowCountChange {
-    /// Largest accepted change, as a fraction of the previous partition's rows (0.5 = ±50%).
-    pub max_ratio: f64,
-}
+use crate::header::{CheckSpec, Header, Materialized, Names};
 
 /// How a check's value is judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,17 +40,21 @@ pub struct Check {
     pub values: Option<(String, Vec<String>)>,
 }
 
-fn yaml_scalar(v: &serde_yaml::Value) -> Result<String, String> {
+fn yaml_scalar(v: &serde_yaml::Value) -> Result<String> {
     Ok(match v {
         serde_yaml::Value::String(s) => s.clone(),
         serde_yaml::Value::Number(n) => n.to_string(),
         serde_yaml::Value::Bool(b) => b.to_string(),
-        other => return Err(format!("accepted_values: `{other:?}` is not a plain value")),
+        other => {
+            return Err(Error::config(format!(
+                "accepted_values: `{other:?}` is not a plain value"
+            )))
+        }
     })
 }
 
 /// A column name as written in a check: a plain identifier, so it can go into SQL as it is.
-fn column(s: &str) -> Result<&str, String> {
+fn column(s: &str) -> Result<&str> {
     let ok = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
@@ -94,12 +62,12 @@ fn column(s: &str) -> Result<&str, String> {
     if ok {
         Ok(s)
     } else {
-        Err(format!("`{s}` is not a column name"))
+        Err(Error::config(format!("`{s}` is not a column name")))
     }
 }
 
 /// Checks that `expression` is one SQL expression (so a typo is reported before anything runs).
-pub fn parse_expression(expression: &str) -> Result<(), String> {
+pub fn parse_expression(expression: &str) -> Result<()> {
     Parser::new(&BigQueryDialect {})
         .try_with_sql(expression)
         .and_then(|mut p| {
@@ -109,17 +77,17 @@ pub fn parse_expression(expression: &str) -> Result<(), String> {
         })
         .map_err(|e| {
             let msg = e.to_string();
-            format!(
+            Error::config(format!(
                 "expression `{expression}`: {}",
                 msg.trim_start_matches("sql parser error: ")
-            )
+            ))
         })
 }
 
 impl CheckSpec {
     /// The check this spec describes, or what is wrong with it. `param` names the query
     /// parameter that carries accepted values, unique within the mart.
-    pub fn resolve(&self, header: &Header, param: &str) -> Result<Check, String> {
+    pub fn resolve(&self, header: &Header, param: &str) -> Result<Check> {
         let shorthands = [
             self.expression.is_some(),
             self.not_null.is_some(),
@@ -129,17 +97,17 @@ impl CheckSpec {
             self.row_count_change.is_some(),
         ];
         if shorthands.iter().filter(|s| **s).count() != 1 {
-            return Err("give exactly one of expression, not_null, unique, not_empty, accepted_values, row_count_change".into());
+            return Err(Error::config("give exactly one of expression, not_null, unique, not_empty, accepted_values, row_count_change"));
         }
         let ratio = |default: f64| Rule::Ratio {
             threshold: self.threshold.unwrap_or(default),
         };
         let (kind, default_name, expression, rule, values) = if let Some(e) = &self.expression {
             let Some(name) = &self.name else {
-                return Err("a check with an expression needs a name".into());
+                return Err(Error::config("a check with an expression needs a name"));
             };
             if self.threshold.is_none() {
-                return Err(format!("check `{name}` needs a threshold"));
+                return Err(Error::config(format!("check `{name}` needs a threshold")));
             }
             ("expression", name.clone(), e.clone(), ratio(1.0), None)
         } else if let Some(c) = &self.not_null {
@@ -152,7 +120,7 @@ impl CheckSpec {
                 .map(|c| column(c))
                 .collect::<Result<Vec<_>, _>>()?;
             let e = match cols.as_slice() {
-                [] => return Err("unique: name at least one column".into()),
+                [] => return Err(Error::config("unique: name at least one column")),
                 [c] => format!("COUNT(DISTINCT {c})"),
                 many => format!(
                     "COUNT(DISTINCT TO_JSON_STRING(STRUCT({})))",
@@ -168,7 +136,9 @@ impl CheckSpec {
             )
         } else if let Some(on) = self.not_empty {
             if !on {
-                return Err("not_empty: write `not_empty: true`, or leave the check out".into());
+                return Err(Error::config(
+                    "not_empty: write `not_empty: true`, or leave the check out",
+                ));
             }
             (
                 "not_empty",
@@ -180,7 +150,7 @@ impl CheckSpec {
         } else if let Some(a) = &self.accepted_values {
             let c = column(&a.column)?;
             if a.values.is_empty() {
-                return Err("accepted_values: list at least one value".into());
+                return Err(Error::config("accepted_values: list at least one value"));
             }
             let values = a.values.iter().map(yaml_scalar).collect::<Result<_, _>>()?;
             let e = format!("COUNTIF(CAST({c} AS STRING) IN UNNEST(@{param}))");
@@ -194,12 +164,14 @@ impl CheckSpec {
             )
         } else if let Some(r) = &self.row_count_change {
             if header.materialized != Materialized::Partition {
-                return Err(
-                    "row_count_change compares partitions: it needs materialized: partition".into(),
-                );
+                return Err(Error::config(
+                    "row_count_change compares partitions: it needs materialized: partition",
+                ));
             }
             if r.max_ratio.is_nan() || r.max_ratio < 0.0 {
-                return Err("row_count_change: max_ratio must be 0 or more".into());
+                return Err(Error::config(
+                    "row_count_change: max_ratio must be 0 or more",
+                ));
             }
             let rule = Rule::RowCountChange {
                 max_ratio: r.max_ratio,
@@ -217,7 +189,9 @@ impl CheckSpec {
         parse_expression(&expression)?;
         if let Rule::Ratio { threshold } = rule {
             if !(0.0..=1.0).contains(&threshold) {
-                return Err(format!("threshold {threshold} must be between 0 and 1"));
+                return Err(Error::config(format!(
+                    "threshold {threshold} must be between 0 and 1"
+                )));
             }
         }
         Ok(Check {
@@ -265,7 +239,7 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap()
     }
 
-    fn resolve(yaml: &str) -> Result<Check, String> {
+    fn resolve(yaml: &str) -> Result<Check> {
         spec(yaml).resolve(&Header::default(), "fc0_values")
     }
 
@@ -305,7 +279,7 @@ mod tests {
 
     #[test]
     fn bad_checks_say_what_is_wrong() {
-        let e = |y: &str| resolve(y).unwrap_err();
+        let e = |y: &str| resolve(y).unwrap_err().into_message();
         assert!(e("{not_null: id, unique: id}").contains("exactly one"));
         assert!(e("{expression: COUNT(*)}").contains("needs a name"));
         assert!(e("{name: x, expression: COUNT(*)}").contains("needs a threshold"));

@@ -2,6 +2,7 @@
 //! mart or to a table the pipeline lands, there is no cycle, and the marts come out in
 //! dependency order, in levels that may run in parallel.
 
+use sluice::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -37,10 +38,10 @@ pub struct Dag {
 }
 
 /// Reads `dir/<dataset>/<name>.sql`. Every problem of every file is reported, one per line.
-pub fn load_dir(dir: &Path) -> Result<Vec<Mart>, String> {
+pub fn load_dir(dir: &Path) -> Result<Vec<Mart>> {
     let mut files: Vec<(PathBuf, String)> = vec![];
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read marts in {}: {e}", dir.display()))?;
+        .map_err(|e| Error::config(format!("cannot read marts in {}: {e}", dir.display())))?;
     for d in entries.flatten() {
         let ds = d.path();
         if !ds.is_dir() {
@@ -59,19 +60,19 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Mart>, String> {
     for (file, dataset) in files {
         match Mart::load(&file, &dataset) {
             Ok(m) => marts.push(m),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.into_message()),
         }
     }
     if errors.is_empty() {
         Ok(marts)
     } else {
-        Err(errors.join("\n"))
+        Err(Error::config(errors.join("\n")))
     }
 }
 
 impl Dag {
     /// Resolves references and orders the marts; errors name the file and line, or the cycle.
-    pub fn build(marts: Vec<Mart>, inputs: &Landed) -> Result<Dag, String> {
+    pub fn build(marts: Vec<Mart>, inputs: &Landed) -> Result<Dag> {
         let marts: BTreeMap<String, Mart> = marts.into_iter().map(|m| (m.id.short(), m)).collect();
         let mut upstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut errors = vec![];
@@ -101,7 +102,7 @@ impl Dag {
             }
         }
         if !errors.is_empty() {
-            return Err(errors.join("\n"));
+            return Err(Error::config(errors.join("\n")));
         }
         // Kahn's algorithm by levels; what is left over sits on a cycle.
         let mut remaining: BTreeMap<&String, usize> =
@@ -126,10 +127,10 @@ impl Dag {
         }
         if !remaining.is_empty() {
             let left: BTreeSet<String> = remaining.keys().map(|k| (*k).clone()).collect();
-            return Err(format!(
+            return Err(Error::config(format!(
                 "marts depend on each other in a cycle: {}",
                 cycle(&left, &upstream)
-            ));
+            )));
         }
         Ok(Dag {
             marts,
@@ -159,7 +160,7 @@ impl Dag {
     /// `--select`: `mart` (just it), `mart+` (and everything downstream), `+mart` (and
     /// everything upstream); a mart is `dataset.name` or a name that is unique. Several
     /// selectors add up; none selects all.
-    pub fn select(&self, selectors: &[String]) -> Result<BTreeSet<String>, String> {
+    pub fn select(&self, selectors: &[String]) -> Result<BTreeSet<String>> {
         if selectors.is_empty() {
             return Ok(self.marts.keys().cloned().collect());
         }
@@ -191,7 +192,7 @@ impl Dag {
     }
 
     /// `dataset.name`, or a bare name when only one dataset has it.
-    pub fn resolve(&self, name: &str) -> Result<String, String> {
+    pub fn resolve(&self, name: &str) -> Result<String> {
         if self.marts.contains_key(name) {
             return Ok(name.to_string());
         }
@@ -202,17 +203,17 @@ impl Dag {
             .collect();
         match hits.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(format!(
+            [] => Err(Error::config(format!(
                 "no mart `{name}` (marts: {})",
                 self.marts.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
-            many => Err(format!(
+            ))),
+            many => Err(Error::config(format!(
                 "`{name}` is ambiguous: {}",
                 many.iter()
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
+            ))),
         }
     }
 
@@ -351,6 +352,7 @@ mod tests {
         assert!(dag
             .select(&["nope".into()])
             .unwrap_err()
+            .into_message()
             .contains("no mart `nope`"));
         let text = dag.plan_text(&dag.select(&[]).unwrap());
         assert!(
@@ -375,7 +377,8 @@ mod tests {
             ],
             &inputs(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .into_message();
         assert!(
             e.starts_with("marts depend on each other in a cycle: "),
             "{e}"
@@ -388,7 +391,9 @@ mod tests {
 
     #[test]
     fn unknown_tables_are_named_with_file_and_line() {
-        let e = Dag::build(vec![mart("a", &["raw.ordres"])], &inputs()).unwrap_err();
+        let e = Dag::build(vec![mart("a", &["raw.ordres"])], &inputs())
+            .unwrap_err()
+            .into_message();
         assert!(
             e.starts_with("marts/m/a.sql:2: unknown table `raw.ordres`"),
             "{e}"

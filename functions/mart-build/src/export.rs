@@ -7,6 +7,7 @@
 //! writes through a partition decorator in the destination template, so each run replaces
 //! exactly its day.
 
+use sluice::{Error, Result};
 use std::ops::ControlFlow;
 
 use serde_json::{json, Value};
@@ -15,7 +16,8 @@ use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
 use crate::dag::Dag;
-use crate::mart::{parameter, Mart, Materialized, Runner};
+use crate::header::{Materialized, Runner};
+use crate::mart::{parameter, Mart};
 use crate::render::{placed_query, Placement};
 use sluice::schedule::Schedule;
 
@@ -45,7 +47,7 @@ fn date_exprs(schedule: &Schedule) -> ([(&'static str, String); 3], &'static str
 }
 
 /// A Data Transfer schedule (`every day 03:00`, `every 1 hours`) for a mart's schedule.
-pub fn transfer_schedule(s: &Schedule) -> Result<String, String> {
+pub fn transfer_schedule(s: &Schedule) -> Result<String> {
     match s {
         Schedule::Daily => Ok("every day 03:00".into()),
         Schedule::Hourly => Ok("every 1 hours".into()),
@@ -58,16 +60,16 @@ pub fn transfer_schedule(s: &Schedule) -> Result<String, String> {
                     num(h).unwrap_or(0),
                     num(m).unwrap_or(0)
                 )),
-                _ => Err(format!(
+                _ => Err(Error::config(format!(
                     "schedule `{c}` has no scheduled-query form; use daily, hourly or `M H * * *`"
-                )),
+                ))),
             }
         }
     }
 }
 
 /// The SQL a scheduled query runs for a mart: references placed, date parameters replaced.
-pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<String, String> {
+pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<String> {
     let schedule = m.header.schedule.clone().unwrap_or_default();
     let (exprs, _) = date_exprs(&schedule);
     let mut parsed = vec![];
@@ -75,7 +77,7 @@ pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<Strin
         let e = Parser::new(&BigQueryDialect {})
             .try_with_sql(&text)
             .and_then(|mut p| p.parse_expr())
-            .map_err(|e| format!("{text}: {e}"))?;
+            .map_err(|e| Error::config(format!("{text}: {e}")))?;
         parsed.push((name, e));
     }
     let mut query = placed_query(m, |n| placement.place(dag, n));
@@ -91,18 +93,14 @@ pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<Strin
 }
 
 /// Every `runner: scheduled_query` mart as a Data Transfer config for Terraform.
-pub fn scheduled_queries(
-    dag: &Dag,
-    placement: &Placement,
-    location: &str,
-) -> Result<Value, String> {
+pub fn scheduled_queries(dag: &Dag, placement: &Placement, location: &str) -> Result<Value> {
     let mut out = vec![];
     for id in dag.order() {
         let m = &dag.marts[id];
         if m.header.runner != Runner::ScheduledQuery {
             continue;
         }
-        let at = |e: String| format!("{}: {e}", m.file.display());
+        let at = |e: Error| e.within(&m.file.display().to_string());
         let schedule = m.header.schedule.clone().unwrap_or_default();
         let (_, offset) = date_exprs(&schedule);
         let placed = placement.place(dag, &m.id);
@@ -153,6 +151,7 @@ mod tests {
         );
         assert!(transfer_schedule(&Schedule::Cron("0 5 * * 1".into()))
             .unwrap_err()
+            .into_message()
             .contains("no scheduled-query form"));
     }
 

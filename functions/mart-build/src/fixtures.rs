@@ -19,6 +19,7 @@
 //! compared with `expect`: the same number of rows, in any order unless `ordered: true`, each
 //! matching on the columns it lists. Numbers compare as numbers, times as instants.
 
+use sluice::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -29,8 +30,8 @@ use sluice::bigquery::BigQuery;
 
 use crate::dag::Dag;
 use crate::mart::{Mart, TableName};
+use crate::params::mart_params;
 use crate::render::rewrite;
-use crate::run::mart_params;
 
 /// One case of a mart's unit tests.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,14 +67,14 @@ pub fn fixture_file(m: &Mart) -> PathBuf {
 }
 
 /// Reads a fixture file; errors name the file.
-pub fn load(file: &Path) -> Result<Vec<Case>, String> {
+pub fn load(file: &Path) -> Result<Vec<Case>> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
+        .map_err(|e| Error::config(format!("{}: cannot read: {e}", file.display())))?;
+    serde_yaml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", file.display())))
 }
 
 /// The BigQuery schema of a given table: declared types, else what the values are.
-pub fn schema(table: &str, g: &Given) -> Result<Value, String> {
+pub fn schema(table: &str, g: &Given) -> Result<Value> {
     let mut names: Vec<&String> = g.columns.keys().collect();
     for r in &g.rows {
         names.extend(r.keys());
@@ -98,9 +99,9 @@ pub fn schema(table: &str, g: &Given) -> Result<Value, String> {
                     Some(serde_yaml::Value::Number(_)) => "FLOAT64".into(),
                     Some(serde_yaml::Value::String(_)) => "STRING".into(),
                     _ => {
-                        return Err(format!(
+                        return Err(Error::config(format!(
                             "{table}.{name}: no value shows its type; give it under `columns`"
-                        ))
+                        )))
                     }
                 }
             }
@@ -245,7 +246,7 @@ pub async fn run(
     bq: &BigQuery,
     dag: &Dag,
     selected: &[String],
-) -> Result<(Vec<CaseResult>, Vec<String>), String> {
+) -> Result<(Vec<CaseResult>, Vec<String>)> {
     let scratch = format!(
         "mart_test_{}",
         uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
@@ -266,11 +267,13 @@ pub async fn run(
         return Ok((results, untested));
     }
     bq.ensure_dataset(&scratch, Some(std::time::Duration::from_secs(3600)))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     for (m, cases) in todo {
         for (n, case) in cases.iter().enumerate() {
-            let failure = run_case(bq, &scratch, m, n, case).await.err();
+            let failure = match run_case(bq, &scratch, m, n, case).await {
+                Ok(diff) => diff,
+                Err(e) => Some(e.into_message()),
+            };
             results.push(CaseResult {
                 mart: m.id.short(),
                 case: case.name.clone(),
@@ -284,24 +287,26 @@ pub async fn run(
     Ok((results, untested))
 }
 
+/// Runs one case: `None` when the mart's rows are the expected ones, else what differs; an
+/// error when the case could not run.
 async fn run_case(
     bq: &BigQuery,
     scratch: &str,
     m: &Mart,
     n: usize,
     case: &Case,
-) -> Result<(), String> {
+) -> Result<Option<String>> {
     let refs: Vec<String> = m.references.iter().map(|r| r.name.to_string()).collect();
     if let Some(missing) = refs.iter().find(|r| !case.given.contains_key(*r)) {
-        return Err(format!(
+        return Err(Error::config(format!(
             "no rows given for {missing} (give `rows: []` and its `columns` for an empty table)"
-        ));
+        )));
     }
     if let Some(extra) = case.given.keys().find(|g| !refs.contains(g)) {
-        return Err(format!(
+        return Err(Error::config(format!(
             "rows given for {extra}, which the mart does not read (it reads {})",
             refs.join(", ")
-        ));
+        )));
     }
     let table_of = |name: &TableName| {
         format!(
@@ -315,12 +320,9 @@ async fn run_case(
         let g = &case.given[&r.name.to_string()];
         let table = table_of(&r.name);
         let fields = schema(&r.name.to_string(), g)?;
-        bq.delete_table(scratch, &table)
-            .await
-            .map_err(|e| e.to_string())?;
+        bq.delete_table(scratch, &table).await?;
         bq.create_table(scratch, &table, json!({"schema": {"fields": fields}}))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if g.rows.is_empty() {
             continue;
         }
@@ -337,7 +339,7 @@ async fn run_case(
             .collect();
         bq.insert_all(scratch, &table, &rows)
             .await
-            .map_err(|e| format!("{}: {e}", r.name))?;
+            .map_err(|e| e.within(&r.name.to_string()))?;
     }
     let project = bq.project().to_string();
     let sql = rewrite(m, |name| TableName {
@@ -348,11 +350,8 @@ async fn run_case(
     let out = bq
         .query(&sql, &mart_params(m, case.ds))
         .await
-        .map_err(|e| format!("the mart's SELECT failed: {e}"))?;
-    match compare(&out.columns, &out.rows, &case.expect, case.ordered) {
-        None => Ok(()),
-        Some(diff) => Err(diff),
-    }
+        .map_err(|e| e.within("the mart's SELECT failed"))?;
+    Ok(compare(&out.columns, &out.rows, &case.expect, case.ordered))
 }
 
 #[cfg(test)]
@@ -445,6 +444,7 @@ mod tests {
         let g: Given = serde_yaml::from_str("{rows: [{n: null}]}").unwrap();
         assert!(schema("d.t", &g)
             .unwrap_err()
+            .into_message()
             .contains("d.t.n: no value shows its type"));
     }
 }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mart_build::dag::{self, Dag, Landed};
-use mart_build::render::Placement;
-use mart_build::{export, fixtures, run};
+use mart_build::Placement;
+use mart_build::{Dag, Landed};
+
 use sluice::cli::{parse_date, run_main, CommonArgs, DateArgs};
 use sluice::config::Pipeline;
 use sluice::telemetry;
@@ -98,8 +98,8 @@ fn load(cli: &Cli) -> Result<(Pipeline, Dag)> {
     let pipeline = cli.common.pipeline()?;
     let base = cli.common.pipeline_dir();
     let dir = cli.marts.clone().unwrap_or_else(|| base.join("marts"));
-    let marts = dag::load_dir(&dir).map_err(|e| anyhow!(e))?;
-    let dag = Dag::build(marts, &Landed::of(&pipeline, &base)).map_err(|e| anyhow!(e))?;
+    let marts = mart_build::load_dir(&dir)?;
+    let dag = Dag::build(marts, &Landed::of(&pipeline, &base))?;
     Ok((pipeline, dag))
 }
 
@@ -107,7 +107,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
     let (pipeline, dag) = load(&cli)?;
     match cli.command {
         Command::Plan { select } => {
-            let selected: BTreeSet<String> = dag.select(&select).map_err(|e| anyhow!(e))?;
+            let selected: BTreeSet<String> = dag.select(&select)?;
             print!("{}", dag.plan_text(&selected));
             println!("\n```mermaid\n{}```", dag.plan_mermaid(&selected));
         }
@@ -115,9 +115,9 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             parse_date("--ds", &ds)?;
             let target = cli.common.target()?;
             let t = pipeline.target(target)?;
-            let id = dag.resolve(&mart).map_err(|e| anyhow!(e))?;
+            let id = dag.resolve(&mart)?;
             let placement = Placement::for_target(&t);
-            let sql = placement.render(&dag, &id).map_err(|e| anyhow!(e))?;
+            let sql = placement.render(&dag, &id)?;
             println!("-- {id} for target {target}; parameters: @ds = DATE '{ds}', @ds_start/@ds_end = the day's bounds (TIMESTAMP, UTC)");
             println!("{sql}");
         }
@@ -134,13 +134,13 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 .pred_opt()
                 .unwrap_or_default();
             let dates = dates.dates()?.list(yesterday);
-            let mut opts = run::Options::new(cli.common.target()?, dates);
+            let mut opts = mart_build::Options::new(cli.common.target()?, dates);
             opts.select = select;
             opts.parallel = parallel.max(1);
             opts.wait = wait;
             opts.poll = poll;
             opts.check_freshness = !no_freshness;
-            let summary = run::run(&pipeline, dag, opts).await?;
+            let summary = mart_build::run(&pipeline, dag, opts).await?;
             print!("{}", summary.table());
             if summary.failed() > 0 {
                 return Ok(ExitCode::FAILURE);
@@ -149,15 +149,13 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Test { select } => {
             let t = pipeline.target(cli.common.target()?)?;
             let bq = sluice::bigquery::BigQuery::for_target(&t)?;
-            let chosen = dag.select(&select).map_err(|e| anyhow!(e))?;
+            let chosen = dag.select(&select)?;
             let selected: Vec<String> = dag
                 .order()
                 .filter(|m| chosen.contains(*m))
                 .cloned()
                 .collect();
-            let (results, untested) = fixtures::run(&bq, &dag, &selected)
-                .await
-                .map_err(|e| anyhow!(e))?;
+            let (results, untested) = mart_build::run_fixtures(&bq, &dag, &selected).await?;
             for r in &results {
                 match &r.failure {
                     None => println!("ok    {}: {}", r.mart, r.case),
@@ -167,7 +165,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             for m in &untested {
                 println!(
                     "--    {m}: no unit tests ({})",
-                    fixtures::fixture_file(&dag.marts[m]).display()
+                    mart_build::fixture_file(&dag.marts[m]).display()
                 );
             }
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
@@ -182,8 +180,8 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::ExportScheduledQueries => {
             let t = pipeline.target(cli.common.target()?)?;
-            let json = export::scheduled_queries(&dag, &Placement::for_target(&t), &t.location)
-                .map_err(|e| anyhow!(e))?;
+            let json =
+                mart_build::scheduled_queries(&dag, &Placement::for_target(&t), &t.location)?;
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
     }

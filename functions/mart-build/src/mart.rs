@@ -18,113 +18,17 @@
 //! The header may also be a run of `--` lines. Every error names the file and, where it can,
 //! the line.
 
-use sluice::schedule::Schedule;
+use sluice::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use sqlparser::ast::{visit_relations, Expr, Query, Statement, Value, Visit, Visitor};
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
-use crate::checks::{Check, CheckSpec};
-
-/// How a mart's result reaches its table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Materialized {
-    /// The table is replaced by the result.
-    #[default]
-    Table,
-    /// The `@ds` partition of a date-partitioned table is replaced by the result.
-    Partition,
-    /// The result is merged into the table by `unique_key`.
-    Merge,
-    /// A view of the SELECT (no checks run: nothing is built).
-    View,
-}
-
-impl Materialized {
-    /// As the header writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Materialized::Table => "table",
-            Materialized::Partition => "partition",
-            Materialized::Merge => "merge",
-            Materialized::View => "view",
-        }
-    }
-}
-
-/// Who runs the mart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Runner {
-    #[default]
-    MartBuild,
-    ScheduledQuery,
-}
-
-/// A list written as one string or as a list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(from = "OneOrMany")]
-pub struct Names(pub Vec<String>);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl From<OneOrMany> for Names {
-    fn from(v: OneOrMany) -> Names {
-        match v {
-            OneOrMany::One(s) => Names(vec![s]),
-            OneOrMany::Many(v) => Names(v),
-        }
-    }
-}
-
-/// The header, as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Header {
-    /// Table description in BigQuery.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Who is mentioned in alerts about this mart.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// Column descriptions, written to BigQuery.
-    #[serde(default)]
-    pub columns: BTreeMap<String, String>,
-    #[serde(default)]
-    pub materialized: Materialized,
-    /// The DATE (or TIMESTAMP) column a `partition` mart is partitioned by.
-    #[serde(default)]
-    pub partition_by: Option<String>,
-    #[serde(default)]
-    pub cluster_by: Names,
-    /// Key columns of a `merge` mart.
-    #[serde(default)]
-    pub unique_key: Names,
-    /// `daily` (default), `hourly`, or a cron expression.
-    #[serde(default)]
-    pub schedule: Option<Schedule>,
-    #[serde(default)]
-    pub runner: Runner,
-    /// Inputs the SQL does not name (`dataset.table`), read before this mart.
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// Checks that stop the mart (and its dependents) when they fail.
-    #[serde(default)]
-    pub fail_conditions: Vec<CheckSpec>,
-    /// Checks that are only recorded.
-    #[serde(default)]
-    pub dq_metrics: Vec<CheckSpec>,
-}
+use crate::checks::Check;
+use crate::header::{CheckSpec, Header, Materialized, Runner};
 
 /// `dataset.table` as a mart names it (the project is the target's unless written).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -289,35 +193,41 @@ pub fn name_parts(name: &sqlparser::ast::ObjectName) -> Vec<String> {
 
 impl Mart {
     /// Reads `marts/<dataset>/<name>.sql`; `dataset` and `name` come from the path.
-    pub fn load(file: &Path, dataset: &str) -> Result<Mart, String> {
+    pub fn load(file: &Path, dataset: &str) -> Result<Mart> {
         let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+            .map_err(|e| Error::config(format!("{}: cannot read: {e}", file.display())))?;
         let name = file
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        Mart::parse(&text, file, dataset, name).map_err(|e| format!("{}:{e}", file.display()))
+        Mart::parse(&text, file, dataset, name).map_err(|e| match e {
+            Error::Config(m) => Error::config(format!("{}:{m}", file.display())),
+            other => other,
+        })
     }
 
     /// Parses a mart's text. Errors start with the line (`12: ...`), or with `:` and the
     /// message when no line applies.
-    pub fn parse(text: &str, file: &Path, dataset: &str, name: &str) -> Result<Mart, String> {
+    pub fn parse(text: &str, file: &Path, dataset: &str, name: &str) -> Result<Mart> {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !s.starts_with(|c: char| c.is_ascii_digit())
         };
         if !valid(dataset) || !valid(name) {
-            return Err(format!(
+            return Err(Error::config(format!(
                 " the dataset directory and file name must be letters, digits and underscores (`{dataset}/{name}`)"
-            ));
+            )));
         }
         let Some((yaml, header_line)) = split_header(text) else {
-            return Err("1: no header: start the file with a /* ... */ comment holding YAML (description, owner, materialized, ...)".into());
+            return Err(Error::config("1: no header: start the file with a /* ... */ comment holding YAML (description, owner, materialized, ...)"));
         };
         if let Some(d) = sluice::config::duplicate_key(&yaml) {
             let line = d.lines.first().copied().unwrap_or(d.mapping_line) + header_line - 1;
-            return Err(format!("{line}: header: {}", d.describe(header_line - 1)));
+            return Err(Error::config(format!(
+                "{line}: header: {}",
+                d.describe(header_line - 1)
+            )));
         }
         let header: Header = if yaml.trim().is_empty() {
             Header::default()
@@ -329,7 +239,7 @@ impl Mart {
                 // serde_yaml adds "at line L column C", which counts inside the header.
                 let msg = e.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg);
-                format!("{line}: header: {msg}")
+                Error::config(format!("{line}: header: {msg}"))
             })?
         };
         let statements = Parser::parse_sql(&BigQueryDialect {}, text).map_err(|e| {
@@ -338,21 +248,25 @@ impl Mart {
             match msg.rsplit_once(" at Line: ") {
                 Some((what, at)) => {
                     let line = at.split(',').next().unwrap_or("?");
-                    format!("{line}: SQL: {what}")
+                    Error::config(format!("{line}: SQL: {what}"))
                 }
                 // Only the end of the text lacks a position.
-                None => format!("{}: SQL: {msg}", text.trim_end().lines().count()),
+                None => Error::config(format!("{}: SQL: {msg}", text.trim_end().lines().count())),
             }
         })?;
         let query = match statements.as_slice() {
             [Statement::Query(q)] => q.clone(),
-            [] => return Err(" no SELECT after the header".into()),
-            [_] => return Err(" the SQL must be one SELECT (mart-build writes the table)".into()),
+            [] => return Err(Error::config(" no SELECT after the header")),
+            [_] => {
+                return Err(Error::config(
+                    " the SQL must be one SELECT (mart-build writes the table)",
+                ))
+            }
             _ => {
-                return Err(format!(
+                return Err(Error::config(format!(
                     " the SQL must be one SELECT, not {} statements",
                     statements.len()
-                ))
+                )))
             }
         };
         let ctes = cte_names(&query);
@@ -391,11 +305,13 @@ impl Mart {
             }
         });
         if let Some(e) = bad {
-            return Err(e);
+            return Err(Error::config(e));
         }
         for d in &header.depends_on {
             let name = TableName::parse(d).ok_or_else(|| {
-                format!("{header_line}: header: depends_on `{d}` is not `dataset.table`")
+                Error::config(format!(
+                    "{header_line}: header: depends_on `{d}` is not `dataset.table`"
+                ))
             })?;
             if !references.iter().any(|r| r.name == name) {
                 references.push(Reference {
@@ -409,17 +325,17 @@ impl Mart {
             .iter()
             .find(|(p, _)| !PARAMETERS.contains(&p.as_str()))
         {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "{line}: SQL: unknown parameter @{p} (marts get @ds, @ds_start and @ds_end)"
-            ));
+            )));
         }
         let h = &header;
-        let at = |msg: String| format!("{header_line}: header: {msg}");
+        let at = |msg: String| Error::config(format!("{header_line}: header: {msg}"));
         if h.materialized == Materialized::View {
             if let Some((p, line)) = params.iter().next() {
-                return Err(format!(
+                return Err(Error::config(format!(
                     "{line}: SQL: a view cannot take parameters (@{p}); use materialized: table, or filter in the readers"
-                ));
+                )));
             }
         }
         match h.materialized {
@@ -451,7 +367,7 @@ impl Mart {
         }
 
         let mut names = BTreeSet::new();
-        let mut checks = |specs: &[CheckSpec], kind: &str| -> Result<Vec<Check>, String> {
+        let mut checks = |specs: &[CheckSpec], kind: &str| -> Result<Vec<Check>> {
             let prefix = if kind == "fail_conditions" {
                 "fc"
             } else {
@@ -463,7 +379,7 @@ impl Mart {
                 .map(|(i, s)| {
                     let c = s
                         .resolve(h, &format!("{prefix}{i}_values"))
-                        .map_err(|e| at(format!("{kind}[{i}]: {e}")))?;
+                        .map_err(|e| e.within(&format!("{header_line}: header: {kind}[{i}]")))?;
                     if !names.insert(c.name.clone()) {
                         return Err(at(format!(
                             "{kind}[{i}]: a check named `{}` is already defined",
@@ -484,7 +400,10 @@ impl Mart {
                 ..CheckSpec::default()
             };
             if !names.contains("unique_key") {
-                fail_conditions.push(spec.resolve(h, "").map_err(at)?);
+                fail_conditions.push(
+                    spec.resolve(h, "")
+                        .map_err(|e| e.within(&format!("{header_line}: header")))?,
+                );
             }
         }
         Ok(Mart {
@@ -507,7 +426,7 @@ impl Mart {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Mart, String> {
+    fn parse(text: &str) -> Result<Mart> {
         Mart::parse(text, Path::new("marts/m/x.sql"), "m", "x")
     }
 
@@ -546,7 +465,7 @@ mod tests {
 
     #[test]
     fn bad_files_say_where() {
-        let e = |t: &str| parse(t).unwrap_err();
+        let e = |t: &str| parse(t).unwrap_err().into_message();
         assert_eq!(
             e("/*\ndescription: d\nmaterialised: table\n*/\nSELECT 1 FROM a.b")
                 .split(" expected")

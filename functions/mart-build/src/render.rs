@@ -2,6 +2,7 @@
 //! (suffixed) datasets, inputs at the datasets the pipeline lands them in, every name fully
 //! qualified with the project. Rewritten in the parsed SQL, never by text replacement.
 
+use sluice::{Error, Result};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{visit_relations_mut, Ident, ObjectName, ObjectNamePart, Query};
@@ -52,11 +53,11 @@ impl Placement {
     }
 
     /// The mart's SELECT with every table reference placed, as SQL text.
-    pub fn render(&self, dag: &Dag, mart: &str) -> Result<String, String> {
+    pub fn render(&self, dag: &Dag, mart: &str) -> Result<String> {
         let m = dag
             .marts
             .get(mart)
-            .ok_or_else(|| format!("no mart `{mart}`"))?;
+            .ok_or_else(|| Error::config(format!("no mart `{mart}`")))?;
         Ok(rewrite(m, |name| self.place(dag, name)))
     }
 }
