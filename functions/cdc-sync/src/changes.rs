@@ -72,6 +72,7 @@ pub struct ChangeCounts {
 }
 
 impl ChangeCounts {
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.inserts + self.updates + self.deletes + self.truncates
     }
@@ -108,10 +109,6 @@ impl TableChanges {
 
     pub fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     fn val(&mut self, column: usize, v: &Value<'_>) -> Result<Val> {
