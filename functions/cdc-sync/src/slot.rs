@@ -274,7 +274,7 @@ pub async fn health(conn: &PgConnection, slot: &str) -> Result<SlotHealth> {
     let confirmed_flush = lsn
         .unwrap_or_default()
         .parse()
-        .map_err(|e: String| permanent(ctx, e))?;
+        .map_err(|e: sluice::postgres::pgoutput::DecodeError| permanent(ctx, e.0))?;
     Ok(SlotHealth {
         confirmed_flush,
         retained_wal_bytes: retained.unwrap_or(0),

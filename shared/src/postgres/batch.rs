@@ -2,6 +2,7 @@
 //! the type mapping turns bytes into Arrow, shared by COPY decoding (pg-copy) and change
 //! decoding (cdc-sync).
 
+use super::wire::DecodeError;
 use std::sync::Arc;
 
 use arrow::array::ArrayBuilder;
@@ -156,7 +157,12 @@ impl Builder {
     }
 
     /// Appends one non-NULL value in binary wire format.
-    fn append(&mut self, kind: &PgKind, v: &[u8], stats: &mut DecodeStats) -> Result<(), String> {
+    fn append(
+        &mut self,
+        kind: &PgKind,
+        v: &[u8],
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
         fn clamp<T>(f: Fit<T>, stats: &mut DecodeStats) -> T {
             if matches!(f, Fit::Clamped(_)) {
                 stats.values_clamped += 1;
@@ -189,7 +195,7 @@ impl Builder {
                 let last = *offsets.last().unwrap_or(&0);
                 offsets.push(last + n);
             }
-            (_, kind) => return Err(format!("no builder for {kind:?}")),
+            (_, kind) => return Err(DecodeError(format!("no builder for {kind:?}"))),
         }
         Ok(())
     }
@@ -254,25 +260,25 @@ fn append_array(
     kind: &PgKind,
     v: &[u8],
     stats: &mut DecodeStats,
-) -> Result<i32, String> {
+) -> Result<i32, DecodeError> {
     if v.len() < 12 {
-        return Err("array: header too short".into());
+        return Err(DecodeError("array: header too short".into()));
     }
     let ndim = wire::read_i32(&v[0..4]);
     if ndim == 0 {
         return Ok(0);
     }
     if ndim != 1 {
-        return Err(format!(
+        return Err(DecodeError(format!(
             "array with {ndim} dimensions; BigQuery REPEATED holds one dimension only"
-        ));
+        )));
     }
     let len = wire::read_i32(&v[12..16]);
     let mut pos = 20; // ndim, flags, elem oid, dim length, lower bound
     let mut appended = 0;
     for _ in 0..len {
         let Some(l) = v.get(pos..pos + 4) else {
-            return Err("array: truncated".into());
+            return Err(DecodeError("array: truncated".into()));
         };
         let l = wire::read_i32(l);
         pos += 4;
@@ -282,7 +288,7 @@ fn append_array(
         }
         let end = pos + l as usize;
         let Some(elem) = v.get(pos..end) else {
-            return Err("array: truncated element".into());
+            return Err(DecodeError("array: truncated element".into()));
         };
         child.append(kind, elem, stats)?;
         pos = end;

@@ -21,16 +21,15 @@ impl fmt::Display for Lsn {
 }
 
 impl std::str::FromStr for Lsn {
-    type Err = String;
+    type Err = DecodeError;
 
-    fn from_str(s: &str) -> Result<Lsn, String> {
-        let (hi, lo) = s
-            .split_once('/')
-            .ok_or_else(|| format!("not an LSN: {s:?}"))?;
-        let hi = u64::from_str_radix(hi, 16).map_err(|_| format!("not an LSN: {s:?}"))?;
-        let lo = u64::from_str_radix(lo, 16).map_err(|_| format!("not an LSN: {s:?}"))?;
+    fn from_str(s: &str) -> Result<Lsn, DecodeError> {
+        let bad = || DecodeError(format!("not an LSN: {s:?}"));
+        let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
+        let hi = u64::from_str_radix(hi, 16).map_err(|_| bad())?;
+        let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
         if hi > u32::MAX as u64 || lo > u32::MAX as u64 {
-            return Err(format!("not an LSN: {s:?}"));
+            return Err(bad());
         }
         Ok(Lsn((hi << 32) | lo))
     }
@@ -132,15 +131,7 @@ pub enum OldKind {
     Full,
 }
 
-/// A malformed message: what was expected and at which byte.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub String);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use super::wire::DecodeError;
 
 struct Reader<'a> {
     b: &'a [u8],

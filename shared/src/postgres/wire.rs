@@ -1,10 +1,21 @@
 //! Decoding single values of PostgreSQL's binary wire format (as in `COPY … (FORMAT binary)`
 //! and pgoutput's binary tuples) into the representations BigQuery loads.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use arrow::datatypes::i256;
+
+/// A value or message that does not have the shape its type's binary format gives it: what
+/// was expected, and where. Callers add the table and column (`Error::Decode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Microseconds between 1970-01-01 and Postgres's epoch 2000-01-01.
 pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -44,32 +55,35 @@ pub fn read_i64(b: &[u8]) -> i64 {
     i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
-fn expect_len(b: &[u8], n: usize, what: &str) -> Result<(), String> {
+fn expect_len(b: &[u8], n: usize, what: &str) -> Result<(), DecodeError> {
     if b.len() == n {
         Ok(())
     } else {
-        Err(format!("{what}: expected {n} bytes, got {}", b.len()))
+        Err(DecodeError(format!(
+            "{what}: expected {n} bytes, got {}",
+            b.len()
+        )))
     }
 }
 
-pub fn int(b: &[u8]) -> Result<i64, String> {
+pub fn int(b: &[u8]) -> Result<i64, DecodeError> {
     match b.len() {
         2 => Ok(read_i16(b) as i64),
         4 => Ok(read_i32(b) as i64),
         8 => Ok(read_i64(b)),
-        n => Err(format!("integer: unexpected length {n}")),
+        n => Err(DecodeError(format!("integer: unexpected length {n}"))),
     }
 }
 
 /// `oid` is unsigned 32-bit.
-pub fn oid(b: &[u8]) -> Result<i64, String> {
+pub fn oid(b: &[u8]) -> Result<i64, DecodeError> {
     expect_len(b, 4, "oid")?;
     Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64)
 }
 
 /// float8 as is; float4 through its shortest decimal form, so `0.1::real` arrives as 0.1
 /// (what psql shows) rather than 0.10000000149011612.
-pub fn float(b: &[u8]) -> Result<f64, String> {
+pub fn float(b: &[u8]) -> Result<f64, DecodeError> {
     match b.len() {
         4 => {
             let f = f32::from_be_bytes([b[0], b[1], b[2], b[3]]);
@@ -82,17 +96,17 @@ pub fn float(b: &[u8]) -> Result<f64, String> {
         8 => Ok(f64::from_be_bytes([
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ])),
-        n => Err(format!("float: unexpected length {n}")),
+        n => Err(DecodeError(format!("float: unexpected length {n}"))),
     }
 }
 
-pub fn boolean(b: &[u8]) -> Result<bool, String> {
+pub fn boolean(b: &[u8]) -> Result<bool, DecodeError> {
     expect_len(b, 1, "bool")?;
     Ok(b[0] != 0)
 }
 
 /// Days since the Unix epoch; ±infinity clamp to BigQuery's range, other out-of-range dates fail.
-pub fn date(b: &[u8]) -> Result<Fit<i32>, String> {
+pub fn date(b: &[u8]) -> Result<Fit<i32>, DecodeError> {
     expect_len(b, 4, "date")?;
     let d = read_i32(b);
     match d {
@@ -101,10 +115,10 @@ pub fn date(b: &[u8]) -> Result<Fit<i32>, String> {
         d => {
             let unix = d as i64 + PG_EPOCH_OFFSET_DAYS as i64;
             if unix < BQ_MIN_DAYS as i64 || unix > BQ_MAX_DAYS as i64 {
-                Err(format!(
+                Err(DecodeError(format!(
                     "date {} days from 2000-01-01 is outside BigQuery's DATE range (0001-01-01 to 9999-12-31)",
                     d
-                ))
+                )))
             } else {
                 Ok(Fit::Exact(unix as i32))
             }
@@ -113,7 +127,7 @@ pub fn date(b: &[u8]) -> Result<Fit<i32>, String> {
 }
 
 /// Microseconds since the Unix epoch for timestamp and timestamptz (both count from 2000-01-01 UTC).
-pub fn timestamp(b: &[u8]) -> Result<Fit<i64>, String> {
+pub fn timestamp(b: &[u8]) -> Result<Fit<i64>, DecodeError> {
     expect_len(b, 8, "timestamp")?;
     match read_i64(b) {
         i64::MAX => Ok(Fit::Clamped(BQ_MAX_MICROS)),
@@ -122,16 +136,16 @@ pub fn timestamp(b: &[u8]) -> Result<Fit<i64>, String> {
             let unix = t.checked_add(PG_EPOCH_OFFSET_MICROS);
             match unix {
                 Some(u) if (BQ_MIN_MICROS..=BQ_MAX_MICROS).contains(&u) => Ok(Fit::Exact(u)),
-                _ => Err(format!(
+                _ => Err(DecodeError(format!(
                     "timestamp {t} µs from 2000-01-01 is outside BigQuery's range (years 1 to 9999)"
-                )),
+                ))),
             }
         }
     }
 }
 
 /// Microseconds since midnight; 24:00:00 becomes 23:59:59.999999.
-pub fn time(b: &[u8]) -> Result<Fit<i64>, String> {
+pub fn time(b: &[u8]) -> Result<Fit<i64>, DecodeError> {
     expect_len(b, 8, "time")?;
     let t = read_i64(b);
     if t > BQ_MAX_TIME_MICROS {
@@ -142,7 +156,7 @@ pub fn time(b: &[u8]) -> Result<Fit<i64>, String> {
 }
 
 /// ISO 8601 duration, as Postgres prints it with `intervalstyle = iso_8601`.
-pub fn interval(b: &[u8]) -> Result<String, String> {
+pub fn interval(b: &[u8]) -> Result<String, DecodeError> {
     expect_len(b, 16, "interval")?;
     Ok(interval_iso(
         read_i64(&b[0..8]),
@@ -193,7 +207,7 @@ pub fn interval_iso(micros: i64, days: i32, months: i32) -> String {
     s
 }
 
-pub fn uuid(b: &[u8]) -> Result<String, String> {
+pub fn uuid(b: &[u8]) -> Result<String, DecodeError> {
     expect_len(b, 16, "uuid")?;
     let mut s = String::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
@@ -206,14 +220,17 @@ pub fn uuid(b: &[u8]) -> Result<String, String> {
 }
 
 /// inet/cidr in Postgres's text form: `10.0.0.1`, `10.0.0.0/8`, `::1/128` for cidr.
-pub fn inet(b: &[u8]) -> Result<String, String> {
+pub fn inet(b: &[u8]) -> Result<String, DecodeError> {
     if b.len() < 4 {
-        return Err("inet: too short".into());
+        return Err(DecodeError("inet: too short".into()));
     }
     let (family, bits, is_cidr, n) = (b[0], b[1], b[2] != 0, b[3] as usize);
     let addr = &b[4..];
     if addr.len() != n {
-        return Err(format!("inet: address length {} != {n}", addr.len()));
+        return Err(DecodeError(format!(
+            "inet: address length {} != {n}",
+            addr.len()
+        )));
     }
     let (text, max_bits) = match (family, n) {
         (2, 4) => (
@@ -225,7 +242,11 @@ pub fn inet(b: &[u8]) -> Result<String, String> {
             a.copy_from_slice(addr);
             (Ipv6Addr::from(a).to_string(), 128)
         }
-        _ => return Err(format!("inet: unknown family {family} with {n} bytes")),
+        _ => {
+            return Err(DecodeError(format!(
+                "inet: unknown family {family} with {n} bytes"
+            )))
+        }
     };
     if is_cidr || bits != max_bits {
         Ok(format!("{text}/{bits}"))
@@ -234,16 +255,16 @@ pub fn inet(b: &[u8]) -> Result<String, String> {
     }
 }
 
-pub fn jsonb(b: &[u8]) -> Result<&str, String> {
+pub fn jsonb(b: &[u8]) -> Result<&str, DecodeError> {
     match b.split_first() {
         Some((1, rest)) => text(rest),
-        Some((v, _)) => Err(format!("jsonb: unknown version {v}")),
-        None => Err("jsonb: empty".into()),
+        Some((v, _)) => Err(DecodeError(format!("jsonb: unknown version {v}"))),
+        None => Err(DecodeError("jsonb: empty".into())),
     }
 }
 
-pub fn text(b: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(b).map_err(|e| format!("text is not UTF-8: {e}"))
+pub fn text(b: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(b).map_err(|e| DecodeError(format!("text is not UTF-8: {e}")))
 }
 
 /// A decoded `numeric`: sign, base-10000 digits, weight of the first digit, display scale.
@@ -262,9 +283,9 @@ const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
 
 impl<'a> Numeric<'a> {
-    pub fn parse(b: &'a [u8]) -> Result<Self, String> {
+    pub fn parse(b: &'a [u8]) -> Result<Self, DecodeError> {
         if b.len() < 8 {
-            return Err("numeric: too short".into());
+            return Err(DecodeError("numeric: too short".into()));
         }
         let ndigits = read_i16(&b[0..2]);
         let weight = read_i16(&b[2..4]);
@@ -272,17 +293,17 @@ impl<'a> Numeric<'a> {
         let dscale = u16::from_be_bytes([b[6], b[7]]);
         let digits = &b[8..];
         if ndigits < 0 || digits.len() != ndigits as usize * 2 {
-            return Err(format!(
+            return Err(DecodeError(format!(
                 "numeric: {ndigits} digits but {} bytes",
                 digits.len()
-            ));
+            )));
         }
         let special = match sign {
             NUMERIC_NAN => Some("NaN"),
             NUMERIC_PINF => Some("Infinity"),
             NUMERIC_NINF => Some("-Infinity"),
             0 | NUMERIC_NEG => None,
-            s => return Err(format!("numeric: bad sign {s:#x}")),
+            s => return Err(DecodeError(format!("numeric: bad sign {s:#x}"))),
         };
         Ok(Numeric {
             special,
@@ -344,21 +365,21 @@ impl<'a> Numeric<'a> {
     }
 
     /// The value × 10^scale as an integer, when that is exact and below 10^precision.
-    fn unscaled<T: Decimal>(&self, scale: i32, precision: u32) -> Result<T, String> {
+    fn unscaled<T: Decimal>(&self, scale: i32, precision: u32) -> Result<T, DecodeError> {
         if let Some(s) = self.special {
-            return Err(format!("{s} has no BigQuery numeric form"));
+            return Err(DecodeError(format!("{s} has no BigQuery numeric form")));
         }
         let too_big = || {
-            format!(
+            DecodeError(format!(
                 "{} does not fit {precision} digits with scale {scale}",
                 self.to_text()
-            )
+            ))
         };
         let too_fine = || {
-            format!(
+            DecodeError(format!(
                 "{} has more than {scale} digits after the point",
                 self.to_text()
-            )
+            ))
         };
         // Horner over base-10000 groups, aligned so the result is value × 10^scale and never
         // holds more digits than that: groups at or above the scale's last digit are taken
@@ -410,17 +431,17 @@ impl<'a> Numeric<'a> {
     }
 
     /// For a NUMERIC column: Decimal128 at scale 9.
-    pub fn to_numeric(&self) -> Result<i128, String> {
+    pub fn to_numeric(&self) -> Result<i128, DecodeError> {
         self.to_decimal128(38, 9)
     }
 
     /// Decimal128(precision, scale), for NUMERIC and for BIGNUMERIC of declared precision ≤ 38.
-    pub fn to_decimal128(&self, precision: u8, scale: i8) -> Result<i128, String> {
+    pub fn to_decimal128(&self, precision: u8, scale: i8) -> Result<i128, DecodeError> {
         self.unscaled::<i128>(scale as i32, precision as u32)
     }
 
     /// Decimal256(76, 38), for BIGNUMERIC of unconstrained or wide `numeric`.
-    pub fn to_bignumeric(&self) -> Result<i256, String> {
+    pub fn to_bignumeric(&self) -> Result<i256, DecodeError> {
         self.unscaled::<i256>(38, 76)
     }
 }

@@ -1,0 +1,195 @@
+//! `sources:`: the Postgres databases, the tables pg-copy copies, and what cdc-sync replicates.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::target::Timeouts;
+use super::Schedule;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// Where a connection string comes from; never written inline.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "DsnSpec")]
+pub enum DsnRef {
+    /// The name of an environment variable holding the DSN.
+    Env(String),
+    /// A Secret Manager secret (`projects/P/secrets/S`, optionally `/versions/V`).
+    Secret(String),
+}
+
+/// `dsn:` as written: `{env: VAR}` or `{secret: projects/P/secrets/S}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DsnSpec {
+    /// The name of an environment variable holding the DSN.
+    env: Option<String>,
+    /// A Secret Manager secret name.
+    secret: Option<String>,
+}
+
+impl TryFrom<DsnSpec> for DsnRef {
+    type Error = String;
+
+    fn try_from(s: DsnSpec) -> std::result::Result<Self, String> {
+        match (s.env, s.secret) {
+            (Some(e), None) => Ok(DsnRef::Env(e)),
+            (None, Some(n)) => Ok(DsnRef::Secret(n)),
+            _ => Err("give exactly one of `env: VAR` or `secret: projects/P/secrets/S`".into()),
+        }
+    }
+}
+
+/// One Postgres database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// How to find the connection string.
+    pub dsn: DsnRef,
+    /// BigQuery dataset that receives this source's tables (default: the source's name).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Tables to copy with pg-copy, by name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+    /// Change data capture of this database into replica tables (cdc-sync).
+    #[serde(default)]
+    pub cdc: Option<CdcConfig>,
+}
+
+/// What cdc-sync replicates from a source, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcConfig {
+    /// Tables in the publication (`orders` or `schema.orders`); give this, `schemas`, or
+    /// `all_tables`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Every table of these Postgres schemas, including tables created later.
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// Every table of the database, including tables created later (needs a superuser).
+    #[serde(default)]
+    pub all_tables: bool,
+    /// Publication name (default `sluice_<source>`).
+    #[serde(default)]
+    pub publication: Option<String>,
+    /// Replication slot name (default `sluice_<source>`).
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// BigQuery dataset of the replica tables (default `<source>_replica`).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// `soft` (default): deleted and truncated rows stay, flagged `_sluice_deleted`; `hard`:
+    /// they are removed.
+    #[serde(default)]
+    pub deletes: DeleteMode,
+    /// Tables that also keep an append-only `<table>_history` of every change.
+    #[serde(default)]
+    pub history: Vec<String>,
+    /// Changes read from the slot per batch (whole transactions, so a batch may hold more).
+    #[serde(default = "default_batch_changes")]
+    pub batch_changes: u32,
+    /// Warn when the slot retains more WAL than this many MiB.
+    #[serde(default = "default_retained_wal_warn_mib")]
+    pub retained_wal_warn_mib: u64,
+    /// `error` (default) or `skip` columns of unsupported types.
+    #[serde(default)]
+    pub on_unsupported: OnUnsupported,
+}
+
+/// How deletes and truncates reach a replica.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    /// The row stays with `_sluice_deleted = TRUE` and `_sluice_deleted_at`.
+    #[default]
+    Soft,
+    /// The row is removed.
+    Hard,
+}
+
+fn default_batch_changes() -> u32 {
+    50_000
+}
+fn default_retained_wal_warn_mib() -> u64 {
+    1024
+}
+
+impl CdcConfig {
+    pub fn publication(&self, source: &str) -> String {
+        self.publication
+            .clone()
+            .unwrap_or_else(|| format!("sluice_{source}"))
+    }
+    pub fn slot(&self, source: &str) -> String {
+        self.slot
+            .clone()
+            .unwrap_or_else(|| format!("sluice_{source}"))
+    }
+}
+
+/// How a table is copied.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Replace the whole BigQuery table on every run.
+    Full,
+    /// Copy rows whose watermark falls on the logical date and replace that date's partition.
+    Incremental,
+}
+
+/// What to do with a column whose type sluice cannot map.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnsupported {
+    /// Fail with a message naming table and column.
+    #[default]
+    Error,
+    /// Leave the column out, with a warning.
+    Skip,
+}
+
+/// One table of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `full` or `incremental`.
+    pub mode: Mode,
+    /// Postgres schema of the table.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// For `incremental`: the date, timestamp or timestamptz column that assigns rows to dates.
+    #[serde(default)]
+    pub watermark_column: Option<String>,
+    /// When Cloud Scheduler starts the copy: `daily` (the day before) or `hourly` (today so far).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// `numeric` columns to land as exact STRING instead of NUMERIC/BIGNUMERIC.
+    #[serde(default)]
+    pub numeric_as_string: Vec<String>,
+    /// `error` (default) or `skip` columns of unsupported types.
+    #[serde(default)]
+    pub on_unsupported: OnUnsupported,
+    /// BigQuery clustering columns.
+    #[serde(default)]
+    pub cluster_by: Vec<String>,
+}
+
+fn default_schema() -> String {
+    "public".into()
+}
+
+/// Resolves a DSN reference to the connection string (Secret Manager within `timeouts`).
+pub async fn resolve_dsn(r: &DsnRef, timeouts: &Timeouts) -> Result<Secret> {
+    match r {
+        DsnRef::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err(Error::config(format!(
+                "environment variable {var} (the source's dsn) is not set"
+            ))),
+        },
+        DsnRef::Secret(name) => crate::secret_manager::access(name, timeouts).await,
+    }
+}

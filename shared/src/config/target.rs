@@ -1,0 +1,271 @@
+//! `targets:`: the environments (`local`, `dev`, `prod`, pull-request targets), and a
+//! `Target` with everything resolved for a run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::source::{DsnRef, Source};
+use super::Pipeline;
+use crate::error::{Error, Result};
+
+/// Per-environment settings. Every field is optional; unset ones take the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// BigQuery project to write to (default: `bigquery.project`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// BigQuery REST base URL, for the emulator (default: Google's).
+    #[serde(default)]
+    pub bigquery_endpoint: Option<String>,
+    /// BigQuery Storage Write gRPC URL, for the emulator (default: Google's).
+    #[serde(default)]
+    pub storage_write_endpoint: Option<String>,
+    /// Appended to every dataset sluice writes (`_dev`); PR targets add their own name.
+    #[serde(default)]
+    pub dataset_suffix: Option<String>,
+    /// The lake: a local directory, or `gs://bucket` (default: `gs://<lake.bucket>`).
+    #[serde(default)]
+    pub lake: Option<String>,
+    /// The bucket name that BigQuery load jobs use for a local lake directory (`gs://<name>/…`).
+    #[serde(default)]
+    pub lake_bucket: Option<String>,
+    /// Use no credentials (the emulators); otherwise Application Default Credentials.
+    #[serde(default)]
+    pub no_auth: bool,
+    /// Check the OIDC token of Pub/Sub push requests (default true; the local emulator sends none).
+    #[serde(default)]
+    pub verify_push_tokens: Option<bool>,
+    /// Per-source connection overrides for this target.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceOverride>,
+    /// Marts of this target read the tables the pipeline lands in production (project
+    /// `bigquery.project`, datasets unsuffixed) rather than this target's own. Default: true
+    /// for `dev` and pull-request targets, false for the others.
+    #[serde(default)]
+    pub read_production_inputs: Option<bool>,
+    /// How long to wait on Postgres, BigQuery and Google's other endpoints before they count as
+    /// not answering (defaults fit Cloud Run: `{connect: 10s, request: 30s, statement: 5m}`).
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+}
+
+/// How long sluice waits on an endpoint before it counts as not answering. Each attempt gets
+/// these; an attempt that gets no answer is tried twice more, then the run fails with one line
+/// naming the endpoint and what it did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Opening a connection: TCP, then for Postgres the startup and authentication.
+    #[serde(deserialize_with = "duration_value")]
+    pub connect: Duration,
+    /// One HTTP request (BigQuery, Secret Manager, tokens), from sending it to the last byte of
+    /// its answer.
+    #[serde(deserialize_with = "duration_value")]
+    pub request: Duration,
+    /// A Postgres statement's answer: its first row, and each next part of a long answer (COPY
+    /// data, slot changes). A dead connection is noticed sooner, by TCP keepalives.
+    #[serde(deserialize_with = "duration_value")]
+    pub statement: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            statement: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A duration written like `10s`, `500ms`, `5m` (or plain seconds).
+fn duration_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Seconds(u64),
+        Text(String),
+    }
+    let parsed = match Spec::deserialize(d)? {
+        Spec::Seconds(n) => Duration::from_secs(n),
+        Spec::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom)?,
+    };
+    if parsed.is_zero() {
+        return Err(serde::de::Error::custom("must be more than 0"));
+    }
+    Ok(parsed)
+}
+
+/// A target's override of a source's connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOverride {
+    /// Where the connection string comes from in this target.
+    pub dsn: DsnRef,
+}
+
+/// Where the lake is for a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeLocation {
+    /// A directory; BigQuery (the emulator) reads it as `gs://<bucket>/…`.
+    Local { dir: PathBuf, bucket: String },
+    /// A GCS bucket.
+    Gcs { bucket: String },
+}
+
+/// A target with everything resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub project: String,
+    pub location: String,
+    pub bigquery_endpoint: Option<String>,
+    pub storage_write_endpoint: Option<String>,
+    pub dataset_suffix: String,
+    pub lake: LakeLocation,
+    pub no_auth: bool,
+    /// Whether log-ingest checks push tokens.
+    pub verify_push_tokens: bool,
+    /// Where marts read what pg-copy, cdc-sync and log-ingest land (and their run ledger):
+    /// this target's project and suffix, or production's for `dev` and PR targets.
+    pub inputs_project: String,
+    pub inputs_suffix: String,
+    /// How long to wait on endpoints.
+    pub timeouts: Timeouts,
+    source_overrides: BTreeMap<String, DsnRef>,
+}
+
+impl Target {
+    /// The dataset a logical dataset name maps to in this target.
+    pub fn dataset(&self, name: &str) -> String {
+        format!("{name}{}", self.dataset_suffix)
+    }
+
+    /// Where `source`'s DSN comes from in this target.
+    pub fn dsn_ref<'a>(&'a self, source_name: &str, source: &'a Source) -> &'a DsnRef {
+        self.source_overrides
+            .get(source_name)
+            .unwrap_or(&source.dsn)
+    }
+}
+
+impl Pipeline {
+    /// Resolves a target by name. Environment variables `SLUICE_BQ_ENDPOINT`,
+    /// `SLUICE_BQ_GRPC_ENDPOINT` and `SLUICE_LAKE_DIR` (printed by `scripts/local-stack.sh env`)
+    /// override the local target's endpoints, so the ports live in one place.
+    pub fn target(&self, name: &str) -> Result<Target> {
+        let (config, suffix) = match self.targets.get(name) {
+            Some(t) => (t.clone(), t.dataset_suffix.clone().unwrap_or_default()),
+            None if is_pr_target(name) => {
+                let base = self.targets.get("dev").cloned().unwrap_or_default();
+                let pr = name.replace('-', "_");
+                let suffix = format!("{}_{pr}", base.dataset_suffix.clone().unwrap_or_default());
+                (base, suffix)
+            }
+            None => {
+                let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+                return Err(Error::config(format!(
+                    "unknown target `{name}` (pipeline.yaml defines: {}; pull-request targets are named like pr-123)",
+                    known.join(", ")
+                )));
+            }
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let local = name == "local";
+        let bigquery_endpoint = local
+            .then(|| env("SLUICE_BQ_ENDPOINT"))
+            .flatten()
+            .or(config.bigquery_endpoint);
+        let storage_write_endpoint = local
+            .then(|| env("SLUICE_BQ_GRPC_ENDPOINT"))
+            .flatten()
+            .or(config.storage_write_endpoint);
+        let lake_spec = local
+            .then(|| env("SLUICE_LAKE_DIR"))
+            .flatten()
+            .or(config.lake.clone());
+        let lake = match lake_spec {
+            Some(spec) if spec.starts_with("gs://") => LakeLocation::Gcs {
+                bucket: spec
+                    .trim_start_matches("gs://")
+                    .trim_end_matches('/')
+                    .to_string(),
+            },
+            Some(dir) => {
+                let bucket = config
+                    .lake_bucket
+                    .clone()
+                    .unwrap_or_else(|| self.lake.bucket.clone());
+                // A directory holds one folder per bucket, as the emulator's GCS_LOCAL_ROOT reads it.
+                LakeLocation::Local {
+                    dir: PathBuf::from(dir),
+                    bucket,
+                }
+            }
+            None => LakeLocation::Gcs {
+                bucket: self.lake.bucket.clone(),
+            },
+        };
+        let project = config
+            .project
+            .clone()
+            .unwrap_or_else(|| self.bigquery.project.clone());
+        let production_inputs = config
+            .read_production_inputs
+            .unwrap_or(name == "dev" || is_pr_target(name));
+        let (inputs_project, inputs_suffix) = if production_inputs {
+            (self.bigquery.project.clone(), String::new())
+        } else {
+            (project.clone(), suffix.clone())
+        };
+        Ok(Target {
+            name: name.to_string(),
+            project,
+            inputs_project,
+            inputs_suffix,
+            location: self.bigquery.location.clone(),
+            bigquery_endpoint,
+            storage_write_endpoint,
+            dataset_suffix: suffix,
+            lake,
+            no_auth: config.no_auth,
+            verify_push_tokens: config.verify_push_tokens.unwrap_or(true),
+            timeouts: config.timeouts.unwrap_or_default(),
+            source_overrides: config
+                .sources
+                .into_iter()
+                .map(|(k, v)| (k, v.dsn))
+                .collect(),
+        })
+    }
+}
+
+/// A duration on the command line or in pipeline.yaml: `50m`, `300s`, `2h`, `500ms`, or plain
+/// seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number and a unit (ms, s, m, h)"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    })
+}
+
+/// `pr-123`, `pr_45`: a pull-request target.
+pub(super) fn is_pr_target(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("pr-")
+        .or_else(|| name.strip_prefix("pr_"));
+    matches!(rest, Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
+}
