@@ -4,9 +4,10 @@
 
 use crate::sql::{self as merge, MergeSpec};
 use serde_json::{json, Value as Json};
-use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field, Mode};
+use sluice::bigquery::schema::{self, evolve, Field, Mode};
 use sluice::bigquery::sql::table_ref;
 use sluice::bigquery::staging::Staging;
+use sluice::bigquery::{job_id, run_tag};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::catalog;
 use sluice::config::DeleteMode;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::sql as merge;
 use object_store::path::Path;
-use sluice::bigquery::schema::run_tag;
+use sluice::bigquery::run_tag;
 use sluice::bigquery::sql::count_rows;
 use sluice::config::OnUnsupported;
 use sluice::error::ErrorKind;

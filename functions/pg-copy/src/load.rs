@@ -3,9 +3,10 @@
 //! Until the swap the target keeps its previous data; every step can be repeated.
 
 use serde_json::json;
-use sluice::bigquery::schema::{self, evolve, job_id, run_tag, Field};
+use sluice::bigquery::schema::{self, evolve, Field};
 use sluice::bigquery::sql::{count_rows, ident, partition_date, replace_partition, table_ref};
 use sluice::bigquery::staging::Staging;
+use sluice::bigquery::{job_id, run_tag};
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{Mode, Pipeline, Target};
 use sluice::error::ErrorKind;

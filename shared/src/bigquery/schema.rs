@@ -339,34 +339,6 @@ fn merge(list: &mut Vec<Field>, path: &[String], wanted: &[Field], widen: bool, 
     }
 }
 
-/// A BigQuery job id from parts: letters, digits, `_` and `-` only, at most 1,024 characters.
-/// The same parts always give the same id, so a retried or repeated job is found, not rerun.
-pub fn job_id(parts: &[&str]) -> String {
-    let mut id: String = parts
-        .join("_")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    id.truncate(1024);
-    id
-}
-
-/// The part of a run id that goes into job ids and staging table names: its last eight
-/// letters and digits, the random end of every run id format (a uuid, or cdc-sync's
-/// `<time>-<random>`), so each run's jobs and staging tables are its own. (The first eight were
-/// the date of a cdc-sync run id: a rerun on the same day found the killed run's load job by
-/// its id and loaded nothing.)
-pub fn run_tag(run_id: &str) -> String {
-    let alnum: Vec<char> = run_id.chars().filter(char::is_ascii_alphanumeric).collect();
-    alnum[alnum.len().saturating_sub(8)..].iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,23 +466,5 @@ mod tests {
         assert_eq!(e.incompatible.len(), 1);
         let same = evolve(&e.fields, &e.fields, false);
         assert!(!same.changes() && same.incompatible.is_empty());
-    }
-
-    #[test]
-    fn job_ids_are_stable_and_clean() {
-        assert_eq!(
-            job_id(&["sluice", "shop.orders", "2024-05-01"]),
-            "sluice_shop_orders_2024-05-01"
-        );
-        assert_eq!(job_id(&["a"; 2000]).len(), 1024);
-    }
-
-    #[test]
-    fn run_tags_differ_between_runs_of_the_same_second() {
-        let a = run_tag("20261202T125638-14c42fda");
-        let b = run_tag("20261202T125638-5a32c57d");
-        assert_eq!((a.as_str(), b.as_str()), ("14c42fda", "5a32c57d"));
-        assert_eq!(run_tag("936da01f-9abd-4d9d-80c7-02af85c822a8"), "85c822a8");
-        assert_eq!(run_tag("x"), "x");
     }
 }

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use serde_json::{json, Value};
-use sluice::bigquery::schema::{evolve, job_id, Field};
+use sluice::bigquery::job_id;
+use sluice::bigquery::schema::{evolve, Field};
 use sluice::bigquery::sql::{ident, replace_partition, table_ref};
 use sluice::bigquery::Param;
 use sluice::error::ErrorKind;

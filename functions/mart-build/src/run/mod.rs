@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use sluice::bigquery::schema::run_tag;
+use sluice::bigquery::run_tag;
 use sluice::bigquery::staging::Staging;
 use sluice::bigquery::BigQuery;
 use sluice::config::{Pipeline, Target};
