@@ -52,38 +52,36 @@ impl Verifier {
     }
 
     /// Loads the key set now, so a wrong `jwks` setting fails at start-up.
-    pub async fn preload(&self) -> Result<usize, String> {
+    pub async fn preload(&self) -> sluice::Result<usize> {
         let set = self.fetch().await?;
         let n = set.keys.len();
         *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((set, Instant::now()));
         Ok(n)
     }
 
-    async fn fetch(&self) -> Result<JwkSet, String> {
+    async fn fetch(&self) -> sluice::Result<JwkSet> {
         let src = &self.config.jwks;
         let text = if src.starts_with("http://") || src.starts_with("https://") {
-            let resp = self
-                .http
-                .get(src)
-                .send()
-                .await
-                .map_err(|e| format!("fetching push token keys from {src}: {e}"))?;
+            let resp = self.http.get(src).send().await.map_err(|e| {
+                sluice::Error::config(format!("fetching push token keys from {src}: {e}"))
+            })?;
             if !resp.status().is_success() {
-                return Err(format!(
+                return Err(sluice::Error::config(format!(
                     "fetching push token keys from {src}: HTTP {}",
                     resp.status()
-                ));
+                )));
             }
-            resp.text()
-                .await
-                .map_err(|e| format!("reading push token keys from {src}: {e}"))?
+            resp.text().await.map_err(|e| {
+                sluice::Error::config(format!("reading push token keys from {src}: {e}"))
+            })?
         } else {
-            tokio::fs::read_to_string(src)
-                .await
-                .map_err(|e| format!("reading push token keys from {src}: {e}"))?
+            tokio::fs::read_to_string(src).await.map_err(|e| {
+                sluice::Error::config(format!("reading push token keys from {src}: {e}"))
+            })?
         };
-        serde_json::from_str(&text)
-            .map_err(|e| format!("push token keys at {src} are not a JWK set: {e}"))
+        serde_json::from_str(&text).map_err(|e| {
+            sluice::Error::config(format!("push token keys at {src} are not a JWK set: {e}"))
+        })
     }
 
     fn cached_key(&self, kid: &str) -> (Option<DecodingKey>, bool) {
@@ -129,7 +127,7 @@ impl Verifier {
                 Err(e) if key.is_some() => {
                     tracing::warn!(error = %e, "refreshing push token keys failed; keeping the old ones")
                 }
-                Err(e) => return Err(Refused::Invalid(e)),
+                Err(e) => return Err(Refused::Invalid(e.into_message())),
             }
         }
         let key = key.ok_or_else(|| Refused::Invalid(format!("signed by unknown key `{kid}`")))?;

@@ -9,10 +9,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::schema::{
-    close, normalize_timestamp, write_attributes_text, write_json_text, write_key, write_str,
-    EventSchema,
-};
+use crate::json::{close, write_attributes_text, write_json_text, write_key, write_str};
+use crate::row::normalize_timestamp;
+use crate::schema::EventSchema;
 
 /// The body Pub/Sub POSTs to a push endpoint.
 #[derive(Debug, Deserialize)]

@@ -7,9 +7,12 @@
 //! to the group-commit [`writer`], and ack only what the writer reports committed.
 
 pub mod auth;
+mod columns;
 pub mod event;
+mod json;
 pub mod pull;
 pub mod replay;
+mod row;
 pub mod schema;
 pub mod service;
 pub mod writer;
@@ -57,7 +60,7 @@ pub fn events_config(pipeline: &Pipeline) -> Result<&EventsConfig> {
 /// Loads the schemas of `events.schemas`, resolved against the pipeline file's directory.
 pub fn load_router(events: &EventsConfig, pipeline_dir: &Path) -> Result<Router> {
     let dir = pipeline_dir.join(&events.schemas);
-    let schemas = schema::load_dir(&dir).map_err(Error::config)?;
+    let schemas = schema::load_dir(&dir)?;
     Ok(Router {
         schemas,
         type_attribute: events.type_attribute.clone(),
@@ -128,17 +131,15 @@ impl Ingest {
             .await?
             .unwrap_or_default();
         let wanted = sluice::bigquery::schema::from_json(&resource["schema"]["fields"])
-            .map_err(|e| Error::config(format!("{what}: {e}")))?;
-        match schema::evolve(&existing, &wanted) {
+            .map_err(|e| e.within(what))?;
+        match columns::evolve(&existing, &wanted) {
             Ok(None) => Ok(()),
             Ok(Some(merged)) => {
                 self.bq.patch_schema(dataset, table, &merged).await?;
                 tracing::info!(table = %format!("{dataset}.{table}"), "added new columns for {what}");
                 Ok(())
             }
-            Err(e) => Err(Error::config(format!(
-                "{what}: table {dataset}.{table}: {e}"
-            ))),
+            Err(e) => Err(e.within(&format!("{what}: table {dataset}.{table}"))),
         }
     }
 

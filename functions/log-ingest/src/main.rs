@@ -104,7 +104,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     anyhow::anyhow!("events.push (audience, service_account) is required to check push tokens; set `verify_push_tokens: false` on targets without them")
                 })?;
                 let v = log_ingest::auth::Verifier::new(push);
-                let n = v.preload().await.map_err(|e| anyhow::anyhow!(e))?;
+                let n = v.preload().await?;
                 tracing::info!(keys = n, "checking push tokens");
                 Some(Arc::new(v))
             } else {
@@ -168,9 +168,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     })
                 })
                 .transpose()?;
-            let since = since
-                .map(|s| replay::parse_since(&s).map_err(|e| anyhow::anyhow!("--since {e}")))
-                .transpose()?;
+            let since = since.map(|s| replay::parse_since(&s)).transpose()?;
             let (_, ingest) = open(&common).await?;
             let report = replay::run(
                 ingest,

@@ -42,16 +42,16 @@ pub struct ReplayReport {
 }
 
 /// `--since`: RFC 3339, or a date (midnight UTC).
-pub fn parse_since(s: &str) -> std::result::Result<String, String> {
+pub fn parse_since(s: &str) -> Result<String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc).to_rfc3339());
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(format!("{d}T00:00:00+00:00"));
     }
-    Err(format!(
-        "`{s}` is neither an RFC 3339 time nor a date (YYYY-MM-DD)"
-    ))
+    Err(Error::config(format!(
+        "--since `{s}` is neither an RFC 3339 time nor a date (YYYY-MM-DD)"
+    )))
 }
 
 /// Replays the open dead letters that match `filter`.

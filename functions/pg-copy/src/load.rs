@@ -158,13 +158,8 @@ async fn ensure_partitioned(
             bq.create_table(dataset, table, resource).await?;
         }
         Some(existing) => {
-            let old = schema::from_json(&existing["schema"]["fields"]).map_err(|e| {
-                Error::bigquery(
-                    format!("reading {dataset}.{table}"),
-                    ErrorKind::Permanent,
-                    e,
-                )
-            })?;
+            let old = schema::from_json(&existing["schema"]["fields"])
+                .map_err(|e| e.within(&format!("{dataset}.{table}")))?;
             let e = evolve(&old, fields, false);
             if !e.incompatible.is_empty() {
                 let changed: Vec<String> = e.incompatible.iter().map(|i| i.to_string()).collect();

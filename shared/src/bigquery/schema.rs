@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::{Error, ErrorKind, Result};
 use crate::types::{BqType, ColumnMapping};
 
 /// What a field holds.
@@ -151,16 +152,17 @@ impl Field {
     }
 
     /// A field from the REST form.
-    pub fn from_json(v: &Value) -> Result<Field, String> {
+    pub fn from_json(v: &Value) -> Result<Field> {
         let Value::Object(m) = v else {
-            return Err(format!("a schema field is not an object: {v}"));
+            return Err(malformed(format!("a schema field is not an object: {v}")));
         };
         let mut extra = m.clone();
         let text = |extra: &mut Map<String, Value>, k: &str| match extra.remove(k) {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
-        let name = text(&mut extra, "name").ok_or("a schema field has no name")?;
+        let name =
+            text(&mut extra, "name").ok_or_else(|| malformed("a schema field has no name"))?;
         let ty = text(&mut extra, "type").unwrap_or_default();
         let mode = Mode::parse(&text(&mut extra, "mode").unwrap_or_default());
         let description = text(&mut extra, "description");
@@ -190,9 +192,9 @@ impl From<Field> for Value {
 }
 
 impl TryFrom<Value> for Field {
-    type Error = String;
+    type Error = Error;
 
-    fn try_from(v: Value) -> Result<Field, String> {
+    fn try_from(v: Value) -> Result<Field> {
         Field::from_json(&v)
     }
 }
@@ -203,12 +205,19 @@ pub fn to_json(fields: &[Field]) -> Value {
 }
 
 /// Fields from the REST form; a missing list is no fields.
-pub fn from_json(v: &Value) -> Result<Vec<Field>, String> {
+pub fn from_json(v: &Value) -> Result<Vec<Field>> {
     match v {
         Value::Null => Ok(vec![]),
         Value::Array(a) => a.iter().map(Field::from_json).collect(),
-        other => Err(format!("a table schema is not a list of fields: {other}")),
+        other => Err(malformed(format!(
+            "a table schema is not a list of fields: {other}"
+        ))),
     }
+}
+
+/// A schema in the REST form that is not one (a bug or an API change: never retried).
+fn malformed(message: impl Into<String>) -> Error {
+    Error::bigquery("reading a table schema", ErrorKind::Permanent, message)
 }
 
 /// Fields of mapped columns: REPEATED arrays, REQUIRED for NOT NULL columns.

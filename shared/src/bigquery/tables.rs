@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::schema::{self, Field};
 use super::BigQuery;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 
 impl BigQuery {
     /// Creates a dataset unless it exists. `table_expiration` sets the default table lifetime.
@@ -60,13 +60,7 @@ impl BigQuery {
         };
         schema::from_json(&t["schema"]["fields"])
             .map(Some)
-            .map_err(|e| {
-                Error::bigquery(
-                    format!("reading table {dataset}.{table}"),
-                    ErrorKind::Permanent,
-                    e,
-                )
-            })
+            .map_err(|e| e.within(&format!("table {dataset}.{table}")))
     }
 
     /// Creates a table from a REST table resource (schema, partitioning, clustering); true if

@@ -13,9 +13,13 @@ impl Pipeline {
             Error::config(format!("{origin}: {}{line}: {msg}", path.join(".")))
         };
         for (sname, source) in &self.sources {
-            check_name(sname).map_err(|m| at(&["sources", sname], m))?;
+            if let Some(m) = bad_name(sname) {
+                return Err(at(&["sources", sname], m));
+            }
             if let Some(ds) = &source.dataset {
-                check_name(ds).map_err(|m| at(&["sources", sname, "dataset"], m))?;
+                if let Some(m) = bad_name(ds) {
+                    return Err(at(&["sources", sname, "dataset"], m));
+                }
             }
             if let Some(cdc) = &source.cdc {
                 let path = ["sources", sname.as_str(), "cdc"];
@@ -45,7 +49,9 @@ impl Pipeline {
                     }
                 }
                 if let Some(ds) = &cdc.dataset {
-                    check_name(ds).map_err(|m| at(&[&path[..], &["dataset"]].concat(), m))?;
+                    if let Some(m) = bad_name(ds) {
+                        return Err(at(&[&path[..], &["dataset"]].concat(), m));
+                    }
                 }
                 if cdc.batch_changes == 0 {
                     return Err(at(
@@ -56,7 +62,9 @@ impl Pipeline {
             }
             for (tname, t) in &source.tables {
                 let path = ["sources", sname.as_str(), "tables", tname.as_str()];
-                check_name(tname).map_err(|m| at(&path, m))?;
+                if let Some(m) = bad_name(tname) {
+                    return Err(at(&path, m));
+                }
                 if let Schedule::Cron(c) = &t.schedule {
                     return Err(at(
                         &[&path[..], &["schedule"]].concat(),
@@ -81,7 +89,9 @@ impl Pipeline {
             }
         }
         if let Some(ev) = &self.events {
-            check_name(&ev.dataset).map_err(|m| at(&["events", "dataset"], m))?;
+            if let Some(m) = bad_name(&ev.dataset) {
+                return Err(at(&["events", "dataset"], m));
+            }
             let b = &ev.batch;
             if b.max_rows == 0 || b.max_rows > 50_000 {
                 return Err(at(
@@ -133,15 +143,13 @@ impl Pipeline {
     }
 }
 
-/// BigQuery dataset and table names: letters, digits, underscores.
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a valid BigQuery name (letters, digits and underscores only)"
-        ))
-    }
+/// BigQuery dataset and table names: letters, digits, underscores. Says what is wrong
+/// with `name`, if anything.
+fn bad_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (!ok).then(|| {
+        format!("`{name}` is not a valid BigQuery name (letters, digits and underscores only)")
+    })
 }
 
 /// A key written twice in one mapping of a YAML document.
