@@ -128,49 +128,16 @@ impl Error {
 
     /// The same error, its context prefixed with what the caller was doing
     /// (`reading the run ledger: bigquery (query …): …`). Its kind stays.
-    pub fn within(self, what: &str) -> Self {
-        match self {
-            Error::Postgres {
-                context,
-                message,
-                kind,
-                source,
-            } => Error::Postgres {
-                context: format!("{what}: {context}"),
-                message,
-                kind,
-                source,
-            },
-            Error::BigQuery {
-                context,
-                message,
-                kind,
-            } => Error::BigQuery {
-                context: format!("{what}: {context}"),
-                message,
-                kind,
-            },
-            Error::Lake {
-                context,
-                kind,
-                source,
-            } => Error::Lake {
-                context: format!("{what}: {context}"),
-                kind,
-                source,
-            },
-            Error::PubSub {
-                context,
-                message,
-                kind,
-            } => Error::PubSub {
-                context: format!("{what}: {context}"),
-                message,
-                kind,
-            },
-            Error::Config(m) => Error::Config(format!("{what}: {m}")),
-            other => other,
+    pub fn within(mut self, what: &str) -> Self {
+        match &mut self {
+            Error::Postgres { context, .. }
+            | Error::BigQuery { context, .. }
+            | Error::Lake { context, .. }
+            | Error::PubSub { context, .. } => *context = format!("{what}: {context}"),
+            Error::Config(m) => *m = format!("{what}: {m}"),
+            _ => {}
         }
+        self
     }
 
     /// What to put in a list of problems: a config error's own words (the list says

@@ -98,6 +98,34 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A row of a unit of `worker`'s run `run_id` on `target` that started at `started` and
+    /// ended now, successfully, having counted nothing yet.
+    pub fn started(
+        run_id: &str,
+        worker: Worker,
+        target: &str,
+        started: DateTime<Utc>,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_string(),
+            worker,
+            target: target.to_string(),
+            source: None,
+            table_name: None,
+            logical_date: None,
+            lsn_range: None,
+            started_at: started,
+            finished_at: Utc::now(),
+            status: Status::Success,
+            rows_in: 0,
+            rows_loaded: 0,
+            rows_dead_lettered: 0,
+            bytes: 0,
+            error: None,
+            details: Value::Null,
+        }
+    }
+
     /// insertAll's id for the row: one per run and unit.
     fn insert_id(&self) -> String {
         format!(
@@ -182,24 +210,7 @@ impl Recorder {
     /// A row of a unit that started at `started` and ended now, successfully, having counted
     /// nothing yet: callers fill in what it did.
     pub fn row(&self, started: DateTime<Utc>) -> RunRecord {
-        RunRecord {
-            run_id: self.run_id.clone(),
-            worker: self.worker,
-            target: self.target.clone(),
-            source: None,
-            table_name: None,
-            logical_date: None,
-            lsn_range: None,
-            started_at: started,
-            finished_at: Utc::now(),
-            status: Status::Success,
-            rows_in: 0,
-            rows_loaded: 0,
-            rows_dead_lettered: 0,
-            bytes: 0,
-            error: None,
-            details: Value::Null,
-        }
+        RunRecord::started(&self.run_id, self.worker, &self.target, started)
     }
 
     /// Writes a row; an error means the unit it records must fail (the module's policy).
@@ -356,24 +367,9 @@ mod tests {
             started_at: t,
             finished_at: t,
             details: json!({"files": 2}),
-            ..RunRecord {
-                run_id: "r".into(),
-                worker: Worker::MartBuild,
-                target: "local".into(),
-                source: None,
-                table_name: Some("daily".into()),
-                logical_date: None,
-                lsn_range: None,
-                started_at: t,
-                finished_at: t,
-                status: Status::Skipped,
-                rows_in: 0,
-                rows_loaded: 0,
-                rows_dead_lettered: 0,
-                bytes: 0,
-                error: None,
-                details: Value::Null,
-            }
+            table_name: Some("daily".into()),
+            status: Status::Skipped,
+            ..RunRecord::started("r", Worker::MartBuild, "local", t)
         };
         let row = r.row();
         assert_eq!(row["worker"], "mart-build");

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use bytes::Bytes;
-use log_ingest::event::{Incoming, Routed, Router};
+use log_ingest::{Incoming, Routed, Router};
 use serde_json::{json, Value};
 use sluice::config::Pipeline;
 
@@ -88,7 +88,7 @@ fn recorded(n: usize) -> Vec<Incoming> {
                 attributes: [("event_type".to_string(), event_type.to_string())].into_iter().collect(),
                 publish_time: Some("2026-11-23T10:00:00.000Z".into()),
                 delivery_attempt: None,
-                via: log_ingest::event::Via::Push,
+                via: log_ingest::Via::Push,
                 bad_base64: None,
             }
         })

@@ -21,7 +21,7 @@ use arrow::array::{AsArray, Int64Array};
 use arrow::datatypes::Int64Type;
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pg_copy::plan::Unit;
+use pg_copy::Unit;
 use pg_copy::{Counters, ExtractOptions};
 use sluice::config::{LakeLocation, Pipeline};
 use sluice::lake::Lake;
@@ -181,7 +181,7 @@ async fn child_extract(table: &str, parallel: usize) -> Result<()> {
         ..ExtractOptions::default()
     };
     let t0 = Instant::now();
-    let m = pg_copy::extract::extract(
+    let m = pg_copy::extract(
         &lake,
         &Secret::new(dsn()?),
         &sluice::config::Timeouts::default(),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use log_ingest::auth::Verifier;
-use log_ingest::replay::{self, ReplayFilter};
+use log_ingest::ReplayFilter;
+use log_ingest::Verifier;
 use log_ingest::{Ingest, ServeReport};
 use serde_json::{json, Value};
 use sluice::config::{Pipeline, PushAuth, Target};
@@ -617,7 +617,7 @@ async fn replay_stores_dead_letters_that_pass_today() {
         &json!({"type": "object", "required": ["user_id"], "properties": {"user_id": {"type": "integer"}, "plan": {"type": "string"}}}),
     );
     let ingest = open(&pipeline, &target).await;
-    let dry = replay::run(
+    let dry = log_ingest::replay(
         ingest.clone(),
         &ReplayFilter {
             dry_run: true,
@@ -628,11 +628,11 @@ async fn replay_stores_dead_letters_that_pass_today() {
     .unwrap();
     assert_eq!(dry.considered, 4);
     assert_eq!(count(&env, EVENTS, "signup", "").await, 0);
-    let report = replay::run(
+    let report = log_ingest::replay(
         ingest.clone(),
         &ReplayFilter {
-            reason: Some(log_ingest::event::Reason::UnknownType),
-            since: Some(replay::parse_since("2020-01-01").unwrap()),
+            reason: Some(log_ingest::Reason::UnknownType),
+            since: Some(log_ingest::parse_since("2020-01-01").unwrap()),
             dry_run: false,
         },
     )
@@ -642,7 +642,9 @@ async fn replay_stores_dead_letters_that_pass_today() {
     assert_eq!(report.replayed.get("signup"), Some(&3));
     assert_eq!(count(&env, EVENTS, "signup", "").await, 3);
     // Replayed ones are closed; the schema violation stays open and still fails.
-    let again = replay::run(ingest, &ReplayFilter::default()).await.unwrap();
+    let again = log_ingest::replay(ingest, &ReplayFilter::default())
+        .await
+        .unwrap();
     assert_eq!(again.considered, 1);
     assert_eq!(again.still_failing.get("schema_violation"), Some(&1));
     assert_eq!(count(&env, "ops", "dead_letter_replays", "").await, 3);
@@ -928,7 +930,7 @@ async fn pubsub_pull_through_an_outage_adds_up() {
     const N: usize = 10_000;
     let messages: Vec<Value> = (0..N).map(published).collect();
     ps.publish("events", &messages).await;
-    let opts = log_ingest::pull::PullOptions {
+    let opts = log_ingest::PullOptions {
         subscription: ps.subscription("events-pull"),
         endpoint: Some(ps.base.trim_end_matches("/v1").to_string()),
         anonymous: true,
@@ -936,7 +938,7 @@ async fn pubsub_pull_through_an_outage_adds_up() {
         idle_timeout: Some(Duration::from_secs(15)),
         max_outstanding: 5000,
     };
-    let puller = tokio::spawn(log_ingest::pull::run(
+    let puller = tokio::spawn(log_ingest::pull(
         o.ingest.clone(),
         opts,
         std::future::pending(),

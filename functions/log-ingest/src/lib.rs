@@ -6,16 +6,21 @@
 //! [`pull::run`] reads a subscription; both route every message ([`event::Router`]) and hand it
 //! to the group-commit [`writer`], and ack only what the writer reports committed.
 
-pub mod auth;
+mod auth;
 mod columns;
-pub mod event;
+mod event;
 mod json;
-pub mod pull;
-pub mod replay;
+mod pull;
+mod replay;
 mod row;
-pub mod schema;
-pub mod service;
-pub mod writer;
+mod schema;
+mod service;
+mod writer;
+
+pub use auth::Verifier;
+pub use event::{Incoming, Reason, Routed, Router, Via};
+pub use pull::{run as pull, subscription_name, PullOptions, PullReport};
+pub use replay::{parse_since, run as replay, ReplayFilter, ReplayReport};
 
 use std::future::Future;
 use std::path::Path;
@@ -31,7 +36,6 @@ use sluice::{Error, Result};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::event::{Incoming, Routed, Router, Via};
 use crate::writer::{Counts, Writer, WriterConfig};
 
 /// Table of replayed dead letters.

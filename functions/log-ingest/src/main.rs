@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use log_ingest::event::Reason;
-use log_ingest::replay::{self, ReplayFilter};
 use log_ingest::Ingest;
+use log_ingest::Reason;
+use log_ingest::ReplayFilter;
 use sluice::cli::{run_main, CommonArgs};
 use sluice::config::Pipeline;
 use sluice::telemetry;
@@ -103,7 +103,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let push = ingest.events.push.clone().ok_or_else(|| {
                     anyhow::anyhow!("events.push (audience, service_account) is required to check push tokens; set `verify_push_tokens: false` on targets without them")
                 })?;
-                let v = log_ingest::auth::Verifier::new(push);
+                let v = log_ingest::Verifier::new(push);
                 let n = v.preload().await?;
                 tracing::info!(keys = n, "checking push tokens");
                 Some(Arc::new(v))
@@ -138,15 +138,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .ok()
                 .filter(|h| !h.is_empty());
             let endpoint = endpoint.or_else(|| emulator.as_ref().map(|h| format!("http://{h}")));
-            let opts = log_ingest::pull::PullOptions {
-                subscription: log_ingest::pull::subscription_name(&ingest.target.project, &sub),
+            let opts = log_ingest::PullOptions {
+                subscription: log_ingest::subscription_name(&ingest.target.project, &sub),
                 anonymous: ingest.target.no_auth || emulator.is_some(),
                 endpoint,
                 max_duration,
                 idle_timeout,
                 max_outstanding: 5000,
             };
-            let r = log_ingest::pull::run(ingest, opts, log_ingest::stop_signal()).await?;
+            let r = log_ingest::pull(ingest, opts, log_ingest::stop_signal()).await?;
             println!(
                 "received {}, loaded {}, nacked {}",
                 r.received, r.loaded, r.nacked
@@ -168,9 +168,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     })
                 })
                 .transpose()?;
-            let since = since.map(|s| replay::parse_since(&s)).transpose()?;
+            let since = since.map(|s| log_ingest::parse_since(&s)).transpose()?;
             let (_, ingest) = open(&common).await?;
-            let report = replay::run(
+            let report = log_ingest::replay(
                 ingest,
                 &ReplayFilter {
                     reason,

@@ -4,9 +4,9 @@
 //! `raw/<source>/<table>/dt=<ds>/` with a manifest, loaded into a staging table, swapped into
 //! its target, and recorded in the run ledger. Reruns replace, never append.
 
-pub mod extract;
-pub mod load;
-pub mod plan;
+mod extract;
+mod load;
+mod plan;
 mod verify;
 
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ use sluice::progress::Progress;
 use sluice::{Error, ErrorKind, Result};
 use tracing::Instrument;
 
-pub use extract::{Counters, ExtractOptions};
+pub use extract::{extract, Counters, ExtractOptions};
 pub use plan::{Dates, Unit};
 
 /// What to copy and how.

@@ -21,7 +21,6 @@ use crate::plan::Unit;
 pub struct Loaded {
     /// Rows in the target (the partition, for incremental) after the swap.
     pub rows: u64,
-    pub dataset: String,
     pub job_ids: Vec<String>,
 }
 
@@ -130,11 +129,7 @@ pub async fn load(
         }
     };
     area.drop(&staging).await?;
-    Ok(Loaded {
-        rows,
-        dataset,
-        job_ids,
-    })
+    Ok(Loaded { rows, job_ids })
 }
 
 /// Creates the date-partitioned target, or adds the columns the source gained.
