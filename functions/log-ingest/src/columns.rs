@@ -6,8 +6,6 @@ use sluice::bigquery::schema::{self, Field, FieldType, Mode};
 use sluice::types::BqType;
 use sluice::{Error, Result};
 
-use crate::schema::valid_name;
-
 /// A type the `x-bigquery.type` hint may name: those log-ingest can write from JSON.
 fn hinted_type(name: &str) -> Option<BqType> {
     BqType::from_api(name).filter(|t| !matches!(t, BqType::Datetime | BqType::Time))
@@ -125,4 +123,14 @@ pub fn evolve(existing: &[Field], derived: &[Field]) -> Result<Option<Vec<Field>
         )));
     }
     Ok(e.changes().then_some(e.fields))
+}
+
+/// A name BigQuery takes for a table or column, that sluice also accepts for an event type.
+pub(crate) fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 300
 }

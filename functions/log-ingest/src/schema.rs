@@ -32,7 +32,7 @@ use sluice::bigquery::schema::{self, Field, Mode};
 use sluice::types::BqType;
 use sluice::{Error, Result};
 
-use crate::columns::record_columns;
+use crate::columns::{record_columns, valid_name};
 
 /// How an event table is time-partitioned (`x-bigquery.partition_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,15 +145,6 @@ pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, EventSchema>> {
         out.insert(event_type, schema);
     }
     Ok(out)
-}
-
-pub(crate) fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 300
 }
 
 impl EventSchema {

@@ -20,10 +20,10 @@ use validate::refuse_duplicate_keys;
 
 pub use crate::schedule::Schedule;
 pub use events::{EventBatch, EventsConfig, PushAuth};
-pub use source::{
-    resolve_dsn, CdcConfig, DeleteMode, DsnRef, Mode, OnUnsupported, Source, TableConfig,
+pub use source::{CdcConfig, DeleteMode, DsnRef, Mode, OnUnsupported, Source, TableConfig};
+pub use target::{
+    parse_duration, resolve_dsn, LakeLocation, SourceOverride, Target, TargetConfig, Timeouts,
 };
-pub use target::{parse_duration, LakeLocation, SourceOverride, Target, TargetConfig, Timeouts};
 pub use validate::{duplicate_key, DuplicateKey};
 
 /// The whole pipeline definition.

@@ -4,10 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::target::Timeouts;
 use super::Schedule;
-use crate::error::{Error, Result};
-use crate::secret::Secret;
 
 /// Where a connection string comes from; never written inline.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -179,17 +176,4 @@ pub struct TableConfig {
 
 fn default_schema() -> String {
     "public".into()
-}
-
-/// Resolves a DSN reference to the connection string (Secret Manager within `timeouts`).
-pub async fn resolve_dsn(r: &DsnRef, timeouts: &Timeouts) -> Result<Secret> {
-    match r {
-        DsnRef::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-            _ => Err(Error::config(format!(
-                "environment variable {var} (the source's dsn) is not set"
-            ))),
-        },
-        DsnRef::Secret(name) => crate::secret_manager::access(name, timeouts).await,
-    }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::source::{DsnRef, Source};
 use super::Pipeline;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Per-environment settings. Every field is optional; unset ones take the defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -243,6 +244,19 @@ impl Pipeline {
                 .map(|(k, v)| (k, v.dsn))
                 .collect(),
         })
+    }
+}
+
+/// Resolves a DSN reference to the connection string (Secret Manager within `timeouts`).
+pub async fn resolve_dsn(r: &DsnRef, timeouts: &Timeouts) -> Result<Secret> {
+    match r {
+        DsnRef::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err(Error::config(format!(
+                "environment variable {var} (the source's dsn) is not set"
+            ))),
+        },
+        DsnRef::Secret(name) => crate::secret_manager::access(name, timeouts).await,
     }
 }
 
