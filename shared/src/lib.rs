@@ -1,5 +1,16 @@
-//! The sluice library: what every worker shares — configuration, BigQuery, the lake, Postgres
-//! helpers, the Postgres → BigQuery type mapping, classified retries and the run ledger.
+//! The sluice library: what every worker shares, each decision in one place.
+//!
+//! - `config`: pipeline.yaml (`source`, `events`, `target`, `validate`); `catalog`: where the
+//!   pipeline lands each table; `ops`: sluice's own tables; `ledger`: run ids, ledger rows, the
+//!   one policy for a failed ledger write, freshness queries.
+//! - `cli`: the shared command line and a worker's `main`; `progress`; `telemetry` (logs).
+//! - `bigquery`: REST client (`client`, `tables`, `jobs`, `insert`, `errors`), typed schemas and
+//!   their evolution (`schema`), `staging`, shared SQL (`sql`).
+//! - `lake`: paths, the Parquet writer, manifests. `postgres`: bounded connections, binary
+//!   COPY and pgoutput decoding, the snapshot → Parquet loop (`to_lake`). `types`: the
+//!   Postgres → BigQuery type mapping.
+//! - `error` (transient / permanent / unanswered), `retry` (named policies), `time`,
+//!   `schedule`, `http`, `secret` and `secret_manager`.
 
 pub mod bigquery;
 pub mod catalog;

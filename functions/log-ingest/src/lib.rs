@@ -3,8 +3,14 @@
 //!
 //! Start-up ([`Ingest::open`]) reads `schemas/events/*.json`, creates or widens each event
 //! table, `ops.dead_letter` and the dedup views. Then either [`serve`] takes push requests or
-//! [`pull::run`] reads a subscription; both route every message ([`event::Router`]) and hand it
-//! to the group-commit [`writer`], and ack only what the writer reports committed.
+//! [`pull()`] reads a subscription; both route every message ([`Router`]) and hand it to the
+//! group-commit writer, and ack only what the writer reports committed.
+//!
+//! Where things live: `schema` loads and validates event schemas, `columns` maps them to
+//! BigQuery columns and evolves tables, `row` writes a valid event's insertAll bytes with the
+//! byte writer in `json`; `event` reads envelopes, routes and dead-letters; `writer` is the
+//! group commit; `service` the push endpoint, `pull` the subscriber, `replay` the dead-letter
+//! replay, `auth` the push-token check. This file opens the tables and runs the ledger windows.
 
 mod auth;
 mod columns;

@@ -3,6 +3,11 @@
 //! Each unit of work (a table for a logical date) is extracted into
 //! `raw/<source>/<table>/dt=<ds>/` with a manifest, loaded into a staging table, swapped into
 //! its target, and recorded in the run ledger. Reruns replace, never append.
+//!
+//! `plan` turns tables and dates into units; `extract` reads a unit into Parquet and its
+//! manifest (on `sluice::postgres::to_lake`); `load` stages the files and swaps them into the
+//! target (on `sluice::bigquery::staging`); `verify` compares the target with the source. This
+//! file runs the units and records them; its `pub use`s are what `main` and the tests use.
 
 mod extract;
 mod load;
