@@ -60,6 +60,30 @@ pub fn secs(d: std::time::Duration) -> String {
     }
 }
 
+const METADATA_TOKEN: &str =
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// A token of the runtime's service account from the metadata server (Cloud Run, GCE), and
+/// how long it stays valid. The one place sluice asks the metadata server.
+pub async fn metadata_token(
+    http: &reqwest::Client,
+) -> reqwest::Result<(String, std::time::Duration)> {
+    let resp: serde_json::Value = http
+        .get(METADATA_TOKEN)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = resp["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ttl = resp["expires_in"].as_u64().unwrap_or(300);
+    Ok((token, std::time::Duration::from_secs(ttl)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,6 @@ use crate::config::Timeouts;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-const METADATA_TOKEN: &str =
-    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
-
 /// Fetches `projects/P/secrets/S[/versions/V]` (latest version when none is named), each
 /// request bounded by `timeouts`.
 pub async fn access(name: &str, timeouts: &Timeouts) -> Result<Secret> {
@@ -22,19 +19,12 @@ pub async fn access(name: &str, timeouts: &Timeouts) -> Result<Secret> {
         format!("{name}/versions/latest")
     };
     let http = crate::http::client(timeouts).map_err(|e| err(e.to_string()))?;
-    let token: serde_json::Value = http
-        .get(METADATA_TOKEN)
-        .header("Metadata-Flavor", "Google")
-        .send()
-        .await
-        .map_err(|e| err(format!("no metadata server to get a token from ({}); use `dsn: {{env: …}}` outside Google Cloud", crate::http::describe(&e, timeouts))))?
-        .json()
-        .await
-        .map_err(|e| err(format!("bad token response: {e}")))?;
-    let token = token["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (token, _) = crate::http::metadata_token(&http).await.map_err(|e| {
+        err(format!(
+            "no token from the metadata server ({}); use `dsn: {{env: …}}` outside Google Cloud",
+            crate::http::describe(&e, timeouts)
+        ))
+    })?;
     let resp = http
         .get(format!(
             "https://secretmanager.googleapis.com/v1/{resource}:access"

@@ -17,8 +17,6 @@ use crate::config::{Target, Timeouts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry;
 const GOOGLE_ENDPOINT: &str = "https://bigquery.googleapis.com";
-const METADATA_TOKEN: &str =
-    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// How requests are authorised.
 enum Auth {
@@ -120,31 +118,16 @@ impl BigQuery {
                         return Ok(Some(t.clone()));
                     }
                 }
-                let resp: Value = self
-                    .http
-                    .get(METADATA_TOKEN)
-                    .header("Metadata-Flavor", "Google")
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        Error::bigquery(
-                            "getting a token from the metadata server",
-                            ErrorKind::Permanent,
-                            format!("{}; outside Google Cloud use a target with `no_auth: true` (the emulator)", crate::http::describe(&e, &self.timeouts)),
-                        )
-                    })?
-                    .json()
-                    .await
-                    .map_err(|e| Error::bigquery("reading the token", ErrorKind::Transient, e.to_string()))?;
-                let token = resp["access_token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let ttl = resp["expires_in"]
-                    .as_u64()
-                    .unwrap_or(300)
-                    .saturating_sub(60);
-                *c = Some((token.clone(), Instant::now() + Duration::from_secs(ttl)));
+                let (token, ttl) = crate::http::metadata_token(&self.http).await.map_err(|e| {
+                    Error::bigquery(
+                        "getting a token from the metadata server",
+                        ErrorKind::Permanent,
+                        format!("{}; outside Google Cloud use a target with `no_auth: true` (the emulator)", crate::http::describe(&e, &self.timeouts)),
+                    )
+                })?;
+                // Renewed a minute before it expires.
+                let ttl = ttl.saturating_sub(Duration::from_secs(60));
+                *c = Some((token.clone(), Instant::now() + ttl));
                 Ok(Some(token))
             }
         }
