@@ -27,7 +27,8 @@ pub struct Sink {
     pub lake: Lake,
     /// Replica dataset (target suffix applied).
     pub dataset: String,
-    pub staging_dataset: String,
+    /// The target's staging dataset (made on the first load of a run).
+    pub staging: Staging,
     pub source: String,
     pub slot: String,
     /// `<pipeline>_<target>`: keeps job ids of targets apart.
@@ -36,7 +37,7 @@ pub struct Sink {
     /// Tables (Postgres names, `table` or `schema.table`, as `tables:`) that keep a history.
     pub history: Vec<String>,
     /// Replica schemas already brought up to date in this run (with their dropped columns),
-    /// and datasets already created: each batch need not ask BigQuery again.
+    /// and whether the staging dataset is made: each batch need not ask BigQuery again.
     pub checked: std::sync::Arc<std::sync::Mutex<Checked>>,
 }
 
@@ -44,7 +45,7 @@ pub struct Sink {
 #[derive(Debug, Default)]
 pub struct Checked {
     replicas: std::collections::HashMap<String, (TableInfo, Vec<(String, String)>)>,
-    datasets: std::collections::HashSet<String>,
+    staging_ready: bool,
 }
 
 /// What applying one table's changes did.
@@ -234,15 +235,12 @@ impl Sink {
         rows: u64,
         job: &str,
     ) -> Result<String> {
-        let ready = self.lock().datasets.contains(&self.staging_dataset);
-        let area = if ready {
-            Staging::known(&self.bq, &self.staging_dataset)
-        } else {
-            let s = Staging::open(&self.bq, &self.staging_dataset).await?;
-            self.lock().datasets.insert(self.staging_dataset.clone());
-            s
-        };
-        area.load_parquet(staging, fields, uris, Some(rows), job)
+        if !self.lock().staging_ready {
+            self.staging.ensure().await?;
+            self.lock().staging_ready = true;
+        }
+        self.staging
+            .load_parquet(staging, fields, uris, rows, job)
             .await
     }
 
@@ -360,9 +358,7 @@ impl Sink {
             sluice::retry::transient("appending changes", || self.bq.query(&sql, &[])).await?;
         }
         crate::crash_at(crash, crate::CrashPoint::AfterMerge)?;
-        self.bq
-            .delete_table(&self.staging_dataset, &staging)
-            .await?;
+        self.staging.drop(&staging).await?;
         applied.table = info.bq_name.clone();
         applied.changes = changes.len() as u64;
         applied.bytes = bytes;

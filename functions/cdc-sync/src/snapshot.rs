@@ -95,9 +95,7 @@ pub async fn snapshot(
         ));
     }
     crash_at(crash, CrashPoint::SnapshotReplaced)?;
-    sink.bq
-        .delete_table(&sink.staging_dataset, &staging)
-        .await?;
+    sink.staging.drop(&staging).await?;
     crash_at(crash, CrashPoint::SnapshotCleaned)?;
     let state = TableState {
         schema: schema.to_string(),

@@ -2,6 +2,7 @@
 //! connections (one streams the slot, one answers catalog lookups and snapshots while it
 //! does), the replicas' sink and the run's ledger recorder.
 
+use sluice::bigquery::staging::Staging;
 use sluice::bigquery::BigQuery;
 use sluice::catalog;
 use sluice::config::{resolve_dsn, CdcConfig, Pipeline, Source, Target};
@@ -92,11 +93,12 @@ pub(crate) async fn source_ctx<'a>(
     let bq = BigQuery::for_target(target)?;
     let lake = Lake::open(&target.lake)?;
     let ledger = Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
+    let staging = Staging::new(&bq, &target.dataset(&pipeline.bigquery.staging_dataset));
     let sink = Sink {
         bq,
         lake,
         dataset: target.dataset(&catalog::replica_dataset(cdc, name)),
-        staging_dataset: target.dataset(&pipeline.bigquery.staging_dataset),
+        staging,
         source: name.to_string(),
         slot: cdc.slot(name),
         job_prefix: format!("{}_{}", pipeline.name, target.name),

@@ -80,7 +80,7 @@ pub async fn load(
         .collect();
     let load = ids("load");
     let staging_ref = area
-        .load_parquet(&staging, fields, uris, Some(manifest.rows), &load)
+        .load_parquet(&staging, fields, uris, manifest.rows, &load)
         .await?;
     if !manifest.files.is_empty() {
         job_ids.push(load);

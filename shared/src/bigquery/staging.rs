@@ -21,18 +21,24 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// The dataset (created with its expiry if missing).
+    /// The dataset, created with its expiry if missing.
     pub async fn open(bq: &BigQuery, dataset: &str) -> Result<Staging> {
-        bq.ensure_dataset(dataset, Some(EXPIRY)).await?;
-        Ok(Staging::known(bq, dataset))
+        let s = Staging::new(bq, dataset);
+        s.ensure().await?;
+        Ok(s)
     }
 
-    /// The dataset, known to exist already.
-    pub fn known(bq: &BigQuery, dataset: &str) -> Staging {
+    /// The dataset, without asking BigQuery: call `ensure` before the first load.
+    pub fn new(bq: &BigQuery, dataset: &str) -> Staging {
         Staging {
             bq: bq.clone(),
             dataset: dataset.to_string(),
         }
+    }
+
+    /// Creates the dataset with its expiry if it is missing.
+    pub async fn ensure(&self) -> Result<()> {
+        self.bq.ensure_dataset(&self.dataset, Some(EXPIRY)).await
     }
 
     /// `project.dataset.name` of a staging table, quoted.
@@ -41,14 +47,14 @@ impl Staging {
     }
 
     /// Loads Parquet files into a fresh table `name` of `fields`, with the load job `job`;
-    /// returns the table's reference. When `rows` is given, a load that reports another
-    /// number of rows fails. No files: an empty table.
+    /// returns the table's reference. A load that reports another number of rows than `rows`
+    /// (what the files hold) fails. No files: an empty table.
     pub async fn load_parquet(
         &self,
         name: &str,
         fields: &[Field],
         uris: Vec<String>,
-        rows: Option<u64>,
+        rows: u64,
         job: &str,
     ) -> Result<String> {
         self.bq.delete_table(&self.dataset, name).await?;
@@ -81,17 +87,15 @@ impl Staging {
             let loaded = done.statistics["load"]["outputRows"]
                 .as_str()
                 .and_then(|n| n.parse::<u64>().ok());
-            if let (Some(want), Some(got)) = (rows, loaded) {
-                if want != got {
-                    return Err(Error::bigquery(
-                        format!("job {job}"),
-                        ErrorKind::Permanent,
-                        format!(
-                            "loaded {got} rows into {}.{name}, but the lake files hold {want}",
-                            self.dataset
-                        ),
-                    ));
-                }
+            if let Some(got) = loaded.filter(|&n| n != rows) {
+                return Err(Error::bigquery(
+                    format!("job {job}"),
+                    ErrorKind::Permanent,
+                    format!(
+                        "loaded {got} rows into {}.{name}, but the lake files hold {rows}",
+                        self.dataset
+                    ),
+                ));
             }
         }
         Ok(self.table_ref(name))

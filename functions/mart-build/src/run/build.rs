@@ -106,18 +106,18 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     }
     // 1. The SELECT into staging.
     let staging_name = format!("{}__{}__{compact}__{}", m.id.dataset, m.id.table, ctx.tag);
-    let staging = table_ref(project, &ctx.staging_ds, &staging_name);
+    let staging = ctx.staging.table_ref(&staging_name);
     let id = job("build");
     let mut config = query_job(&select, &mart_params(m, ds));
     config["query"]["destinationTable"] =
-        json!({"projectId": project, "datasetId": ctx.staging_ds, "tableId": staging_name});
+        json!({"projectId": project, "datasetId": ctx.staging.dataset, "tableId": staging_name});
     config["query"]["writeDisposition"] = json!("WRITE_TRUNCATE");
     config["query"]["createDisposition"] = json!("CREATE_IF_NEEDED");
     ctx.bq.run_job(&id, config).await?;
     r.jobs.push(id);
     let fields = ctx
         .bq
-        .table_schema(&ctx.staging_ds, &staging_name)
+        .table_schema(&ctx.staging.dataset, &staging_name)
         .await?
         .ok_or_else(|| {
             Error::bigquery(
@@ -201,7 +201,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
         Materialized::View => unreachable!("views return above"),
     }
     describe(ctx, m, &placed).await;
-    if let Err(e) = ctx.bq.delete_table(&ctx.staging_ds, &staging_name).await {
+    if let Err(e) = ctx.staging.drop(&staging_name).await {
         tracing::warn!(error = %e, "staging table left behind (it expires in a day)");
     }
     Ok(())

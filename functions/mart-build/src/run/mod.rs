@@ -88,7 +88,8 @@ pub(crate) struct Ctx {
     placement: Placement,
     run_id: String,
     tag: String,
-    staging_ds: String,
+    /// Where each mart's SELECT lands before its gate and swap.
+    staging: Staging,
     /// The target's ops dataset: its ledger, DQ results, and upstream marts' runs.
     ops_ds: String,
     /// Where pg-copy and cdc-sync record their runs (project, dataset): production's for a
@@ -109,8 +110,7 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> Result<Summary
     let ops_ds = target.dataset(&pipeline.bigquery.ops_dataset);
     let ledger = Ledger::open(bq.clone(), &ops_ds).await?;
     sluice::ops::DQ_RESULTS.ensure(&bq, &ops_ds).await?;
-    let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
-    Staging::open(&bq, &staging_ds).await?;
+    let staging = Staging::open(&bq, &target.dataset(&pipeline.bigquery.staging_dataset)).await?;
     let placement = Placement::for_target(&target);
     let datasets: BTreeSet<String> = selected
         .iter()
@@ -134,7 +134,7 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> Result<Summary
         run_id: run_id.clone(),
         dag: Arc::new(dag),
         placement,
-        staging_ds,
+        staging,
         ops_ds,
         input_ops: (
             target.inputs_project.clone(),
