@@ -46,6 +46,11 @@ impl Inner {
     }
 }
 
+/// Whether progress goes to a terminal (stderr): a bar there, log lines otherwise.
+pub fn stderr_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 impl Progress {
     /// Starts showing progress: a bar when `terminal`, else an info line every ten seconds.
     /// `status` says where the command is (rows copied, changes applied); `total` is the

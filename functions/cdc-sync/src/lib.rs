@@ -211,7 +211,7 @@ pub async fn resync(
         let current = Arc::new(std::sync::Mutex::new(String::new()));
         let progress = {
             let current = current.clone();
-            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let terminal = sluice::progress::stderr_is_terminal();
             Progress::start(
                 "resyncing",
                 Some(wanted.len() as u64),

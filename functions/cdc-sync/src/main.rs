@@ -1,6 +1,5 @@
 //! The cdc-sync command line.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -120,7 +119,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
             opts.once = once;
             opts.follow = follow;
             opts.batch_changes = batch_changes;
-            opts.progress = std::io::stderr().is_terminal();
+            opts.progress = sluice::progress::stderr_is_terminal();
             let s = cdc_sync::run(&pipeline, &opts).await?;
             for (t, rows) in &s.snapshots {
                 println!("snapshot {t}: {rows} rows");

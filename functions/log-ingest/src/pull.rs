@@ -107,7 +107,7 @@ pub async fn run(
     let shown = Arc::new(std::sync::Mutex::new(String::new()));
     let progress = {
         let shown = shown.clone();
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let terminal = sluice::progress::stderr_is_terminal();
         Progress::start("pulling", None, terminal, move || {
             shown.lock().map(|s| s.clone()).unwrap_or_default()
         })

@@ -122,7 +122,7 @@ pub async fn run(ingest: Arc<Ingest>, filter: &ReplayFilter) -> Result<ReplayRep
     let running = ingest.start(Via::Replay).await?;
     let run_id = sluice::ledger::new_run_id();
     let mut stored = vec![];
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let terminal = sluice::progress::stderr_is_terminal();
     let chunks = passing.len().div_ceil(1000) as u64;
     let progress = Progress::start("replaying", Some(chunks), terminal, String::new);
     for chunk in passing.chunks(1000) {

@@ -1,6 +1,5 @@
 //! The pg-copy command line.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -69,7 +68,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     opts.extract.parallel = cli.parallel.max(1);
     opts.concurrency = cli.concurrency.max(1);
     opts.task = (cli.task_index, cli.task_count);
-    opts.progress_bar = std::io::stderr().is_terminal();
+    opts.progress_bar = sluice::progress::stderr_is_terminal();
     opts.verify = cli.verify;
     let summary = pg_copy::run(&pipeline, &opts).await?;
     print_summary(&summary, cli.verify);

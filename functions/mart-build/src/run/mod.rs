@@ -123,7 +123,7 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> Result<Summary
     let recorder = ledger.recorder(&run_id, Worker::MartBuild, &target.name);
     let total = selected.len() * opts.dates.len();
     let progress = if opts.progress {
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let terminal = sluice::progress::stderr_is_terminal();
         Progress::start("building marts", Some(total as u64), terminal, String::new)
     } else {
         Progress::hidden()
