@@ -173,10 +173,10 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
     };
     for (name, source, cdc) in cdc_sources(pipeline, opts.source.as_deref())? {
         let span = tracing::info_span!("cdc-sync", run_id = %run_id, source = %name);
-        let mut ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id)
+        let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id)
             .instrument(span.clone())
             .await?;
-        sync_source(&mut ctx, opts, &mut summary)
+        sync_source(&ctx, opts, &mut summary)
             .instrument(span)
             .await?;
     }

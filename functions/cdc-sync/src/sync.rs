@@ -125,7 +125,7 @@ async fn snapshot_if_new(
 
 /// Replicates one source until caught up (or `--once`, `--max-duration`).
 pub(crate) async fn sync_source(
-    ctx: &mut SourceCtx<'_>,
+    ctx: &SourceCtx<'_>,
     opts: &Options,
     summary: &mut Summary,
 ) -> Result<()> {
@@ -163,7 +163,6 @@ pub(crate) async fn sync_source(
             break;
         }
         let mut batch_started = chrono::Utc::now();
-        let ctx = &*ctx;
         let peeked = for_each_batch(ctx, max, &mut types, async |batch: Batch| {
             let to = batch.to.expect("a finished batch ends at a commit");
             if summary.batches == 0 {
