@@ -42,6 +42,7 @@ use sluice::{Error, Result};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::schema::EventSchema;
 use crate::writer::{Counts, Writer, WriterConfig};
 
 /// Table of replayed dead letters.
@@ -99,10 +100,7 @@ impl Ingest {
             ops_dataset,
         };
         for s in ingest.router.schemas.values() {
-            let ctx = format!("event type {} ({})", s.event_type, s.file.display());
-            ingest
-                .ensure_table(&ingest.events_dataset, &s.table, s.table_resource(), &ctx)
-                .await?;
+            ingest.ensure_table(s).await?;
             let view = dedup_view_sql(ingest.bq.project(), &ingest.events_dataset, &s.table);
             ingest.bq.query(&view, &[]).await?;
         }
@@ -119,17 +117,14 @@ impl Ingest {
         Ok(ingest)
     }
 
-    /// Creates a table, or adds the columns its schema gained; refuses type changes.
-    async fn ensure_table(
-        &self,
-        dataset: &str,
-        table: &str,
-        resource: serde_json::Value,
-        what: &str,
-    ) -> Result<()> {
+    /// Creates an event type's table, or adds the columns its schema gained; refuses type
+    /// changes.
+    async fn ensure_table(&self, s: &EventSchema) -> Result<()> {
+        let (dataset, table) = (&self.events_dataset, &s.table);
+        let what = format!("event type {} ({})", s.event_type, s.file.display());
         if self
             .bq
-            .create_table(dataset, table, resource.clone())
+            .create_table(dataset, table, s.table_resource())
             .await?
         {
             tracing::info!(table = %format!("{dataset}.{table}"), "created table for {what}");
@@ -140,9 +135,7 @@ impl Ingest {
             .table_schema(dataset, table)
             .await?
             .unwrap_or_default();
-        let wanted = sluice::bigquery::schema::from_json(&resource["schema"]["fields"])
-            .map_err(|e| e.within(what))?;
-        match columns::evolve(&existing, &wanted) {
+        match columns::evolve(&existing, &s.fields()) {
             Ok(None) => Ok(()),
             Ok(Some(merged)) => {
                 self.bq.patch_schema(dataset, table, &merged).await?;
