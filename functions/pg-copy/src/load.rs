@@ -141,7 +141,7 @@ async fn ensure_partitioned(
     wm: &str,
 ) -> Result<()> {
     let table = &unit.table;
-    match bq.get_table(dataset, table).await? {
+    match bq.table_schema(dataset, table).await? {
         None => {
             let mut resource = json!({
                 "schema": {"fields": schema::to_json(fields)},
@@ -152,9 +152,7 @@ async fn ensure_partitioned(
             }
             bq.create_table(dataset, table, resource).await?;
         }
-        Some(existing) => {
-            let old = schema::from_json(&existing["schema"]["fields"])
-                .map_err(|e| e.within(&format!("{dataset}.{table}")))?;
+        Some(old) => {
             let e = evolve(&old, fields, false);
             if !e.incompatible.is_empty() {
                 let changed: Vec<String> = e.incompatible.iter().map(|i| i.to_string()).collect();
