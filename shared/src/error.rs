@@ -86,6 +86,11 @@ pub enum Error {
         kind: ErrorKind,
     },
 
+    /// No token for Google's APIs: no credentials found, or the token endpoint refused or did
+    /// not answer. The message names the credentials.
+    #[error("credentials: {message}")]
+    Auth { message: String, kind: ErrorKind },
+
     /// Fetching a secret failed.
     #[error("secret {name}: {message}")]
     Secret { name: String, message: String },
@@ -109,7 +114,8 @@ impl Error {
             Error::Postgres { kind, .. }
             | Error::BigQuery { kind, .. }
             | Error::Lake { kind, .. }
-            | Error::PubSub { kind, .. } => *kind,
+            | Error::PubSub { kind, .. }
+            | Error::Auth { kind, .. } => *kind,
             Error::Config(_)
             | Error::UnsupportedType { .. }
             | Error::ValueOutOfRange { .. }

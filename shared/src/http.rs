@@ -1,4 +1,4 @@
-//! HTTP clients for Google's APIs (BigQuery, Secret Manager, token endpoints): bounded time on
+//! HTTP clients for Google's APIs (BigQuery, the metadata server): bounded time on
 //! every request, and failures described by what did not answer.
 
 use crate::config::Timeouts;
@@ -58,30 +58,6 @@ pub fn secs(d: std::time::Duration) -> String {
     } else {
         format!("{:.1} s", d.as_secs_f64())
     }
-}
-
-const METADATA_TOKEN: &str =
-    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
-
-/// A token of the runtime's service account from the metadata server (Cloud Run, GCE), and
-/// how long it stays valid. The one place sluice asks the metadata server.
-pub async fn metadata_token(
-    http: &reqwest::Client,
-) -> reqwest::Result<(String, std::time::Duration)> {
-    let resp: serde_json::Value = http
-        .get(METADATA_TOKEN)
-        .header("Metadata-Flavor", "Google")
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = resp["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let ttl = resp["expires_in"].as_u64().unwrap_or(300);
-    Ok((token, std::time::Duration::from_secs(ttl)))
 }
 
 #[cfg(test)]

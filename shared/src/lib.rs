@@ -12,6 +12,7 @@
 //! - `error` (transient / permanent / unanswered), `retry` (named policies), `time`,
 //!   `schedule`, `http`, `secret` and `secret_manager`.
 
+pub mod auth;
 pub mod bigquery;
 pub mod catalog;
 pub mod cli;

@@ -172,10 +172,13 @@ fn unit(table: &str) -> Result<Unit> {
 
 /// In a child process: pg-copy's extract of one table; prints rows, seconds and peak RSS.
 async fn child_extract(table: &str, parallel: usize) -> Result<()> {
-    let lake = Lake::open(&LakeLocation::Local {
-        dir: lake_dir()?,
-        bucket: "sluice-bench".into(),
-    })?;
+    let lake = Lake::open(
+        &LakeLocation::Local {
+            dir: lake_dir()?,
+            bucket: "sluice-bench".into(),
+        },
+        &sluice::auth::Auth::none(),
+    )?;
     let opts = ExtractOptions {
         parallel,
         ..ExtractOptions::default()

@@ -117,10 +117,13 @@ async fn conformance(lake: &Lake) {
 async fn local_directory_lake() {
     let stack = Stack::from_env();
     let bucket = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let lake = Lake::open(&LakeLocation::Local {
-        dir: stack.lake_dir.clone(),
-        bucket: bucket.clone(),
-    })
+    let lake = Lake::open(
+        &LakeLocation::Local {
+            dir: stack.lake_dir.clone(),
+            bucket: bucket.clone(),
+        },
+        &sluice::auth::Auth::none(),
+    )
     .unwrap();
     conformance(&lake).await;
     let _ = std::fs::remove_dir_all(stack.lake_dir.join(bucket));

@@ -170,7 +170,10 @@ impl Sink {
             }
             for w in &e.widened {
                 let sql = crate::sql::widen_column(&self.table(&name), &w.column, w.to);
-                self.bq.query(&sql, &[]).await?;
+                self.bq
+                    .labelled("sluice_table", &name)
+                    .query(&sql, &[])
+                    .await?;
                 applied.columns_widened.push(format!(
                     "{}: {} → {}",
                     w.column,
@@ -229,6 +232,7 @@ impl Sink {
     /// table's reference. A load that reports another number of rows fails.
     pub async fn load_staging(
         &self,
+        table: &str,
         staging: &str,
         fields: &[Field],
         uris: Vec<String>,
@@ -240,6 +244,7 @@ impl Sink {
             self.lock().staging_ready = true;
         }
         self.staging
+            .labelled("sluice_table", table)
             .load_parquet(staging, fields, uris, rows, job)
             .await
     }
@@ -282,6 +287,7 @@ impl Sink {
         crash: Option<crate::CrashPoint>,
     ) -> Result<Applied> {
         let info = &changes.info;
+        let bq = self.bq.labelled("sluice_table", &info.bq_name);
         let (path, bytes) = self.stage(changes, range, segment).await?;
         let seg = segment_suffix(segment);
         // The run's own staging table: a killed run's load job may still be writing its own.
@@ -296,6 +302,7 @@ impl Sink {
         let job = self.job_id(run_id, &[&info.bq_name, range, &seg, "load"]);
         let staging_ref = self
             .load_staging(
+                &info.bq_name,
                 &staging,
                 &layout::staged_fields(info),
                 vec![self.lake.gs_uri(&path)],
@@ -324,8 +331,7 @@ impl Sink {
             } else {
                 &params[..]
             };
-            sluice::retry::transient("truncating the replica", || self.bq.query(&sql, params))
-                .await?;
+            sluice::retry::transient("truncating the replica", || bq.query(&sql, params)).await?;
         }
         let columns = info.column_names();
         if info.keyed() {
@@ -347,15 +353,15 @@ impl Sink {
                 ],
                 None => vec![],
             };
-            sluice::retry::transient("merging changes", || self.bq.query(&sql, &params)).await?;
+            sluice::retry::transient("merging changes", || bq.query(&sql, &params)).await?;
             if self.keeps_history(info) {
                 let hist = self.table(&catalog::history_table(&info.schema, &info.name));
                 let sql = merge::append_changes(&hist, &staging_ref, &columns);
-                sluice::retry::transient("appending history", || self.bq.query(&sql, &[])).await?;
+                sluice::retry::transient("appending history", || bq.query(&sql, &[])).await?;
             }
         } else {
             let sql = merge::append_changes(&target, &staging_ref, &columns);
-            sluice::retry::transient("appending changes", || self.bq.query(&sql, &[])).await?;
+            sluice::retry::transient("appending changes", || bq.query(&sql, &[])).await?;
         }
         crate::crash_at(crash, crate::CrashPoint::AfterMerge)?;
         self.staging.drop(&staging).await?;

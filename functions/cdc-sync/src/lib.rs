@@ -146,13 +146,13 @@ pub async fn init(
     let target = pipeline.target(target_name)?;
     let mut out = vec![];
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
-        let dsn = resolve_dsn(target.dsn_ref(name, source), &target.timeouts).await?;
+        let dsn = resolve_dsn(target.dsn_ref(name, source), &target).await?;
         let conn = connect(name, &dsn, "sluice-cdc-sync", &target.timeouts).await?;
         let report = slot::init(&conn, cdc, &cdc.publication(name), &cdc.slot(name)).await?;
         if report.slot_created {
             // A new slot starts a new stream: replicas made from an older one need new
             // snapshots, which the next run takes for every table without state.
-            let lake = Lake::open(&target.lake)?;
+            let lake = Lake::open(&target.lake, &target.auth)?;
             let forgotten = tables::forget_all(&lake, name).await?;
             if forgotten > 0 {
                 tracing::info!(source = %name, tables = forgotten, "new slot: every table will be snapshotted again");

@@ -67,7 +67,7 @@ pub async fn snapshot(
         .collect();
     let fields = sluice::bigquery::schema::fields(&info.columns);
     let staging_ref = sink
-        .load_staging(&staging, &fields, uris, rows, &job)
+        .load_staging(&info.bq_name, &staging, &fields, uris, rows, &job)
         .await?;
     crash_at(crash, CrashPoint::SnapshotStaged)?;
     let target = sluice::bigquery::sql::table_ref(sink.bq.project(), &sink.dataset, &info.bq_name);
@@ -78,12 +78,13 @@ pub async fn snapshot(
         merge::replace_history_with_snapshot(&target, &staging_ref, &columns)
     };
     let params = [int_param("lsn", stamp.0 as i64)];
+    let bq = sink.bq.labelled("sluice_table", &info.bq_name);
     sluice::retry::transient("replacing the replica with its snapshot", || {
-        sink.bq.query(&sql, &params)
+        bq.query(&sql, &params)
     })
     .await?;
     // Nothing else writes the replica before the table's state exists: it holds the snapshot.
-    let replaced = sink.bq.count(&count_rows(&target, None), &[]).await?;
+    let replaced = bq.count(&count_rows(&target, None), &[]).await?;
     if replaced != rows {
         return Err(Error::bigquery(
             format!("snapshot of {qualified}"),

@@ -82,7 +82,7 @@ pub(crate) async fn source_ctx<'a>(
     cdc: &'a CdcConfig,
     run_id: &str,
 ) -> Result<SourceCtx<'a>> {
-    let dsn = resolve_dsn(target.dsn_ref(name, source), &target.timeouts).await?;
+    let dsn = resolve_dsn(target.dsn_ref(name, source), target).await?;
     let stream = connect(name, &dsn, "sluice-cdc-sync", &target.timeouts).await?;
     let catalog = connect(name, &dsn, "sluice-cdc-sync-catalog", &target.timeouts).await?;
     for c in [&stream, &catalog] {
@@ -90,8 +90,8 @@ pub(crate) async fn source_ctx<'a>(
         c.batch_execute("setting the session time zone", "SET TIME ZONE 'UTC'")
             .await?;
     }
-    let bq = BigQuery::for_target(target)?;
-    let lake = Lake::open(&target.lake)?;
+    let bq = BigQuery::for_run(target, Worker::CdcSync.as_str(), run_id)?;
+    let lake = Lake::open(&target.lake, &target.auth)?;
     let ledger = Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
     let staging = Staging::new(&bq, &target.dataset(&pipeline.bigquery.staging_dataset));
     let sink = Sink {

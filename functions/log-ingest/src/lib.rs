@@ -86,7 +86,11 @@ impl Ingest {
     pub async fn open(pipeline: &Pipeline, pipeline_dir: &Path, target: &Target) -> Result<Ingest> {
         let events = events_config(pipeline)?.clone();
         let router = load_router(&events, pipeline_dir)?;
-        let bq = BigQuery::for_target(target)?;
+        // Its jobs (views, replays) carry the worker and target; its writes are insertAll, not
+        // jobs, so a run label would label nothing.
+        let bq = BigQuery::for_target(target)?
+            .labelled("sluice_worker", Worker::LogIngest.as_str())
+            .labelled("sluice_target", &target.name);
         let events_dataset = target.dataset(&events.dataset);
         let ops_dataset = target.dataset(&pipeline.bigquery.ops_dataset);
         bq.ensure_dataset(&events_dataset, None).await?;

@@ -85,10 +85,14 @@ pub async fn run(
     if let Some(ep) = &opts.endpoint {
         builder = builder.with_endpoint(ep.clone());
     }
-    if opts.anonymous {
-        builder = builder
-            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
-    }
+    // The target's own credentials (one token cache with its BigQuery client); anonymous for
+    // the emulator.
+    let auth = if opts.anonymous {
+        sluice::auth::Auth::none()
+    } else {
+        ingest.target.auth.clone()
+    };
+    builder = builder.with_credentials(auth.credentials().await?);
     let client = builder.build().await.map_err(|e| pubsub_error(&ctx, e))?;
     let mut stream = client
         .subscribe(opts.subscription.clone())

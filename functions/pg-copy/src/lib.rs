@@ -129,11 +129,7 @@ impl Ctx {
             .sources
             .get(&unit.source)
             .ok_or_else(|| Error::config(format!("no source {}", unit.source)))?;
-        resolve_dsn(
-            self.target.dsn_ref(&unit.source, source),
-            &self.target.timeouts,
-        )
-        .await
+        resolve_dsn(self.target.dsn_ref(&unit.source, source), &self.target).await
     }
 
     /// Fails a unit whose source did not answer an earlier unit of this run.
@@ -184,8 +180,8 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
     let run_id = sluice::ledger::new_run_id();
     let span = tracing::info_span!("pg_copy", run_id = %run_id, target = %target.name);
     async {
-        let bq = BigQuery::for_target(&target)?;
-        let lake = Lake::open(&target.lake)?;
+        let bq = BigQuery::for_run(&target, Worker::PgCopy.as_str(), &run_id)?;
+        let lake = Lake::open(&target.lake, &target.auth)?;
         let ledger =
             Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
         tracing::info!(
@@ -363,7 +359,7 @@ async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, lo
     let lock = ctx.table_lock(unit);
     let _guard = lock.lock().await;
     let loaded = load::load(
-        &ctx.bq,
+        &ctx.bq.labelled("sluice_table", &unit.table),
         &ctx.pipeline,
         &ctx.target,
         &ctx.lake,

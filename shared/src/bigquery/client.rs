@@ -4,27 +4,21 @@
 //! what BigQuery answers.
 //!
 //! Endpoint injectable (the emulator), no gzip bodies, errors classified transient/permanent.
-//! Tokens come from the metadata server on Cloud Run, or none for the emulator.
+//! Tokens come from `crate::auth` (Application Default Credentials), or none for the emulator;
+//! a refusal (401, 403) names the principal refused.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use super::errors::http_error;
+use crate::auth::Auth;
 use crate::config::{Target, Timeouts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry;
 const GOOGLE_ENDPOINT: &str = "https://bigquery.googleapis.com";
-
-/// How requests are authorised.
-enum Auth {
-    /// The emulator takes any token.
-    None,
-    /// The runtime's service account, through the metadata server; cached until near expiry.
-    Metadata(Mutex<Option<(String, Instant)>>),
-}
 
 /// A BigQuery client bound to one project and location.
 #[derive(Clone)]
@@ -36,7 +30,10 @@ pub struct BigQuery {
     pub(super) timeouts: Timeouts,
     pub(super) project: String,
     pub(super) location: String,
-    auth: Arc<Auth>,
+    auth: Auth,
+    /// Labels every job carries (`sluice_worker`, `sluice_target`, `sluice_run`, the table or
+    /// mart), so its cost can be told apart in `INFORMATION_SCHEMA.JOBS` and billing exports.
+    pub(super) labels: Arc<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for BigQuery {
@@ -52,11 +49,7 @@ impl BigQuery {
             .bigquery_endpoint
             .clone()
             .unwrap_or_else(|| GOOGLE_ENDPOINT.to_string());
-        let auth = if target.no_auth {
-            Auth::None
-        } else {
-            Auth::Metadata(Mutex::new(None))
-        };
+        let auth = Auth::for_target(target);
         BigQuery::new(
             &base,
             &target.project,
@@ -66,9 +59,18 @@ impl BigQuery {
         )
     }
 
+    /// A client for one run of a worker: every job it runs is labelled with the worker, the
+    /// target and the run (`sluice_worker`, `sluice_target`, `sluice_run`).
+    pub fn for_run(target: &Target, worker: &str, run_id: &str) -> Result<BigQuery> {
+        Ok(BigQuery::for_target(target)?
+            .labelled("sluice_worker", worker)
+            .labelled("sluice_target", &target.name)
+            .labelled("sluice_run", run_id))
+    }
+
     /// A client for the emulator at `endpoint` (tests, local profile).
     pub fn emulator(endpoint: &str, project: &str) -> Result<BigQuery> {
-        BigQuery::new(endpoint, project, "US", Auth::None, Timeouts::default())
+        BigQuery::new(endpoint, project, "US", Auth::none(), Timeouts::default())
     }
 
     fn new(
@@ -94,8 +96,14 @@ impl BigQuery {
             timeouts,
             project: project.to_string(),
             location: location.to_string(),
-            auth: Arc::new(auth),
+            auth,
+            labels: Arc::default(),
         })
+    }
+
+    /// Who its requests act as (the target's credentials), for the lake and other clients.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     pub fn project(&self) -> &str {
@@ -108,29 +116,35 @@ impl BigQuery {
         (self.timeouts.request.as_millis() as u64 / 2).clamp(100, 10_000)
     }
 
-    pub(super) async fn token(&self) -> Result<Option<String>> {
-        match self.auth.as_ref() {
-            Auth::None => Ok(None),
-            Auth::Metadata(cache) => {
-                let mut c = cache.lock().await;
-                if let Some((t, until)) = c.as_ref() {
-                    if Instant::now() < *until {
-                        return Ok(Some(t.clone()));
-                    }
-                }
-                let (token, ttl) = crate::http::metadata_token(&self.http).await.map_err(|e| {
-                    Error::bigquery(
-                        "getting a token from the metadata server",
-                        ErrorKind::Permanent,
-                        format!("{}; outside Google Cloud use a target with `no_auth: true` (the emulator)", crate::http::describe(&e, &self.timeouts)),
-                    )
-                })?;
-                // Renewed a minute before it expires.
-                let ttl = ttl.saturating_sub(Duration::from_secs(60));
-                *c = Some((token.clone(), Instant::now() + ttl));
-                Ok(Some(token))
+    /// This client with one more label on every job it runs; keys and values are cleaned to
+    /// BigQuery's rules (lowercase letters, digits, `_` and `-`, at most 63 characters).
+    pub fn labelled(&self, key: &str, value: &str) -> BigQuery {
+        let mut labels = (*self.labels).clone();
+        labels.insert(label_text(key), label_text(value));
+        BigQuery {
+            labels: Arc::new(labels),
+            ..self.clone()
+        }
+    }
+
+    /// The labels as the REST API takes them.
+    pub(super) fn labels_json(&self) -> Value {
+        serde_json::to_value(&*self.labels).unwrap_or_default()
+    }
+
+    /// The error for a non-2xx answer; a refusal names who was refused.
+    pub(super) async fn refused(&self, ctx: &str, status: u16, body: &Value) -> Error {
+        let e = http_error(ctx, status, body);
+        if matches!(status, 401 | 403) && e.kind() == ErrorKind::Permanent {
+            if let Error::BigQuery { message, .. } = &e {
+                return Error::bigquery(
+                    ctx,
+                    ErrorKind::Permanent,
+                    format!("{message} (as {})", self.auth.principal().await),
+                );
             }
         }
+        e
     }
 
     /// One REST call; returns (status, body). Transport errors are transient.
@@ -157,7 +171,7 @@ impl BigQuery {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{}", self.base, path));
-        if let Some(t) = self.token().await? {
+        if let Some(t) = self.auth.token().await? {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
@@ -215,9 +229,31 @@ impl BigQuery {
             if (200..300).contains(&status) || expected.contains(&status) {
                 Ok((status, v))
             } else {
-                Err(http_error(ctx, status, &v))
+                Err(self.refused(ctx, status, &v).await)
             }
         })
         .await
+    }
+}
+
+/// A label key or value as BigQuery takes it: lowercase letters, digits, `_` and `-`, at most
+/// 63 characters (`billing.invoices` → `billing_invoices`).
+pub fn label_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '_',
+        })
+        .take(63)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_follow_bigquerys_rules() {
+        assert_eq!(super::label_text("Billing.Invoices"), "billing_invoices");
+        assert_eq!(super::label_text("pr-42"), "pr-42");
+        assert_eq!(super::label_text(&"x".repeat(100)).len(), 63);
     }
 }

@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use super::errors::http_error;
 use super::BigQuery;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -82,7 +81,7 @@ impl BigQuery {
             )
             .await?;
         if !(200..300).contains(&status) {
-            return Err(http_error(&ctx, status, &resp));
+            return Err(self.refused(&ctx, status, &resp).await);
         }
         Ok(row_errors(&resp))
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::errors::{http_error, job_error};
+use super::errors::job_error;
 use super::BigQuery;
 use crate::error::Result;
 
@@ -90,7 +90,7 @@ impl BigQuery {
         let ctx = format!("job {job_id}");
         let body = json!({
             "jobReference": {"projectId": self.project, "jobId": job_id, "location": self.location},
-            "configuration": configuration,
+            "configuration": labelled(configuration, self.labels_json()),
         });
         let (status, inserted) = self
             .answered(reqwest::Method::POST, "/jobs", Some(&body), &ctx, &[409])
@@ -136,13 +136,14 @@ impl BigQuery {
             "queryParameters": params.iter().map(Param::to_json).collect::<Vec<_>>(),
             "timeoutMs": self.server_wait_ms(),
             "maxResults": 10_000,
+            "labels": self.labels_json(),
         });
         // A query is not retried as a whole: DML may have run. Transient errors surface.
         let (status, mut resp) = self
             .call(reqwest::Method::POST, "/queries", Some(&body), &ctx)
             .await?;
         if !(200..300).contains(&status) {
-            return Err(http_error(&ctx, status, &resp));
+            return Err(self.refused(&ctx, status, &resp).await);
         }
         let job_id = resp["jobReference"]["jobId"]
             .as_str()
@@ -209,6 +210,19 @@ impl BigQuery {
     }
 }
 
+/// A job configuration with the client's labels, beside any it already has.
+fn labelled(mut configuration: Value, labels: Value) -> Value {
+    if let (Some(c), Value::Object(labels)) = (configuration.as_object_mut(), labels) {
+        let own = c.entry("labels").or_insert_with(|| json!({}));
+        if let Some(own) = own.as_object_mut() {
+            for (k, v) in labels {
+                own.entry(k).or_insert(v);
+            }
+        }
+    }
+    configuration
+}
+
 pub(super) fn first_line(sql: &str) -> String {
     let l = sql.trim().lines().next().unwrap_or("");
     if l.len() > 80 {
@@ -260,6 +274,19 @@ mod tests {
             "sluice_shop_orders_2024-05-01"
         );
         assert_eq!(job_id(&["a"; 2000]).len(), 1024);
+    }
+
+    #[test]
+    fn a_job_carries_the_clients_labels_beside_its_own() {
+        let c = labelled(
+            json!({"query": {"query": "SELECT 1"}, "labels": {"sluice_mart": "orders"}}),
+            json!({"sluice_worker": "mart-build", "sluice_mart": "other"}),
+        );
+        assert_eq!(
+            c["labels"],
+            json!({"sluice_worker": "mart-build", "sluice_mart": "orders"})
+        );
+        assert_eq!(c["query"]["query"], "SELECT 1");
     }
 
     #[test]

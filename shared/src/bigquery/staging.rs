@@ -36,6 +36,14 @@ impl Staging {
         }
     }
 
+    /// The same dataset, its jobs carrying one more label (the table they stage for).
+    pub fn labelled(&self, key: &str, value: &str) -> Staging {
+        Staging {
+            bq: self.bq.labelled(key, value),
+            dataset: self.dataset.clone(),
+        }
+    }
+
     /// Creates the dataset with its expiry if it is missing.
     pub async fn ensure(&self) -> Result<()> {
         self.bq.ensure_dataset(&self.dataset, Some(EXPIRY)).await

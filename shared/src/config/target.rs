@@ -31,6 +31,9 @@ pub struct TargetConfig {
     /// The lake: a local directory, or `gs://bucket` (default: `gs://<lake.bucket>`).
     #[serde(default)]
     pub lake: Option<String>,
+    /// Secret Manager's endpoint: a regional or private one (default: Google's).
+    #[serde(default)]
+    pub secret_manager_endpoint: Option<String>,
     /// The bucket name that BigQuery load jobs use for a local lake directory (`gs://<name>/…`).
     #[serde(default)]
     pub lake_bucket: Option<String>,
@@ -128,6 +131,7 @@ pub struct Target {
     pub location: String,
     pub bigquery_endpoint: Option<String>,
     pub storage_write_endpoint: Option<String>,
+    pub secret_manager_endpoint: Option<String>,
     pub dataset_suffix: String,
     pub lake: LakeLocation,
     pub no_auth: bool,
@@ -139,6 +143,8 @@ pub struct Target {
     pub inputs_suffix: String,
     /// How long to wait on endpoints.
     pub timeouts: Timeouts,
+    /// Who its Google calls act as: one set of credentials for all of its clients.
+    pub auth: crate::auth::Auth,
     source_overrides: BTreeMap<String, DsnRef>,
 }
 
@@ -225,6 +231,7 @@ impl Pipeline {
         } else {
             (project.clone(), suffix.clone())
         };
+        let timeouts = config.timeouts.unwrap_or_default();
         Ok(Target {
             name: name.to_string(),
             project,
@@ -233,11 +240,17 @@ impl Pipeline {
             location: self.bigquery.location.clone(),
             bigquery_endpoint,
             storage_write_endpoint,
+            secret_manager_endpoint: config.secret_manager_endpoint,
             dataset_suffix: suffix,
             lake,
             no_auth: config.no_auth,
             verify_push_tokens: config.verify_push_tokens.unwrap_or(true),
-            timeouts: config.timeouts.unwrap_or_default(),
+            timeouts,
+            auth: if config.no_auth {
+                crate::auth::Auth::none()
+            } else {
+                crate::auth::Auth::application_default(&timeouts)
+            },
             source_overrides: config
                 .sources
                 .into_iter()
@@ -247,8 +260,9 @@ impl Pipeline {
     }
 }
 
-/// Resolves a DSN reference to the connection string (Secret Manager within `timeouts`).
-pub async fn resolve_dsn(r: &DsnRef, timeouts: &Timeouts) -> Result<Secret> {
+/// Resolves a DSN reference to the connection string (from Secret Manager as the target's
+/// credentials, within its timeouts).
+pub async fn resolve_dsn(r: &DsnRef, target: &Target) -> Result<Secret> {
     match r {
         DsnRef::Env(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
@@ -256,7 +270,7 @@ pub async fn resolve_dsn(r: &DsnRef, timeouts: &Timeouts) -> Result<Secret> {
                 "environment variable {var} (the source's dsn) is not set"
             ))),
         },
-        DsnRef::Secret(name) => crate::secret_manager::access(name, timeouts).await,
+        DsnRef::Secret(name) => crate::secret_manager::access(name, target).await,
     }
 }
 

@@ -14,11 +14,42 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::auth::Auth;
 use crate::config::LakeLocation;
 use crate::error::{Error, Result};
 
 pub use manifest::{Manifest, PartFile};
 pub use parquet::ParquetSink;
+
+/// object_store's GCS client with sluice's credentials: its own chain reads neither external
+/// accounts nor impersonated service accounts, and every Google call should act as one
+/// principal.
+#[derive(Debug)]
+struct Tokens(Auth);
+
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for Tokens {
+    type Credential = object_store::gcp::GcpCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
+        let token = self.0.token().await.map_err(|e| {
+            if e.is_retryable() {
+                object_store::Error::Generic {
+                    store: "GCS",
+                    source: Box::new(e),
+                }
+            } else {
+                object_store::Error::Unauthenticated {
+                    path: String::new(),
+                    source: Box::new(e),
+                }
+            }
+        })?;
+        Ok(Arc::new(object_store::gcp::GcpCredential {
+            bearer: token.unwrap_or_default(),
+        }))
+    }
+}
 
 /// One bucket of the lake, wherever it is.
 #[derive(Clone)]
@@ -34,9 +65,9 @@ impl std::fmt::Debug for Lake {
 }
 
 impl Lake {
-    /// Opens the lake of a target: a local directory `<dir>/<bucket>/` or a GCS bucket
-    /// (credentials from the environment, as Cloud Run provides them).
-    pub fn open(location: &LakeLocation) -> Result<Lake> {
+    /// Opens the lake of a target: a local directory `<dir>/<bucket>/` or a GCS bucket, read
+    /// and written with the target's credentials (`crate::auth`, the same as BigQuery's).
+    pub fn open(location: &LakeLocation, auth: &Auth) -> Result<Lake> {
         crate::install_crypto();
         match location {
             LakeLocation::Local { dir, bucket } => {
@@ -50,8 +81,9 @@ impl Lake {
                 Ok(Lake::with_store(Arc::new(fs), bucket))
             }
             LakeLocation::Gcs { bucket } => {
-                let gcs = GoogleCloudStorageBuilder::from_env()
+                let gcs = GoogleCloudStorageBuilder::new()
                     .with_bucket_name(bucket)
+                    .with_credentials(Arc::new(Tokens(auth.clone())))
                     .build()
                     .map_err(|e| Error::lake(format!("opening gs://{bucket}"), e))?;
                 Ok(Lake::with_store(Arc::new(gcs), bucket))

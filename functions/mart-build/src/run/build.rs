@@ -92,13 +92,14 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
     let compact = ds.format("%Y%m%d").to_string();
     let job = |step: &str| job_id(&["mart", &m.id.dataset, &m.id.table, &compact, &ctx.tag, step]);
     let h = &m.header;
+    // Every job of this mart carries its name, so its cost is told apart.
+    let bq = ctx.bq.labelled("sluice_mart", &m.id.short());
     if h.materialized == Materialized::View {
         let id = job("view");
-        ctx.bq
-            .run_job(&id, query_job(&sql::create_view(&target, &select), &[]))
+        bq.run_job(&id, query_job(&sql::create_view(&target, &select), &[]))
             .await?;
         r.jobs.push(id);
-        let (rows, checks) = gate::run_checks(ctx, m, &target, None, None, &[]).await?;
+        let (rows, checks) = gate::run_checks(&bq, m, &target, None, None, &[]).await?;
         r.rows = Some(rows);
         r.checks = checks;
         describe(ctx, m, &placed).await;
@@ -113,7 +114,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
         json!({"projectId": project, "datasetId": ctx.staging.dataset, "tableId": staging_name});
     config["query"]["writeDisposition"] = json!("WRITE_TRUNCATE");
     config["query"]["createDisposition"] = json!("CREATE_IF_NEEDED");
-    ctx.bq.run_job(&id, config).await?;
+    bq.run_job(&id, config).await?;
     r.jobs.push(id);
     let fields = ctx
         .bq
@@ -142,8 +143,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
                 .chain(&m.dq_metrics)
                 .any(|c| matches!(c.rule, Rule::RowCountChange { .. })) =>
         {
-            let q = ctx
-                .bq
+            let q = bq
                 .query(&sql::previous_partition_rows(&target, d), params)
                 .await?;
             q.get(0, "n")
@@ -152,7 +152,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
         }
         _ => None,
     };
-    let (rows, checks) = gate::run_checks(ctx, m, &staging, outside_of, previous, params).await?;
+    let (rows, checks) = gate::run_checks(&bq, m, &staging, outside_of, previous, params).await?;
     r.rows = Some(rows);
     r.checks = checks;
     let tripped = gate::tripped(&r.checks, previous);
@@ -168,14 +168,14 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
         Materialized::Table => {
             let id = job("swap");
             let q = sql::replace_table(&target, &staging, pdate.as_deref(), cluster);
-            ctx.bq.run_job(&id, query_job(&q, &[])).await?;
+            bq.run_job(&id, query_job(&q, &[])).await?;
             r.jobs.push(id);
         }
         Materialized::Partition | Materialized::Merge => {
             if existing.is_none() {
                 let id = job("create");
                 let q = sql::create_if_missing(&target, &staging, pdate.as_deref(), cluster);
-                ctx.bq.run_job(&id, query_job(&q, &[])).await?;
+                bq.run_job(&id, query_job(&q, &[])).await?;
                 r.jobs.push(id);
             } else if let Some(old) = &existing {
                 add_columns(ctx, &placed, old, &fields).await?;
@@ -195,7 +195,7 @@ async fn build_mart(ctx: &Ctx, m: &Mart, ds: NaiveDate, r: &mut MartResult) -> R
                     &params[..0],
                 )
             };
-            ctx.bq.run_job(&id, query_job(&q, p)).await?;
+            bq.run_job(&id, query_job(&q, p)).await?;
             r.jobs.push(id);
         }
         Materialized::View => unreachable!("views return above"),

@@ -1,17 +1,17 @@
 //! The gate: every check of a mart computed over the built rows in one query, then judged.
 //! A tripped fail condition stops the mart before its swap.
 
-use sluice::bigquery::Param;
+use sluice::bigquery::{BigQuery, Param};
 use sluice::{Error, Result};
 
-use super::{CheckKind, CheckResult, Ctx};
+use super::{CheckKind, CheckResult};
 use crate::checks::Check;
 use crate::mart::Mart;
 use crate::sql;
 
 /// Runs every check over `source` in one query and judges them.
 pub(super) async fn run_checks(
-    ctx: &Ctx,
+    bq: &BigQuery,
     m: &Mart,
     source: &str,
     outside_of: Option<&str>,
@@ -37,8 +37,7 @@ pub(super) async fn run_checks(
             .filter_map(|c| c.values.as_ref())
             .map(|(name, values)| Param::strings(name, values)),
     );
-    let q = ctx
-        .bq
+    let q = bq
         .query(&sql::check_query(source, &checks, outside_of), &p)
         .await
         .map_err(|e| e.within("checks"))?;

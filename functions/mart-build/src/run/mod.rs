@@ -106,7 +106,8 @@ pub(crate) struct Ctx {
 pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> Result<Summary> {
     let selected = dag.select(&opts.select)?;
     let target = pipeline.target(&opts.target)?;
-    let bq = BigQuery::for_target(&target)?;
+    let run_id = sluice::ledger::new_run_id();
+    let bq = BigQuery::for_run(&target, Worker::MartBuild.as_str(), &run_id)?;
     let ops_ds = target.dataset(&pipeline.bigquery.ops_dataset);
     let ledger = Ledger::open(bq.clone(), &ops_ds).await?;
     sluice::ops::DQ_RESULTS.ensure(&bq, &ops_ds).await?;
@@ -119,7 +120,6 @@ pub async fn run(pipeline: &Pipeline, dag: Dag, opts: Options) -> Result<Summary
     for d in &datasets {
         bq.ensure_dataset(d, None).await?;
     }
-    let run_id = sluice::ledger::new_run_id();
     let recorder = ledger.recorder(&run_id, Worker::MartBuild, &target.name);
     let total = selected.len() * opts.dates.len();
     let progress = if opts.progress {
