@@ -59,14 +59,8 @@ async fn handle(
         s.issued.push(token.clone());
         (token, s.expires_in)
     };
-    if path == "/token" {
-        let (token, ttl) = issue(&seen);
-        return axum::Json(
-            json!({"access_token": token, "expires_in": ttl, "token_type": "Bearer"}),
-        )
-        .into_response();
-    }
-    if path.ends_with("/service-accounts/default/token") {
+    // The token endpoint of user credentials, and the metadata server's.
+    if path == "/token" || path.ends_with("/service-accounts/default/token") {
         let (token, ttl) = issue(&seen);
         return axum::Json(
             json!({"access_token": token, "expires_in": ttl, "token_type": "Bearer"}),
