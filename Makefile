@@ -1,10 +1,10 @@
-# sluice: make demo | make test | make bench | make fmt | make lint | make tf-check
+# sluice: make demo | make test | make bench | make image | make fmt | make lint | make tf-check
 SHELL := /bin/bash
 STACK := scripts/local-stack.sh
 # The stack's ports and URLs, as environment for the commands that need them.
 WITH_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: demo test bench fmt fmt-check lint unit integration stack-up stack-down tf-check build
+.PHONY: demo test bench image deployment deploy-check fmt fmt-check lint unit integration stack-up stack-down tf-check build
 
 ## demo: start the local stack, create the sample shop database, copy it into the BigQuery emulator
 demo:
@@ -15,10 +15,27 @@ test: fmt-check lint stack-up
 	@echo "==> building the workers (tests run the binaries too)"
 	cargo build --workspace --bins
 	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
+	@echo "==> deployment checks (image, Terraform, workflows; offline)"
+	scripts/deploy-check.sh all
 
 ## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events; mart-build on 500 generated marts and a 20-mart diamond
 bench: stack-up
 	$(WITH_ENV) scripts/bench.sh
+
+## image: the container image (Dockerfile) as $(IMAGE), with Docker when a daemon answers, else buildah
+IMAGE ?= sluice:dev
+image:
+	@if docker info >/dev/null 2>&1; then docker build -t $(IMAGE) .; \
+	elif command -v buildah >/dev/null; then buildah bud --layers -t $(IMAGE) .; \
+	else echo "make image: needs Docker with a running daemon, or buildah (scripts/deploy-check.sh install adds it)" >&2; exit 1; fi
+
+## deployment: write terraform/deployment.json (what Terraform deploys per target) from pipeline.yaml, schemas/ and marts/
+deployment:
+	cargo run -q -p mart-build -- export-deployment --out terraform/deployment.json
+
+## deploy-check: the offline deployment checks alone (needs the workers built: cargo build --workspace --bins)
+deploy-check:
+	scripts/deploy-check.sh all
 
 fmt:
 	cargo fmt --all

@@ -10,10 +10,9 @@
 # Every step prints what it does; a failing step names itself and its log under .local/logs/.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LOCAL=${SLUICE_LOCAL_DIR:-$ROOT/.local}
-CACHE=${SLUICE_CACHE:-$HOME/.cache/sluice}
-LOGS=$LOCAL/logs
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SAY_AS=local-stack
 RUN=$LOCAL/run
 
 # Ports and URLs: this block is the one place they are defined.
@@ -26,14 +25,12 @@ PROJECT=${SLUICE_BQ_PROJECT:-sluice-local}
 LAKE_BUCKET=sluice-lake
 
 # Pinned versions.
-PY_SERIES=3.13
 LOCAL_BIGQUERY_VERSION=0.4.0
 DUCKDB_VERSION=1.5.5
 FAKE_GCS_WRAPPER_VERSION=0.1.1
 PG_BIN=/usr/lib/postgresql/15/bin
 PUBSUB_EMULATOR=${SLUICE_PUBSUB_EMULATOR:-/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator}
 
-PY_PREFIX=$CACHE/python$PY_SERIES
 BQ_VENV=$CACHE/bq-venv-$LOCAL_BIGQUERY_VERSION-duckdb$DUCKDB_VERSION
 BQ_HOME=$CACHE/bq-home
 LAKE=$LOCAL/lake
@@ -48,32 +45,8 @@ else
   PG_LOG=$LOGS/postgres.log
 fi
 
-say() { printf 'local-stack: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-
-# step NAME CMD...: runs CMD with its output in .local/logs/NAME.log; on failure names the step and the log.
-step() {
-  local name=$1; shift
-  mkdir -p "$LOGS"
-  local log=$LOGS/$name.log
-  if ! "$@" >"$log" 2>&1; then
-    say "step '$name' failed; its log is $log; last lines:"
-    tail -n 15 "$log" | sed 's/^/    /' >&2
-    exit 1
-  fi
-}
-
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-wait_for() { # wait_for WHAT SECONDS CMD...
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { say "$what did not come up within ${secs}s (logs in $LOGS)"; return 1; }
-    sleep 0.2
-  done
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -114,41 +87,6 @@ pg_down() {
     say "stopping PostgreSQL"
     as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
   fi
-}
-
-# ---------------------------------------------------------------- Python 3.13 (for the BigQuery emulator)
-
-python_build() {
-  local src=$CACHE/src apt=$CACHE/apt
-  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$src"
-  local uri
-  uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [ -n "$uri" ] || uri=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  [ -n "$uri" ] || { echo "no Debian mirror found in /etc/apt"; return 1; }
-  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri trixie main" >"$apt/sources.list"
-  local opts=(-o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache")
-  apt-get "${opts[@]}" update
-  (cd "$src" && rm -rf Python-$PY_SERIES.* && apt-get "${opts[@]}" source --download-only "python$PY_SERIES" &&
-    tar xf python${PY_SERIES}_*.orig.tar.xz)
-  local dir
-  dir=$(ls -d "$src"/Python-$PY_SERIES.*/ | head -n 1)
-  (cd "$dir" && ./configure --prefix="$PY_PREFIX" --without-ensurepip && make -j"$(nproc)" && make install)
-  rm -rf "$dir"
-}
-
-python_install() {
-  if [ -x "$PY_PREFIX/bin/python$PY_SERIES" ]; then return; fi
-  local missing=()
-  for p in libssl-dev libffi-dev zlib1g-dev libsqlite3-dev libbz2-dev liblzma-dev libreadline-dev; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing CPython build dependencies: ${missing[*]}"
-    step apt-python-deps sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
-  fi
-  say "building CPython $PY_SERIES from Debian's source package into $PY_PREFIX (once; about 4-6 minutes)"
-  step python-build python_build
 }
 
 bq_install() {

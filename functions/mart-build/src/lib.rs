@@ -17,6 +17,7 @@
 
 mod checks;
 mod dag;
+mod deployment;
 mod export;
 mod fixtures;
 mod header;
@@ -27,6 +28,7 @@ mod run;
 mod sql;
 
 pub use dag::{load_dir, producer, Dag, Landed, Producer};
+pub use deployment::deployment;
 pub use export::scheduled_queries;
 pub use fixtures::{fixture_file, run as run_fixtures, CaseResult};
 pub use mart::{Mart, TableName};

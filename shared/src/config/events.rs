@@ -36,6 +36,10 @@ pub struct EventsConfig {
     /// Pub/Sub subscription names, for Terraform and `log-ingest pull`.
     #[serde(default)]
     pub subscription: Option<String>,
+    /// The Pub/Sub topic the app publishes events to (default `<pipeline name>-events`);
+    /// Terraform creates it.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// Group-commit limits of log-ingest.

@@ -172,6 +172,10 @@ pub struct TableConfig {
     /// BigQuery clustering columns.
     #[serde(default)]
     pub cluster_by: Vec<String>,
+    /// A table too big to share a Cloud Run task: Terraform copies the large tables of a
+    /// schedule in a job of their own, one task per table, each reading with `--parallel`.
+    #[serde(default)]
+    pub large: bool,
 }
 
 fn default_schema() -> String {

