@@ -54,5 +54,6 @@ stack-up:
 stack-down:
 	$(STACK) down
 
+## tf-check: the Terraform checks alone (fmt, terraform test, provider schema, checkov, policies)
 tf-check:
-	terraform fmt -check -recursive terraform
+	scripts/deploy-check.sh terraform

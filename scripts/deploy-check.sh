@@ -130,12 +130,73 @@ cmd_image() {
     "$((size / 1048576)) MiB uncompressed, $((gz / 1048576)) MiB gzipped (from $BIN_DIR)"
 }
 
+# ---------------------------------------------------------------- terraform
+
+TF_DIR=$ROOT/terraform
+FIXTURES=$ROOT/tests/deploy/fixtures
+
+# tfvars of the offline evaluations: prod through the Cloud SQL connector, dev through VPC egress.
+write_tfvars() {
+  mkdir -p "$WORK"
+  printf '%s\n' 'target = "prod"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn" }' \
+    'cloudsql = { mode = "connector", instance = "acme-shop-data:us-central1:shop" }' >"$WORK/prod.tfvars"
+  printf '%s\n' 'target = "dev"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn-dev" }' \
+    'cloudsql = { mode = "vpc", network = "default", subnetwork = "default" }' >"$WORK/dev.tfvars"
+}
+
+# expect_failure NAME WANT CMD...: CMD must fail and print WANT problems (a check that cannot
+# fail proves nothing).
+expect_failure() {
+  local name=$1 want=$2; shift 2
+  local out
+  if out=$("$@" 2>&1); then die "$name passed on its bad fixture; it no longer catches anything"; fi
+  grep -q "$want" <<<"$out" || { printf '%s\n' "$out" >&2; die "$name on its bad fixture did not report '$want'"; }
+}
+
+cmd_terraform() {
+  cmd_install
+  local py=$VENV/bin/python tfcli=$WORK/terraformrc
+  export TF_CLI_CONFIG_FILE=$tfcli
+  mkdir -p "$WORK"
+  : >"$tfcli"
+  say "terraform fmt -check -recursive terraform"
+  terraform fmt -check -recursive "$TF_DIR" || die "terraform files are not formatted (above); run: terraform fmt -recursive terraform"
+  say "terraform/deployment.json is what mart-build derives from pipeline.yaml, schemas/ and marts/"
+  "$BIN_DIR/mart-build" --config "$ROOT/pipeline.yaml" export-deployment --check "$TF_DIR/deployment.json" >/dev/null ||
+    die "terraform/deployment.json is stale; run: make deployment"
+  say "terraform test of modules/plan (offline, no provider)"
+  TF_CLI_CONFIG_FILE=$tfcli TF_DATA_DIR=$WORK/tf-plan terraform -chdir="$TF_DIR/modules/plan" init -backend=false -input=false >"$LOGS/tf-plan-init.log" 2>&1 ||
+    { tail -n 20 "$LOGS/tf-plan-init.log" >&2; die "terraform init of modules/plan failed"; }
+  TF_CLI_CONFIG_FILE=$tfcli TF_DATA_DIR=$WORK/tf-plan terraform -chdir="$TF_DIR/modules/plan" test -no-color >"$LOGS/tf-plan-test.log" 2>&1 ||
+    { cat "$LOGS/tf-plan-test.log" >&2; die "terraform test of modules/plan failed"; }
+  grep -E '^Success!' "$LOGS/tf-plan-test.log" | sed 's/^/    /' >&2
+  say "argument and block names against the google provider 6.50.0 schema (@cdktf/provider-google $CDKTF_GOOGLE_VERSION)"
+  local lib=$NPM_DIR/node_modules/@cdktf/provider-google/lib
+  "$py" "$ROOT/tests/deploy/provider_schema.py" "$lib" "$TF_DIR" | tail -n 20 >&2 ||
+    die "terraform/ uses arguments the google provider does not have (above)"
+  expect_failure "the provider schema check" "matches_prefx" "$py" "$ROOT/tests/deploy/provider_schema.py" "$lib" "$FIXTURES/bad-arguments"
+  say "checkov $CHECKOV_VERSION (terraform and secrets)"
+  "$VENV/bin/checkov" -d "$TF_DIR" --framework terraform secrets --skip-download --compact --quiet >"$LOGS/checkov.log" 2>&1 ||
+    { cat "$LOGS/checkov.log" >&2; die "checkov found failed checks (above); fix them or skip beside the check id with the reason"; }
+  grep -E 'Passed checks' "$LOGS/checkov.log" | sed 's/^/    /' >&2
+  say "policy tests and the offline evaluation (tfparse $TFPARSE_VERSION) for prod and dev"
+  write_tfvars
+  local t
+  for t in prod dev; do
+    "$py" "$ROOT/tests/deploy/policy.py" "$TF_DIR" "$WORK/$t.tfvars" 2>/dev/null >"$LOGS/tf-policy-$t.log" ||
+      { cat "$LOGS/tf-policy-$t.log" >&2; die "policy tests failed for target $t (above)"; }
+  done
+  expect_failure "the policy tests" "policies: 6 problems" "$py" "$ROOT/tests/deploy/policy.py" --policies-only "$FIXTURES/bad-policy"
+  sed 's/^/    /' "$LOGS/tf-policy-prod.log" >&2
+}
+
 # ---------------------------------------------------------------- main
 
 case "${1:-all}" in
   install) cmd_install ;;
   image) cmd_image ;;
-  all) cmd_image ;;
+  terraform) cmd_terraform ;;
+  all) cmd_image; cmd_terraform ;;
   -h|--help|help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

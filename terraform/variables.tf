@@ -1,21 +1,81 @@
 variable "target" {
   type        = string
-  description = "The pipeline.yaml target this deployment is: dev, prod, or a pull-request name like pr-123."
+  description = "The pipeline.yaml target this deployment is: dev, prod, or a pull-request name like pr-123 (whose entry `mart-build export-deployment --for pr-123` adds to the deployment file)."
   default     = "prod"
   validation {
-    condition     = can(regex("^(dev|prod|pr[-_][a-z0-9]+)$", var.target))
-    error_message = "target must be dev, prod, or a pull-request name like pr-123."
+    condition     = can(regex("^(dev|prod|pr[-_][a-z0-9]+|[a-z][a-z0-9_-]*)$", var.target))
+    error_message = "target must be a pipeline.yaml target name such as dev, prod or pr-123."
   }
 }
 
-variable "pipeline_file" {
+variable "deployment_file" {
   type        = string
-  description = "Path of pipeline.yaml, the one source of truth for tables, modes and schedules."
-  default     = "../pipeline.yaml"
+  description = "JSON written by `make deployment` (mart-build export-deployment): what each target deploys."
+  default     = "deployment.json"
 }
 
-variable "scheduled_queries_file" {
+variable "region" {
   type        = string
-  description = "JSON written by `mart-build export-scheduled-queries`: marts that run as BigQuery scheduled queries."
-  default     = "scheduled_queries.json"
+  description = "Region of Cloud Run, Cloud Scheduler and Artifact Registry, e.g. us-central1. BigQuery datasets and the lake use pipeline.yaml's bigquery.location."
+  default     = "us-central1"
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west1."
+  }
+}
+
+variable "image_tag" {
+  type        = string
+  description = "Tag of the sluice image in the Artifact Registry repository (tags are immutable; usually the commit, as cloudbuild.yaml pushes it)."
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a Docker tag other than `latest` (the repository's tags are immutable)."
+  }
+}
+
+variable "dsn_secrets" {
+  type        = map(string)
+  description = "For each environment variable pipeline.yaml reads a DSN from (`dsn: {env: VAR}`), the Secret Manager secret id that holds it, e.g. { SHOP_DATABASE_URL = \"shop-dsn\" }. Terraform creates the secret's container; add its value with `gcloud secrets versions add`."
+  default     = {}
+}
+
+variable "cloudsql" {
+  type = object({
+    mode       = string
+    instance   = optional(string, "")
+    network    = optional(string, "")
+    subnetwork = optional(string, "")
+  })
+  description = "How pg-copy and cdc-sync reach Postgres: `connector` (the Cloud SQL connector volume; instance = PROJECT:REGION:NAME, DSN host /cloudsql/PROJECT:REGION:NAME), `vpc` (direct VPC egress to network and subnetwork, DSN host the private IP) or `none` (a public endpoint the DSN names)."
+  default     = { mode = "none" }
+  validation {
+    condition = (var.cloudsql.mode == "none"
+      || (var.cloudsql.mode == "connector" && can(regex("^[a-z][a-z0-9-]*:[a-z0-9-]+:[a-z][a-z0-9-]*$", var.cloudsql.instance)))
+    || (var.cloudsql.mode == "vpc" && var.cloudsql.network != "" && var.cloudsql.subnetwork != ""))
+    error_message = "cloudsql: mode none; or connector with instance PROJECT:REGION:NAME; or vpc with network and subnetwork."
+  }
+}
+
+variable "log_ingest" {
+  type = object({
+    min_instances         = optional(number, 0)
+    max_instances         = optional(number, 5)
+    concurrency           = optional(number, 80)
+    max_delivery_attempts = optional(number, 10)
+  })
+  description = "Scaling of the log-ingest service and deliveries before a message is dead-lettered."
+  default     = {}
+}
+
+variable "lake_retention_days" {
+  type = object({
+    raw = optional(number, 90)
+    cdc = optional(number, 30)
+  })
+  description = "Days objects under raw/ (pg-copy's Parquet files) and cdc/ (cdc-sync's batches) stay in the lake; BigQuery holds the data, the files allow reloads (`pg-copy --from-lake`)."
+  default     = {}
+  validation {
+    condition     = var.lake_retention_days.raw >= 1 && var.lake_retention_days.cdc >= 1
+    error_message = "lake_retention_days must be at least one day each."
+  }
 }

@@ -6,8 +6,10 @@
 //!
 //! Per target: the datasets it writes (and the input datasets it only reads, for dev and
 //! pull-request targets reading production's), what each worker writes, reads and which
-//! secrets it needs, the Cloud Run jobs with their arguments and schedules, the log-ingest
-//! service with its topics and subscriptions, and the scheduled queries.
+//! secrets it needs, the schedules (each a Cloud Scheduler job that runs its worker's Cloud
+//! Run job with these arguments and task count as overrides: one per pg-copy schedule, large
+//! tables apart, one per CDC source, one per mart schedule), the log-ingest service with its
+//! topics and subscriptions, and the scheduled queries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -290,6 +292,8 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
             "dead_letter_topic": format!("{topic}-dead-letter{suffix}"),
             "dead_letter_subscription": format!("{topic}-dead-letter{suffix}"),
             "audience": ev.push.as_ref().map(|a| a.audience.clone()),
+            // log-ingest accepts push tokens of this account only, so Terraform creates it.
+            "push_service_account": ev.push.as_ref().map(|a| a.service_account.clone()),
             "event_tables": tables,
         });
     }
@@ -372,7 +376,7 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         "owns_shared": t.name == "prod" || t.project != p.bigquery.project || lake_bucket != p.lake.bucket,
         "datasets": datasets,
         "workers": workers.iter().map(|(k, w)| (k.to_string(), w.json())).collect::<BTreeMap<_, _>>(),
-        "jobs": jobs,
+        "schedules": jobs,
         "service": service,
         "scheduled_queries": scheduled,
     }))
@@ -459,7 +463,7 @@ targets:
     #[test]
     fn hourly_and_large_tables_get_jobs_of_their_own() {
         let d = edges(&["prod"]);
-        let jobs = &d["targets"]["prod"]["jobs"];
+        let jobs = &d["targets"]["prod"]["schedules"];
         let names: Vec<&String> = jobs.as_object().unwrap().keys().collect();
         assert_eq!(
             names,
@@ -542,7 +546,7 @@ targets:
             "{}",
             t["datasets"]
         );
-        assert!(t["jobs"].get("pg-copy-hourly-dev-pr-42").is_some());
+        assert!(t["schedules"].get("pg-copy-hourly-dev-pr-42").is_some());
         assert_eq!(t["owns_shared"], false);
     }
 

@@ -1,0 +1,35 @@
+# Production for the sample shop pipeline: the Cloud SQL instance through the connector, the
+# DSN in Secret Manager secret `shop-dsn`. Run from this directory:
+#   terraform init && terraform apply -var image_tag=$(git rev-parse --short HEAD)
+
+variable "image_tag" {
+  type        = string
+  description = "The image tag cloudbuild.yaml pushed."
+}
+
+module "sluice" {
+  source = "../.."
+
+  target      = "prod"
+  region      = "us-central1"
+  image_tag   = var.image_tag
+  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn" }
+  cloudsql = {
+    mode     = "connector"
+    instance = "acme-shop-data:us-central1:shop"
+  }
+  log_ingest = {
+    min_instances = 1
+    max_instances = 10
+  }
+}
+
+output "log_ingest" {
+  description = "The push endpoint and the topic the app publishes to."
+  value       = module.sluice.log_ingest
+}
+
+output "jobs" {
+  description = "Cloud Run jobs and their schedules."
+  value       = module.sluice.jobs
+}
