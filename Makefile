@@ -4,7 +4,7 @@ STACK := scripts/local-stack.sh
 # The stack's ports and URLs, as environment for the commands that need them.
 WITH_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: demo test bench image deployment deploy-check fmt fmt-check lint unit integration stack-up stack-down tf-check build
+.PHONY: demo test test-fast bench image deployment deploy-check fmt fmt-check lint unit integration stack-up stack-down tf-check build
 
 ## demo: start the local stack, create the sample shop database, copy it into the BigQuery emulator
 demo:
@@ -17,6 +17,10 @@ test: fmt-check lint stack-up
 	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
 	@echo "==> deployment checks (image, Terraform, workflows; offline)"
 	scripts/deploy-check.sh all
+
+## test-fast: what needs no local stack: format check, clippy, unit tests (the pull-request workflow runs it)
+test-fast: fmt-check lint
+	cargo nextest run --workspace --lib --no-fail-fast
 
 ## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events; mart-build on 500 generated marts and a 20-mart diamond
 bench: stack-up

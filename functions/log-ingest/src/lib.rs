@@ -16,6 +16,8 @@ mod auth;
 mod columns;
 mod event;
 mod json;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 mod pull;
 mod replay;
 mod row;

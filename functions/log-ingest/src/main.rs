@@ -36,6 +36,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
+        /// Serve AWS Lambda invocations (API Gateway, function URL, ALB) instead of listening
+        /// on a port; needs a build with `--features lambda`.
+        #[arg(long)]
+        lambda: bool,
     },
     /// Read a subscription by streaming pull; ack each message once committed.
     Pull {
@@ -97,7 +101,12 @@ async fn open(common: &CommonArgs) -> anyhow::Result<(Pipeline, Arc<Ingest>)> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { common, port, host } => {
+        Command::Serve {
+            common,
+            port,
+            host,
+            lambda,
+        } => {
             let (_, ingest) = open(&common).await?;
             let verifier = if ingest.target.verify_push_tokens {
                 let push = ingest.events.push.clone().ok_or_else(|| {
@@ -114,6 +123,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
                 None
             };
+            if lambda {
+                #[cfg(feature = "lambda")]
+                return Ok(log_ingest::lambda::serve(ingest, verifier).await?);
+                #[cfg(not(feature = "lambda"))]
+                anyhow::bail!("--lambda: this log-ingest was built without the `lambda` feature (cargo build -p log-ingest --features lambda)");
+            }
             let listener = tokio::net::TcpListener::bind((host.as_str(), port))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
