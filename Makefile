@@ -12,8 +12,11 @@ demo:
 
 ## test: format check, clippy (warnings denied), then every test against the local stack
 test: fmt-check lint stack-up
-	@echo "==> building the workers (tests run the binaries too)"
-	cargo build --workspace --bins
+	@echo "==> building the workers (tests run the binaries too); installing the deployment checkers beside it"
+	@mkdir -p .local/logs; scripts/deploy-check.sh install >.local/logs/deploy-install.log 2>&1 & installer=$$!; \
+	cargo build --workspace --bins; built=$$?; \
+	if ! wait $$installer; then echo "deploy-check install failed; its log: .local/logs/deploy-install.log" >&2; tail -n 20 .local/logs/deploy-install.log >&2; exit 1; fi; \
+	cat .local/logs/deploy-install.log; exit $$built
 	$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
 	@echo "==> deployment checks (image, Terraform, workflows; offline)"
 	scripts/deploy-check.sh all
