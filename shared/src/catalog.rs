@@ -64,6 +64,24 @@ pub fn event_table(event_type: &str, schema: &Value) -> String {
         .to_string()
 }
 
+/// The table of each event type whose schema is a `<type>.json` in `dir`, by type: the one
+/// walk over the schema files that the catalog and the deployment share.
+pub fn event_tables(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for path in std::fs::read_dir(dir)?.flatten().map(|e| e.path()) {
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let event_type = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let doc: Value = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        out.insert(event_type.to_string(), event_table(event_type, &doc));
+    }
+    Ok(out)
+}
+
 /// The view of an event table that keeps one row per Pub/Sub message.
 pub fn dedup_view(event_table: &str) -> String {
     format!("{event_table}_dedup")
@@ -133,18 +151,8 @@ impl Landed {
             }
         }
         if let Some(ev) = &p.events {
-            let dir = base.join(&ev.schemas);
-            for path in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = path.path();
-                if path.extension().is_none_or(|x| x != "json") {
-                    continue;
-                }
-                let event_type = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                let doc: Value = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or(Value::Null);
-                let table = event_table(event_type, &doc);
+            let tables = event_tables(&base.join(&ev.schemas)).unwrap_or_default();
+            for table in tables.into_values() {
                 l.tables.insert(
                     format!("{}.{}", ev.dataset, dedup_view(&table)),
                     Producer::Events,

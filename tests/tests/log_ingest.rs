@@ -1004,7 +1004,7 @@ async fn lambda_http_events_go_through_the_same_router_and_token_check() {
     let target = pipeline.target("local").unwrap();
     let (verifier, good, aud, sa) = push_verifier(&schemas).await;
     let ingest = open(&pipeline, &target).await;
-    let (app, running) = log_ingest::lambda::start(ingest, Some(Arc::new(verifier)))
+    let (app, running) = log_ingest::push_app(&ingest, Some(Arc::new(verifier)))
         .await
         .unwrap();
     let send = |body: String, bearer: Option<String>| {

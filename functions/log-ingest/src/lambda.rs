@@ -10,23 +10,12 @@ use axum::Router;
 use tower::ServiceExt;
 
 use crate::auth::Verifier;
-use crate::event::Via;
-use crate::{service, Ingest, Running};
+use crate::Ingest;
 use sluice::{Error, Result};
-
-/// The push router with its writer and ledger started; `Running::finish` drains them.
-pub async fn start(
-    ingest: Arc<Ingest>,
-    verifier: Option<Arc<Verifier>>,
-) -> Result<(Router, Running)> {
-    let running = ingest.start(Via::Push).await?;
-    let app = service::router(ingest.clone(), running.writer.clone(), verifier);
-    Ok((app, running))
-}
 
 /// Serves Lambda invocations until the runtime stops, then commits what is in flight.
 pub async fn serve(ingest: Arc<Ingest>, verifier: Option<Arc<Verifier>>) -> Result<()> {
-    let (app, running) = start(ingest, verifier).await?;
+    let (app, running) = crate::push_app(&ingest, verifier).await?;
     tracing::info!("log-ingest serving Lambda invocations");
     let served = lambda_http::run(app).await;
     running.finish().await;

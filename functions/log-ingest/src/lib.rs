@@ -281,6 +281,17 @@ pub struct ServeReport {
     pub addr: String,
 }
 
+/// The push router (`POST /`, `GET /healthz`) with its writer and ledger started, for a TCP
+/// listener or the Lambda runtime; `Running::finish` drains them.
+pub async fn push_app(
+    ingest: &Arc<Ingest>,
+    verifier: Option<Arc<auth::Verifier>>,
+) -> Result<(axum::Router, Running)> {
+    let running = ingest.start(Via::Push).await?;
+    let app = service::router(ingest.clone(), running.writer.clone(), verifier);
+    Ok((app, running))
+}
+
 /// Serves push requests on `listener` until `shutdown` resolves; then stops taking requests,
 /// commits every batch in flight, answers those requests and writes the last ledger window.
 pub async fn serve(
@@ -293,8 +304,7 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let running = ingest.start(Via::Push).await?;
-    let app = service::router(ingest.clone(), running.writer.clone(), verifier);
+    let (app, running) = push_app(&ingest, verifier).await?;
     tracing::info!(addr, "log-ingest listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

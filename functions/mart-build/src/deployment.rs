@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
-use sluice::catalog::{event_table, qualify, raw_dataset, replica_dataset};
+use sluice::catalog::{event_tables, qualify, raw_dataset, replica_dataset};
 use sluice::config::{DsnRef, Pipeline, Target};
 use sluice::schedule::Schedule;
 use sluice::{Error, Result};
@@ -258,24 +258,16 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         );
         let w = workers.entry("log-ingest").or_default();
         w.writes.extend([events, ops.clone()]);
-        let mut tables = BTreeSet::new();
         let dir = base.join(&ev.schemas);
-        let entries = std::fs::read_dir(&dir).map_err(|e| {
-            Error::config(format!(
-                "cannot read event schemas in {}: {e}",
-                dir.display()
-            ))
-        })?;
-        for path in entries.flatten().map(|e| e.path()) {
-            if path.extension().is_some_and(|x| x == "json") {
-                let event_type = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                let doc: Value = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or(Value::Null);
-                tables.insert(event_table(event_type, &doc));
-            }
-        }
+        let tables: BTreeSet<String> = event_tables(&dir)
+            .map_err(|e| {
+                Error::config(format!(
+                    "cannot read event schemas in {}: {e}",
+                    dir.display()
+                ))
+            })?
+            .into_values()
+            .collect();
         let topic = ev
             .topic
             .clone()
@@ -314,9 +306,7 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         for r in &m.references {
             let placed = placement.place(dag, &r.name);
             let project = placed.project.unwrap_or_default();
-            if project != t.project || !datasets.contains_key(&placed.dataset) {
-                w.reads.insert(format!("{project}.{}", placed.dataset));
-            }
+            w.reads.insert(format!("{project}.{}", placed.dataset));
         }
         if m.header.runner == Runner::MartBuild {
             let schedule = m.header.schedule.clone().unwrap_or_default();
@@ -325,13 +315,6 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
                 .or_insert_with(|| (schedule, vec![]))
                 .1
                 .push(id.clone());
-        }
-    }
-    if let Some(w) = workers.get_mut("mart-build") {
-        // The freshness wait reads the ledger of the inputs' project.
-        if t.inputs_project != t.project || t.inputs_suffix != t.dataset_suffix {
-            let ops_in = format!("{}{}", p.bigquery.ops_dataset, t.inputs_suffix);
-            w.reads.insert(format!("{}.{ops_in}", t.inputs_project));
         }
     }
     for (cron, (schedule, marts)) in mart_groups {
@@ -353,8 +336,11 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
             job("mart-build", about, args, cron, 1, 7200, 0, false),
         );
     }
-    // Reads of datasets this target writes itself are covered by its writes.
     if let Some(w) = workers.get_mut("mart-build") {
+        // The freshness wait reads the ledger of the inputs' project.
+        let ops_in = format!("{}{}", p.bigquery.ops_dataset, t.inputs_suffix);
+        w.reads.insert(format!("{}.{ops_in}", t.inputs_project));
+        // Reads of datasets this target writes itself are covered by its writes.
         let own: BTreeSet<String> = datasets
             .keys()
             .map(|d| format!("{}.{d}", t.project))
