@@ -175,6 +175,11 @@ pubsub_up() {
   wait_for "the Pub/Sub emulator" 60 pubsub_ready || { tail -n 20 "$LOGS/pubsub.log" >&2; exit 1; }
 }
 
+# The headless browser the status page's tests load it in (Debian's chromium; about 20 s).
+browser_up() {
+  apt_install chromium fonts-dejavu-core
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -184,6 +189,7 @@ cmd_up() {
   bq_up
   gcs_up
   pubsub_up
+  browser_up
   say "up in $((SECONDS - t0))s; 'scripts/local-stack.sh env' prints the endpoints"
 }
 
@@ -205,6 +211,7 @@ cmd_status() {
   elif pubsub_ready; then echo "pubsub     running  127.0.0.1:$PUBSUB_PORT"
   else echo "pubsub     stopped (present)"; ok=1; fi
   echo "lake       $LAKE/$LAKE_BUCKET"
+  if command -v chromium >/dev/null; then echo "chromium   $(command -v chromium)"; else echo "chromium   not installed"; ok=1; fi
   return $ok
 }
 
@@ -221,6 +228,7 @@ export SLUICE_LAKE_BUCKET=$LAKE_BUCKET
 export SLUICE_GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT
 export SLUICE_PUBSUB_PRESENT=$([ -x "$PUBSUB_EMULATOR" ] && echo 1 || echo 0)
 export PUBSUB_EMULATOR_HOST=127.0.0.1:$PUBSUB_PORT
+export SLUICE_CHROMIUM=$(command -v chromium || echo chromium)
 EOF
 }
 

@@ -261,6 +261,7 @@ async fn connect(dsn: &str) -> Client {
 pub mod faults;
 pub mod gcs_bridge;
 pub mod tokens;
+pub mod webhooks;
 
 /// A date written `YYYY-MM-DD` (tests write many).
 pub fn d(s: &str) -> chrono::NaiveDate {

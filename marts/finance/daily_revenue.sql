@@ -1,6 +1,7 @@
 /*
 description: Revenue per day and currency from the shop's orders, one partition per day.
 owner: "@finance-analyst"
+freshness: { warn_after: 26h, error_after: 2d }
 materialized: partition
 partition_by: day
 cluster_by: currency

@@ -1,6 +1,7 @@
 /*
 description: Every user with their signup and their first order (if any) up to the logical date.
 owner: "@growth-analyst"
+freshness: { warn_after: 26h }
 materialized: table
 cluster_by: user_id
 columns:

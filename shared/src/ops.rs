@@ -118,6 +118,63 @@ pub const DQ_RESULTS: OpsTable = OpsTable {
     description: "One row per data-quality check of every mart built by mart-build.",
 };
 
+/// `alerts`: the monitor's incidents, append-only; the newest row of an incident is its state.
+pub const ALERTS: OpsTable = OpsTable {
+    name: "alerts",
+    fields: || {
+        vec![
+            Field::required("incident_key", Text).describe("Names the problem across checks: kind, worker, table or mart, date"),
+            Field::required("kind", Text).describe("failed, missed, stale, fail_condition, dq_metric, dead_letters, cdc_lag, cdc_wal, counts"),
+            Field::required("severity", Text).describe("warn or error"),
+            Field::required("status", Text).describe("open; resolving (cleared, recovery notice not delivered yet); resolved"),
+            Field::required("event", Text).describe("What this check did: opened, repeated, seen, resolved, held (quiet period), retry"),
+            Field::required("title", Text),
+            Field::nullable("worker", Text),
+            Field::nullable("subject", Text).describe("Table, mart or unit"),
+            Field::nullable("owner", Text),
+            Field::nullable("run_id", Text).describe("The run it is about"),
+            Field::required("first_seen", Timestamp),
+            Field::required("last_seen", Timestamp),
+            Field::nullable("last_sent_at", Timestamp).describe("When a message about it last reached every channel"),
+            Field::nullable("resolved_at", Timestamp),
+            Field::nullable("sent_to", Json).describe("Channel -> delivered, or the error of its last attempt"),
+            Field::required("delivery_failures", Int64).describe("Sends that failed after every retry, so far"),
+            Field::nullable("finding", Json).describe("The finding as the check saw it"),
+            Field::required("check_run_id", Text),
+            Field::required("recorded_at", Timestamp),
+        ]
+    },
+    partitioned_by: "recorded_at",
+    clustered_by: &["incident_key"],
+    description: "Incidents of the sluice monitor: one row per change or send; the newest row of an incident is its state.",
+};
+
+/// `declared_tables`: what pipeline.yaml and marts/ declare of each table, written by the
+/// monitor on each check for the catalog and freshness views.
+pub const DECLARED_TABLES: OpsTable = OpsTable {
+    name: "declared_tables",
+    fields: || {
+        vec![
+            Field::required("dataset", Text),
+            Field::required("table_name", Text),
+            Field::required("producer", Text).describe("The worker that lands it"),
+            Field::nullable("source", Text)
+                .describe("The ledger's source of the unit that lands it"),
+            Field::nullable("unit_table", Text).describe("The ledger's table_name of that unit"),
+            Field::nullable("owner", Text),
+            Field::nullable("description", Text),
+            Field::nullable("schedule", Text).describe("Cron, UTC"),
+            Field::nullable("warn_after_s", Int64),
+            Field::nullable("error_after_s", Int64),
+            Field::required("declared_at", Timestamp),
+        ]
+    },
+    partitioned_by: "declared_at",
+    clustered_by: &[],
+    description:
+        "What pipeline.yaml and marts/ declare of each table (newest declared_at is current).",
+};
+
 /// The view of dead letters not replayed yet, one row per message and reason.
 pub const DEAD_LETTER_OPEN: &str = "dead_letter_open";
 
@@ -179,7 +236,14 @@ mod tests {
 
     #[test]
     fn every_table_is_partitioned_by_one_of_its_dates() {
-        for t in [RUNS, DEAD_LETTER, DEAD_LETTER_REPLAYS, DQ_RESULTS] {
+        for t in [
+            RUNS,
+            DEAD_LETTER,
+            DEAD_LETTER_REPLAYS,
+            DQ_RESULTS,
+            ALERTS,
+            DECLARED_TABLES,
+        ] {
             let fields = (t.fields)();
             let p = fields.iter().find(|f| f.name == t.partitioned_by);
             assert!(

@@ -24,11 +24,11 @@ use crate::dag::Dag;
 use crate::header::Runner;
 use crate::render::Placement;
 
-/// How often cdc-sync starts, how long one execution may start batches, and its task timeout:
-/// a run stops starting batches at `CDC_MAX_DURATION`, so it ends well before the next start
-/// and far before the timeout; the slot admits one reader, so an overlapping run would fail
-/// at once ("another run holds the slot") instead of reading the same changes twice.
-pub const CDC_SCHEDULE: &str = "*/5 * * * *";
+/// How long one cdc-sync execution may start batches, and its task timeout: it starts every
+/// 5 minutes (`sluice::schedule::CDC_CRON`), stops starting batches at `CDC_MAX_DURATION`, so
+/// it ends well before the next start and far before the timeout; the slot admits one
+/// reader, so an overlapping run would fail at once ("another run holds the slot") instead of
+/// reading the same changes twice.
 pub const CDC_MAX_DURATION: &str = "4m";
 pub const CDC_TIMEOUT_S: u64 = 540;
 
@@ -237,7 +237,7 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
                 "cdc-sync",
                 about,
                 args.to_vec(),
-                CDC_SCHEDULE.into(),
+                sluice::schedule::CDC_CRON.into(),
                 1,
                 CDC_TIMEOUT_S,
                 0,

@@ -84,7 +84,7 @@ pub fn schema(table: &str, g: &Given) -> Result<Value> {
     let mut fields = vec![];
     for name in names {
         let ty = match g.columns.get(name) {
-            Some(t) => t.to_ascii_uppercase(),
+            Some(t) => t.trim().to_string(),
             None => {
                 let value = g
                     .rows
@@ -106,9 +106,60 @@ pub fn schema(table: &str, g: &Given) -> Result<Value> {
                 }
             }
         };
-        fields.push(json!({"name": name, "type": ty, "mode": "NULLABLE"}));
+        let field = field_of(name, &ty).ok_or_else(|| {
+            Error::config(format!(
+                "{table}.{name}: type `{ty}` is not a BigQuery type (STRING, ..., ARRAY<T>, STRUCT<name T, ...>)"
+            ))
+        })?;
+        fields.push(field);
     }
     Ok(Value::Array(fields))
+}
+
+/// A REST schema field of a type as SQL writes it: `TIMESTAMP`, `ARRAY<STRING>`,
+/// `ARRAY<STRUCT<key STRING, value STRING>>` (the shape of INFORMATION_SCHEMA.JOBS' labels).
+fn field_of(name: &str, ty: &str) -> Option<Value> {
+    let ty = ty.trim();
+    let upper = ty.to_ascii_uppercase();
+    if let Some(inner) = upper
+        .strip_prefix("ARRAY<")
+        .and_then(|r| r.strip_suffix('>'))
+    {
+        let mut f = field_of(name, &ty[6..6 + inner.len()])?;
+        if f["mode"] == "REPEATED" {
+            return None;
+        }
+        f["mode"] = json!("REPEATED");
+        return Some(f);
+    }
+    if let Some(inner) = upper
+        .strip_prefix("STRUCT<")
+        .and_then(|r| r.strip_suffix('>'))
+    {
+        let inner = &ty[7..7 + inner.len()];
+        let mut fields = vec![];
+        let (mut depth, mut start) = (0, 0);
+        let mut parts = vec![];
+        for (i, c) in inner.char_indices() {
+            match c {
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&inner[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&inner[start..]);
+        for part in parts {
+            let (n, t) = part.trim().split_once(char::is_whitespace)?;
+            fields.push(field_of(n, t)?);
+        }
+        return Some(json!({"name": name, "type": "RECORD", "mode": "NULLABLE", "fields": fields}));
+    }
+    let ok = upper.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !upper.is_empty();
+    ok.then(|| json!({"name": name, "type": upper, "mode": "NULLABLE"}))
 }
 
 /// A point in time from text or seconds since the epoch, for comparing timestamps however
@@ -441,6 +492,17 @@ mod tests {
             ("x", "FLOAT64"),
         ];
         assert_eq!(types, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        let f = field_of("labels", "array<struct<key STRING, value STRING>>").unwrap();
+        assert_eq!(
+            f,
+            json!({"name": "labels", "type": "RECORD", "mode": "REPEATED", "fields": [
+                {"name": "key", "type": "STRING", "mode": "NULLABLE"},
+                {"name": "value", "type": "STRING", "mode": "NULLABLE"}
+            ]})
+        );
+        assert_eq!(field_of("a", "ARRAY<INT64>").unwrap()["mode"], "REPEATED");
+        assert!(field_of("a", "ARRAY<ARRAY<INT64>>").is_none());
+        assert!(field_of("a", "STRUCT<x>").is_none());
         let g: Given = serde_yaml::from_str("{rows: [{n: null}]}").unwrap();
         assert!(schema("d.t", &g)
             .unwrap_err()

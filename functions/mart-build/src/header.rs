@@ -70,9 +70,12 @@ pub struct Header {
     /// Table description in BigQuery.
     #[serde(default)]
     pub description: Option<String>,
-    /// Who is mentioned in alerts about this mart.
+    /// Who is mentioned in alerts about this mart (a key of pipeline.yaml's `owners:`).
     #[serde(default)]
     pub owner: Option<String>,
+    /// How old the mart may get before the monitor warns, then errors.
+    #[serde(default)]
+    pub freshness: Option<sluice::config::Freshness>,
     /// Column descriptions, written to BigQuery.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,

@@ -31,6 +31,8 @@ pub use dag::{load_dir, producer, Dag, Landed, Producer};
 pub use deployment::deployment;
 pub use export::scheduled_queries;
 pub use fixtures::{fixture_file, run as run_fixtures, CaseResult};
+pub use header::{Materialized, Runner};
 pub use mart::{Mart, TableName};
+pub use render::placed_query;
 pub use render::Placement;
 pub use run::{run, CheckKind, CheckResult, MartResult, Options, Outcome, Summary};

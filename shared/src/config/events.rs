@@ -1,8 +1,11 @@
 //! `events:`: what log-ingest does with the app's events.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use super::monitor::{Freshness, TableMeta};
 
 /// What log-ingest does with the app's events.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +43,16 @@ pub struct EventsConfig {
     /// Terraform creates it.
     #[serde(default)]
     pub topic: Option<String>,
+    /// Default owner (a key of `owners:`) of the event tables.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Default freshness SLA of the event tables (age of the newest event).
+    #[serde(default)]
+    pub freshness: Option<Freshness>,
+    /// `owner`, `description` and `freshness` by event type (the description defaults to the
+    /// schema's `description`).
+    #[serde(default)]
+    pub types: BTreeMap<String, TableMeta>,
 }
 
 /// Group-commit limits of log-ingest.

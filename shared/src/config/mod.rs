@@ -6,6 +6,7 @@
 //! with the key path and line of what is wrong, and duplicate keys).
 
 mod events;
+mod monitor;
 mod source;
 mod target;
 mod validate;
@@ -20,11 +21,15 @@ use validate::refuse_duplicate_keys;
 
 pub use crate::schedule::Schedule;
 pub use events::{EventBatch, EventsConfig, PushAuth};
+pub use monitor::{
+    clock_minutes, parse_age, AlertsConfig, Channel, ChannelKind, Digest, Freshness, Owner, Quiet,
+    Route, Severity, TableMeta,
+};
 pub use source::{CdcConfig, DeleteMode, DsnRef, Mode, OnUnsupported, Source, TableConfig};
 pub use target::{
     parse_duration, resolve_dsn, LakeLocation, SourceOverride, Target, TargetConfig, Timeouts,
 };
-pub use validate::{duplicate_key, DuplicateKey};
+pub use validate::{duplicate_key, owner_key, weekday, DuplicateKey};
 
 /// The whole pipeline definition.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +50,12 @@ pub struct Pipeline {
     /// Environments: `local`, `dev`, `prod`; pull-request targets (`pr-123`) derive from `dev`.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+    /// People and groups alerts mention, by the key tables name as `owner`.
+    #[serde(default)]
+    pub owners: BTreeMap<String, Owner>,
+    /// Where the monitor sends alerts and the digest.
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
 }
 
 /// BigQuery project and the datasets sluice itself owns.

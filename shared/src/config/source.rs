@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::monitor::{Freshness, TableMeta};
 use super::Schedule;
 
 /// Where a connection string comes from; never written inline.
@@ -53,6 +54,9 @@ pub struct Source {
     /// Change data capture of this database into replica tables (cdc-sync).
     #[serde(default)]
     pub cdc: Option<CdcConfig>,
+    /// Default owner (a key of `owners:`) of this source's tables.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// What cdc-sync replicates from a source, and how.
@@ -94,6 +98,16 @@ pub struct CdcConfig {
     /// `error` (default) or `skip` columns of unsupported types.
     #[serde(default)]
     pub on_unsupported: OnUnsupported,
+    /// Owner of the replicas (default: the source's `owner`).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Freshness SLA of every replica (default: none).
+    #[serde(default)]
+    pub freshness: Option<Freshness>,
+    /// `owner`, `description`, `freshness` of single replicated tables, by the name `tables`
+    /// (or the schema) gives them.
+    #[serde(default)]
+    pub per_table: BTreeMap<String, TableMeta>,
 }
 
 /// How deletes and truncates reach a replica.
@@ -176,6 +190,26 @@ pub struct TableConfig {
     /// schedule in a job of their own, one task per table, each reading with `--parallel`.
     #[serde(default)]
     pub large: bool,
+    /// A key of `owners:` (default: the source's `owner`).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// What the table holds, for the catalog.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How old the copy may get before the monitor warns, then errors.
+    #[serde(default)]
+    pub freshness: Option<Freshness>,
+}
+
+impl TableConfig {
+    /// Owner, description and freshness.
+    pub fn meta(&self) -> TableMeta {
+        TableMeta {
+            owner: self.owner.clone(),
+            description: self.description.clone(),
+            freshness: self.freshness,
+        }
+    }
 }
 
 fn default_schema() -> String {

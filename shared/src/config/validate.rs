@@ -1,6 +1,7 @@
 //! Checks of pipeline.yaml beyond its types. Every error names the file, the key path and
 //! its line; a key written twice is refused naming both lines.
 
+use super::monitor::{clock_minutes, Freshness};
 use super::{Mode, Pipeline, Schedule};
 use crate::error::{Error, Result};
 
@@ -118,6 +119,7 @@ impl Pipeline {
                 ));
             }
         }
+        self.validate_monitor(&at)?;
         for (tname, t) in &self.targets {
             for s in t.sources.keys() {
                 if !self.sources.contains_key(s) {
@@ -141,6 +143,186 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+impl Pipeline {
+    /// Owners named by tables exist, channels named by routes exist, times and zones parse.
+    fn validate_monitor(&self, at: &dyn Fn(&[&str], String) -> Error) -> Result<()> {
+        let owner_ok = |path: &[&str], o: &Option<String>| -> Result<()> {
+            match o {
+                Some(o) if !self.owners.contains_key(owner_key(o)) => Err(at(
+                    path,
+                    format!(
+                        "owner `{o}` is not in `owners:` (known: {})",
+                        self.owners.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        };
+        let freshness_ok = |path: &[&str], f: &Option<Freshness>| -> Result<()> {
+            if let Some(f) = f {
+                match (f.warn_after, f.error_after) {
+                    (None, None) => {
+                        return Err(at(path, "give `warn_after`, `error_after` or both".into()))
+                    }
+                    (Some(w), Some(e)) if w > e => {
+                        return Err(at(path, "`warn_after` is longer than `error_after`".into()))
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        for (sname, source) in &self.sources {
+            owner_ok(&["sources", sname, "owner"], &source.owner)?;
+            for (tname, t) in &source.tables {
+                let path = ["sources", sname.as_str(), "tables", tname.as_str()];
+                owner_ok(&[&path[..], &["owner"]].concat(), &t.owner)?;
+                freshness_ok(&[&path[..], &["freshness"]].concat(), &t.freshness)?;
+            }
+            if let Some(cdc) = &source.cdc {
+                owner_ok(&["sources", sname, "cdc", "owner"], &cdc.owner)?;
+                freshness_ok(&["sources", sname, "cdc", "freshness"], &cdc.freshness)?;
+                for (tname, m) in &cdc.per_table {
+                    let path = [
+                        "sources",
+                        sname.as_str(),
+                        "cdc",
+                        "per_table",
+                        tname.as_str(),
+                    ];
+                    let (schema, table) = crate::catalog::qualify(tname);
+                    let listed = cdc.all_tables
+                        || cdc.schemas.contains(&schema)
+                        || cdc
+                            .tables
+                            .iter()
+                            .any(|t| crate::catalog::qualify(t) == (schema.clone(), table.clone()));
+                    if !listed {
+                        return Err(at(
+                            &path,
+                            format!("`{tname}` is not replicated (not in `tables` or `schemas`)"),
+                        ));
+                    }
+                    owner_ok(&[&path[..], &["owner"]].concat(), &m.owner)?;
+                    freshness_ok(&[&path[..], &["freshness"]].concat(), &m.freshness)?;
+                }
+            }
+        }
+        if let Some(ev) = &self.events {
+            owner_ok(&["events", "owner"], &ev.owner)?;
+            freshness_ok(&["events", "freshness"], &ev.freshness)?;
+            for (name, m) in &ev.types {
+                owner_ok(&["events", "types", name, "owner"], &m.owner)?;
+                freshness_ok(&["events", "types", name, "freshness"], &m.freshness)?;
+            }
+        }
+        for (name, o) in &self.owners {
+            if o.slack.is_none() && o.teams.is_none() {
+                return Err(at(
+                    &["owners", name],
+                    "give `slack` (a U… or S… id), `teams` (a UPN or e-mail) or both".into(),
+                ));
+            }
+            if let Some(id) = &o.slack {
+                if !id.starts_with(['U', 'W', 'S'])
+                    || !id.chars().all(|c| c.is_ascii_alphanumeric())
+                {
+                    return Err(at(
+                        &["owners", name, "slack"],
+                        format!("`{id}` is not a Slack member (U…, W…) or user group (S…) id"),
+                    ));
+                }
+            }
+            if let Some(upn) = &o.teams {
+                if !upn.contains('@') {
+                    return Err(at(
+                        &["owners", name, "teams"],
+                        format!("`{upn}` is not a UPN or e-mail address"),
+                    ));
+                }
+            }
+        }
+        let Some(alerts) = &self.alerts else {
+            return Ok(());
+        };
+        let channel_ok = |path: &[&str], names: &[String]| -> Result<()> {
+            match names.iter().find(|c| !alerts.channels.contains_key(*c)) {
+                Some(c) => Err(at(path, format!("no channel `{c}` in `alerts.channels`"))),
+                None => Ok(()),
+            }
+        };
+        channel_ok(&["alerts", "default"], &alerts.default)?;
+        channel_ok(&["alerts", "digest", "channels"], &alerts.digest.channels)?;
+        let workers = ["pg-copy", "cdc-sync", "log-ingest", "mart-build", "monitor"];
+        for (i, r) in alerts.routes.iter().enumerate() {
+            let n = i.to_string();
+            let path = ["alerts", "routes", n.as_str()];
+            channel_ok(&path, &r.channels)?;
+            owner_ok(&path, &r.owner)?;
+            if let Some(w) = r.worker.as_deref().filter(|w| !workers.contains(w)) {
+                return Err(at(
+                    &path,
+                    format!("worker `{w}`: one of {}", workers.join(", ")),
+                ));
+            }
+            if r.channels.is_empty() {
+                return Err(at(&path, "`channels` is empty".into()));
+            }
+        }
+        if !alerts.channels.is_empty() && alerts.default.is_empty() {
+            return Err(at(
+                &["alerts", "default"],
+                "name the channels of alerts no route matches".into(),
+            ));
+        }
+        if clock_minutes(&alerts.digest.at).is_none() {
+            return Err(at(
+                &["alerts", "digest", "at"],
+                format!("`{}`: write HH:MM", alerts.digest.at),
+            ));
+        }
+        if alerts.digest.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(at(
+                &["alerts", "digest", "time_zone"],
+                format!(
+                    "`{}` is not an IANA time zone (like Europe/Berlin)",
+                    alerts.digest.time_zone
+                ),
+            ));
+        }
+        for (i, q) in alerts.quiet.iter().enumerate() {
+            let n = i.to_string();
+            let path = ["alerts", "quiet", n.as_str()];
+            if clock_minutes(&q.from).is_none() || clock_minutes(&q.to).is_none() {
+                return Err(at(&path, "`from` and `to` are HH:MM".into()));
+            }
+            if let Some(d) = q.days.iter().find(|d| weekday(d).is_none()) {
+                return Err(at(
+                    &path,
+                    format!("day `{d}`: mon, tue, wed, thu, fri, sat or sun"),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&alerts.dead_letter_rate) {
+            return Err(at(
+                &["alerts", "dead_letter_rate"],
+                "a share between 0 and 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An owner as tables and mart headers write it (`@finance`, `finance`): its `owners:` key.
+pub fn owner_key(o: &str) -> &str {
+    o.strip_prefix('@').unwrap_or(o)
+}
+
+/// `mon`..`sun`.
+pub fn weekday(d: &str) -> Option<chrono::Weekday> {
+    d.parse().ok()
 }
 
 /// BigQuery dataset and table names: letters, digits, underscores. Says what is wrong

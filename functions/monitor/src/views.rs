@@ -1,0 +1,176 @@
+//! The ops views for the BigQuery console and Looker Studio: `views/ops/<name>.sql`, written
+//! like marts (a YAML header, one SELECT) and tested like marts (`<name>.test.yaml`, run by
+//! mart-build's fixture runner). They are compiled into the binary, so the image needs no
+//! extra files, and created in the target's ops dataset with every name placed: `ops.x` is
+//! the target's ops dataset, `` `region-us`.INFORMATION_SCHEMA.x `` the region of
+//! `bigquery.location`.
+
+use std::path::{Path, PathBuf};
+
+use mart_build::{Dag, Mart, TableName};
+use sluice::catalog::{Landed, Producer};
+use sluice::Result;
+
+use crate::Monitor;
+
+/// The views' files, by name.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "catalog_tables",
+        include_str!("../views/ops/catalog_tables.sql"),
+    ),
+    (
+        "catalog_columns",
+        include_str!("../views/ops/catalog_columns.sql"),
+    ),
+    ("freshness", include_str!("../views/ops/freshness.sql")),
+    ("run_heatmap", include_str!("../views/ops/run_heatmap.sql")),
+    ("dq_daily", include_str!("../views/ops/dq_daily.sql")),
+    (
+        "dead_letter_daily",
+        include_str!("../views/ops/dead_letter_daily.sql"),
+    ),
+    (
+        "table_usage_daily",
+        include_str!("../views/ops/table_usage_daily.sql"),
+    ),
+    ("cost_daily", include_str!("../views/ops/cost_daily.sql")),
+    (
+        "storage_cost",
+        include_str!("../views/ops/storage_cost.sql"),
+    ),
+];
+
+/// Where the view files are in the source tree (their unit tests are read from there).
+pub fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("views")
+}
+
+/// The views, parsed and checked as marts of the dataset `ops`.
+pub fn dag() -> Result<Dag> {
+    let dir = source_dir().join("ops");
+    let mut marts = vec![];
+    for (name, text) in FILES {
+        let file = dir.join(format!("{name}.sql"));
+        marts.push(
+            Mart::parse(text, &file, "ops", name)
+                .map_err(|e| e.within(&file.display().to_string()))?,
+        );
+    }
+    let mut landed = Landed::default();
+    landed.open_datasets.insert("ops".into(), Producer::Ops);
+    Dag::build(marts, &landed)
+}
+
+/// `region-us`, `region-eu`, `region-europe-west3`: the INFORMATION_SCHEMA qualifier of a
+/// location.
+pub fn region(location: &str) -> String {
+    format!("region-{}", location.to_ascii_lowercase())
+}
+
+/// A reference placed for a project, ops dataset and location.
+pub fn place(name: &TableName, project: &str, ops: &str, location: &str) -> TableName {
+    match &name.project {
+        Some(p) if p.starts_with("region-") => TableName {
+            project: Some(format!("{project}.{}", region(location))),
+            dataset: name.dataset.clone(),
+            table: name.table.clone(),
+        },
+        Some(_) => name.clone(),
+        None => TableName {
+            project: Some(project.to_string()),
+            dataset: if name.dataset == "ops" {
+                ops.to_string()
+            } else {
+                name.dataset.clone()
+            },
+            table: name.table.clone(),
+        },
+    }
+}
+
+/// `CREATE OR REPLACE VIEW` of one view, for a project, ops dataset and location.
+pub fn create_sql(m: &Mart, project: &str, ops: &str, location: &str) -> String {
+    let query = mart_build::placed_query(m, |n| place(n, project, ops, location));
+    let description = m
+        .header
+        .description
+        .clone()
+        .unwrap_or_default()
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'");
+    format!(
+        "CREATE OR REPLACE VIEW {} OPTIONS (description = '{description}') AS\n{query:#}",
+        sluice::bigquery::sql::table_ref(project, ops, &m.id.table)
+    )
+}
+
+/// Whether a view reads the jobs views, which the BigQuery emulator has only in part (no
+/// labels, referenced tables, bytes billed or slot time): on an emulator target such a view is
+/// skipped, and its SQL is checked by its unit tests against fixture rows instead.
+pub fn reads_jobs(m: &Mart) -> bool {
+    m.references.iter().any(|r| {
+        r.name.dataset.eq_ignore_ascii_case("INFORMATION_SCHEMA")
+            && r.name.table.eq_ignore_ascii_case("JOBS")
+    })
+}
+
+/// What `ensure` did with one view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    Created(String),
+    Skipped(String, &'static str),
+}
+
+/// Creates every view (`all`), or only those missing; stops at the first the warehouse
+/// refuses, naming it.
+pub async fn ensure(m: &Monitor, all: bool) -> Result<Vec<Made>> {
+    let dag = dag()?;
+    let emulator = m.target.bigquery_endpoint.is_some();
+    let mut made = vec![];
+    for view in dag.marts.values() {
+        let name = format!("{}.{}", m.ops, view.id.table);
+        if emulator && reads_jobs(view) {
+            made.push(Made::Skipped(name, "the emulator's INFORMATION_SCHEMA.JOBS lacks its columns; monitor test-views checks it on fixture rows"));
+            continue;
+        }
+        if !all && m.bq.get_table(&m.ops, &view.id.table).await?.is_some() {
+            continue;
+        }
+        let sql = create_sql(view, m.bq.project(), &m.ops, &m.pipeline.bigquery.location);
+        m.bq.query(&sql, &[])
+            .await
+            .map_err(|e| e.within(&format!("creating the view {name}")))?;
+        made.push(Made::Created(name));
+    }
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_parse_and_place_the_ops_dataset_and_region() {
+        let dag = dag().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dag.marts.len(), FILES.len());
+        let sql = create_sql(&dag.marts["ops.freshness"], "acme", "ops_dev", "EU");
+        assert!(
+            sql.starts_with(
+                "CREATE OR REPLACE VIEW `acme.ops_dev.freshness` OPTIONS (description = 'How fresh"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("`acme.ops_dev.runs`"), "{sql}");
+        let sql = create_sql(&dag.marts["ops.cost_daily"], "acme", "ops", "us-central1");
+        assert!(
+            sql.contains("`acme.region-us-central1.INFORMATION_SCHEMA.JOBS`"),
+            "{sql}"
+        );
+        // Every view has its unit tests.
+        for (name, _) in FILES {
+            let f = source_dir().join("ops").join(format!("{name}.test.yaml"));
+            assert!(f.exists(), "{} has no unit tests", f.display());
+        }
+    }
+}
