@@ -3,7 +3,9 @@
 # BigQuery emulator with pg-copy (full tables, and three days of the incremental ones), and
 # prints what was loaded with the row counts checked against Postgres; then replicates the
 # shop with cdc-sync (snapshot, then a stream of changes) and compares the replicas; posts a
-# day of app events to log-ingest as Pub/Sub push would; and builds the marts with mart-build.
+# day of app events to log-ingest as Pub/Sub push would; builds the marts with mart-build; and
+# watches it all with monitor: a tripped fail condition and a missed run posted to a local
+# webhook receiver as Slack and Teams messages, the recovery, the digest and the status page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
@@ -22,7 +24,8 @@ psql "$SHOP_DATABASE_URL" -qX -v ON_ERROR_STOP=1 -f scripts/sample-shop.sql
 psql "$SHOP_DATABASE_URL" -X -c "SELECT relname AS table, n_live_tup AS rows FROM pg_stat_user_tables ORDER BY relname"
 
 say "building the workers"
-cargo build -p pg-copy -p cdc-sync -p log-ingest -p mart-build
+cargo build -p pg-copy -p cdc-sync -p log-ingest -p mart-build -p monitor
+cargo build -p sluice-tests --bin webhook-sink
 
 from=$(date -u -d '3 days ago' +%F)
 to=$(date -u -d 'yesterday' +%F)
@@ -95,4 +98,80 @@ say "mart-build test   (each mart's unit tests: fixture rows in, expected rows o
 say "mart-build run --ds $to   (waits for its inputs' runs in the ledger, builds through staging, checks, swaps)"
 ./target/debug/mart-build run --target local --ds "$to" --wait 5m --poll 5s
 
-say "done: copies in dataset shop_raw, replicas in shop_replica (orders_history keeps every change), events in events (rejects in ops.dead_letter), marts in finance, growth and product, check results in ops.dq_results, the run ledger in ops.runs, Parquet under .local/lake/sluice-lake/"
+say "monitor: a local webhook receiver stands in for Slack (/slack) and Teams (/teams)"
+hooks=.local/webhooks
+rm -rf "$hooks"
+sink_port=${SLUICE_DEMO_WEBHOOK_PORT:-8098}
+./target/debug/webhook-sink --port "$sink_port" --dir "$hooks" >.local/demo-webhooks.log 2>.local/demo-webhooks.err &
+sink=$!
+trap 'kill $sink 2>/dev/null || true' EXIT
+export SLACK_WEBHOOK_URL="http://127.0.0.1:$sink_port/slack" TEAMS_WEBHOOK_URL="http://127.0.0.1:$sink_port/teams"
+until grep -q listening .local/demo-webhooks.err 2>/dev/null; do
+  kill -0 "$sink" 2>/dev/null || { echo "webhook-sink did not start:"; cat .local/demo-webhooks.err; exit 1; }
+  sleep 0.2
+done
+: >.local/demo-monitor.log
+# Prints what the receiver took since the last call: status, path, title, the saved body.
+shown=0
+show_messages() {
+  sleep 0.5
+  local n
+  n=$(wc -l <.local/demo-webhooks.log)
+  if [ "$n" -gt "$shown" ]; then sed -n "$((shown + 1)),${n}p" .local/demo-webhooks.log | sed 's/^/    /'; else echo "    (no message)"; fi
+  shown=$n
+}
+monitor() { ./target/debug/monitor --target local --log-format json "$@" 2>>.local/demo-monitor.log; }
+
+say "monitor check   (every 10 minutes in the cloud: failed and missed runs, freshness, checks, dead letters, CDC lag)"
+monitor check --no-page
+show_messages
+
+uid=$(psql "$SHOP_DATABASE_URL" -tAX -c "SELECT user_id FROM orders WHERE created_at < current_date - 1 ORDER BY created_at, id LIMIT 1")
+say "tripping a fail condition: user $uid now signed up after their first order (growth.first_orders checks first_order_after_signup)"
+signed_up=$(psql "$SHOP_DATABASE_URL" -tAX -c "SELECT created_at FROM users WHERE id = $uid")
+psql "$SHOP_DATABASE_URL" -qX -c "UPDATE users SET created_at = current_date - interval '1 hour' WHERE id = $uid"
+./target/debug/pg-copy --target local --table users --log-format json >/dev/null 2>&1
+./target/debug/mart-build run --target local --ds "$to" --select growth.first_orders --log-format json >/dev/null 2>&1 \
+  && { echo "growth.first_orders should have failed its check"; exit 1; } || true
+echo "    mart-build stopped growth.first_orders (and what reads it) at the check; the table is as it was"
+
+say "monitor check   (the failure goes to Slack and Teams, naming the mart's owner)"
+monitor check --no-page
+show_messages
+first=$(ls "$hooks" | grep slack | tail -n 1)
+echo "    the Slack body ($hooks/$first):"
+sed 's/^/      /' "$hooks/$first"
+
+say "monitor check again   (the incident is open: nothing is posted twice)"
+monitor check --no-page
+show_messages
+
+say "fixing it: the signup date restored, users copied again, the mart rebuilt"
+psql "$SHOP_DATABASE_URL" -qX -c "UPDATE users SET created_at = '$signed_up' WHERE id = $uid"
+./target/debug/pg-copy --target local --table users --log-format json >/dev/null 2>&1
+./target/debug/mart-build run --target local --ds "$to" --select growth.first_orders --log-format json >/dev/null 2>&1
+
+say "monitor check   (the recovery notice)"
+monitor check --no-page
+show_messages
+
+say "monitor digest --day today   (daily at alerts.digest.at for yesterday: alive, runs, failures, the DQ report, freshness, dead letters, cost)"
+monitor digest --day today
+show_messages
+
+say "monitor check --now +50 min   (as if the scheduler had stopped: cdc-sync's runs every 5 minutes did not come)"
+monitor check --now "$(date -u -d '+50 min' +%FT%TZ)"
+show_messages
+kill "$sink" 2>/dev/null || true
+trap - EXIT
+
+page=.local/lake/sluice-lake/status/index.html
+if command -v chromium >/dev/null; then
+  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2400 \
+    --screenshot=.local/status-page.png "file://$PWD/$page" >/dev/null 2>&1 || true
+fi
+echo "    status page: $page (in the cloud: gs://<lake bucket>/status/index.html)"
+[ -f .local/status-page.png ] && echo "    its screenshot: .local/status-page.png"
+echo "    every message the receiver took: $hooks/ (Slack Block Kit and Teams Adaptive Card bodies)"
+
+say "done: copies in dataset shop_raw, replicas in shop_replica (orders_history keeps every change), events in events (rejects in ops.dead_letter), marts in finance, growth and product, check results in ops.dq_results, the run ledger in ops.runs, alerts in ops.alerts (views ops.catalog_tables, ops.freshness, ...), Parquet under .local/lake/sluice-lake/"

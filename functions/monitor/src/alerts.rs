@@ -300,7 +300,7 @@ pub fn finding_json(f: &Finding) -> Value {
 pub fn state_sql(alerts: &str) -> String {
     format!(
         "SELECT incident_key, kind, severity, status, title, worker, subject, owner, run_id, first_seen, last_seen, last_sent_at, TO_JSON_STRING(sent_to) AS sent_to, delivery_failures, TO_JSON_STRING(finding) AS finding\n\
-         FROM {alerts} WHERE recorded_at >= @since\n\
+         FROM {alerts} WHERE recorded_at >= @since AND recorded_at <= @now\n\
          QUALIFY ROW_NUMBER() OVER (PARTITION BY incident_key ORDER BY recorded_at DESC) = 1"
     )
 }

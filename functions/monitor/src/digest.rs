@@ -34,20 +34,34 @@ pub struct DigestData {
 
 /// Yesterday in `tz`, and the UTC instants it starts and ends at.
 pub fn yesterday(tz: &str, now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>, DateTime<Utc>) {
+    let zone: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
+    day_window(
+        tz,
+        now.with_timezone(&zone).date_naive() - chrono::Duration::days(1),
+    )
+}
+
+/// A day in `tz`, and the UTC instants it starts and ends at.
+pub fn day_window(tz: &str, day: NaiveDate) -> (NaiveDate, DateTime<Utc>, DateTime<Utc>) {
     let tz: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
-    let day = now.with_timezone(&tz).date_naive() - chrono::Duration::days(1);
     let start = |d: NaiveDate| {
-        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+        tz.from_local_datetime(&midnight)
             .earliest()
             .map(|t| t.to_utc())
-            .unwrap_or_else(|| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+            .unwrap_or_else(|| midnight.and_utc())
     };
     (day, start(day), start(day + chrono::Duration::days(1)))
 }
 
 /// Reads the digest's data.
-pub async fn data(m: &Monitor, now: DateTime<Utc>) -> Result<DigestData> {
-    let (day, from, to) = yesterday(&m.alerts.digest.time_zone, now);
+/// The day reported is `day`, else yesterday in the digest's time zone.
+pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Result<DigestData> {
+    let tz = &m.alerts.digest.time_zone;
+    let (day, from, to) = match day {
+        Some(d) => day_window(tz, d),
+        None => yesterday(tz, now),
+    };
     let ts = |n: &str, d: DateTime<Utc>| {
         Param::scalar(n, "TIMESTAMP", sluice::time::bigquery_timestamp(d))
     };

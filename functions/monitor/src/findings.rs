@@ -128,7 +128,7 @@ pub const HISTORY_DAYS: i64 = 35;
 pub fn last_runs_sql(runs: &str) -> String {
     format!(
         "SELECT run_id, worker, source, table_name, CAST(logical_date AS STRING) AS logical_date, started_at, status, error, rows_in, rows_loaded, rows_dead_lettered, TO_JSON_STRING(details) AS details\n\
-         FROM {runs} WHERE started_at >= @since\n\
+         FROM {runs} WHERE started_at >= @since AND started_at <= @now\n\
          QUALIFY ROW_NUMBER() OVER (PARTITION BY worker, IFNULL(source, ''), IFNULL(table_name, ''), IFNULL(CAST(logical_date AS STRING), '') ORDER BY started_at DESC, finished_at DESC) = 1"
     )
 }
@@ -137,26 +137,26 @@ pub fn unit_times_sql(runs: &str) -> String {
     format!(
         "SELECT worker, source, table_name, MAX(started_at) AS last_started,\n\
          MAX(IF(status = 'success' AND (worker != 'log-ingest' OR rows_loaded > 0), finished_at, NULL)) AS last_success\n\
-         FROM {runs} WHERE started_at >= @history GROUP BY worker, source, table_name"
+         FROM {runs} WHERE started_at >= @history AND started_at <= @now GROUP BY worker, source, table_name"
     )
 }
 
 pub fn dq_sql(dq: &str) -> String {
     format!(
         "SELECT run_id, mart, CAST(ds AS STRING) AS ds, check_name, kind, value, threshold, passed\n\
-         FROM {dq} WHERE recorded_at >= @since\n\
+         FROM {dq} WHERE recorded_at >= @since AND recorded_at <= @now\n\
          QUALIFY ROW_NUMBER() OVER (PARTITION BY mart, check_name, ds ORDER BY recorded_at DESC) = 1"
     )
 }
 
 pub fn declared_since_sql(declared: &str) -> String {
-    format!("SELECT producer, source, unit_table, MIN(declared_at) AS first FROM {declared} GROUP BY producer, source, unit_table")
+    format!("SELECT producer, source, unit_table, MIN(declared_at) AS first FROM {declared} WHERE declared_at <= @now GROUP BY producer, source, unit_table")
 }
 
 pub fn events_sql(runs: &str) -> String {
     format!(
         "SELECT table_name, SUM(rows_in) AS rows_in, SUM(rows_dead_lettered) AS dead_lettered\n\
-         FROM {runs} WHERE worker = 'log-ingest' AND started_at >= @hour_ago GROUP BY table_name"
+         FROM {runs} WHERE worker = 'log-ingest' AND started_at >= @hour_ago AND started_at <= @now GROUP BY table_name"
     )
 }
 
@@ -203,8 +203,10 @@ impl Observed {
         );
         let history = named("history", now - chrono::Duration::days(HISTORY_DAYS));
         let hour_ago = named("hour_ago", now - chrono::Duration::hours(1));
+        // Rows after `now` are not seen: `--now` replays what a check saw then.
+        let upto = named("now", now);
         let q = bq
-            .query(&last_runs_sql(&runs), std::slice::from_ref(&since))
+            .query(&last_runs_sql(&runs), &[since.clone(), upto.clone()])
             .await?;
         let last_runs = rows(&q, |g| LastRun {
             run_id: g("run_id").unwrap_or_default().to_string(),
@@ -227,7 +229,9 @@ impl Observed {
                 })
                 .unwrap_or(Value::Null),
         });
-        let q = bq.query(&unit_times_sql(&runs), &[history]).await?;
+        let q = bq
+            .query(&unit_times_sql(&runs), &[history, upto.clone()])
+            .await?;
         let units = rows(&q, |g| UnitTimes {
             worker: g("worker").unwrap_or_default().to_string(),
             source: text(g("source")),
@@ -238,7 +242,7 @@ impl Observed {
         let dq = match bq.table_schema(&ops, sluice::ops::DQ_RESULTS.name).await? {
             None => vec![],
             Some(_) => {
-                let q = bq.query(&dq_sql(&dq), &[since]).await?;
+                let q = bq.query(&dq_sql(&dq), &[since, upto.clone()]).await?;
                 rows(&q, |g| DqRow {
                     run_id: g("run_id").unwrap_or_default().to_string(),
                     mart: g("mart").unwrap_or_default().to_string(),
@@ -251,7 +255,9 @@ impl Observed {
                 })
             }
         };
-        let q = bq.query(&events_sql(&runs), &[hour_ago]).await?;
+        let q = bq
+            .query(&events_sql(&runs), &[hour_ago, upto.clone()])
+            .await?;
         let events = rows(&q, |g| EventCounts {
             table: g("table_name").unwrap_or_default().to_string(),
             rows_in: int(g("rows_in")),
@@ -260,7 +266,7 @@ impl Observed {
         let q = bq
             .query(
                 &declared_since_sql(&table(sluice::ops::DECLARED_TABLES.name)),
-                &[],
+                &[upto],
             )
             .await?;
         let declared_since = rows(&q, |g| {
@@ -281,6 +287,42 @@ impl Observed {
             events,
             declared_since,
         })
+    }
+}
+
+/// A mart-build run that failed because a fail condition tripped is one problem: its
+/// `failed` finding goes, and the fail condition's message carries the run's error and id.
+fn fold_tripped_builds(out: &mut Vec<Finding>) {
+    let tripped: Vec<(String, Option<String>)> = out
+        .iter()
+        .filter(|f| f.kind == "fail_condition")
+        .map(|f| (f.subject.clone(), f.logical_date.clone()))
+        .collect();
+    let mut errors = vec![];
+    out.retain(|f| {
+        let folded = f.kind == "failed"
+            && f.worker == "mart-build"
+            && tripped
+                .iter()
+                .any(|(m, d)| *m == f.subject && *d == f.logical_date);
+        if folded {
+            errors.push((
+                f.subject.clone(),
+                f.logical_date.clone(),
+                f.error.clone(),
+                f.run_id.clone(),
+            ));
+        }
+        !folded
+    });
+    for f in out.iter_mut().filter(|f| f.kind == "fail_condition") {
+        if let Some((_, _, error, run)) = errors
+            .iter()
+            .find(|e| e.0 == f.subject && e.1 == f.logical_date)
+        {
+            f.error = f.error.clone().or(error.clone());
+            f.run_id = run.clone().or(f.run_id.take());
+        }
     }
 }
 
@@ -488,6 +530,9 @@ pub fn findings(
         }
     }
     let missed_before = now - std_dur(alerts.missed_after);
+    // The missed units, with the index of their finding: a table they land that went stale
+    // is said in that one message, not in one of its own.
+    let mut missed: Vec<(usize, &crate::declared::Unit, Vec<String>)> = vec![];
     for u in &declared.units {
         // A due time older than the ledger history read cannot be checked, and one before the
         // unit was first declared is not its to miss.
@@ -515,6 +560,7 @@ pub fn findings(
         let last = started
             .map(|s| format!("last started {} ago", age_text(now - s)))
             .unwrap_or_else(|| format!("no run in the last {HISTORY_DAYS} days"));
+        missed.push((out.len(), u, vec![]));
         out.push(Finding {
             key: format!("missed:{label}"),
             kind: "missed",
@@ -535,6 +581,17 @@ pub fn findings(
     }
     for f in freshness(declared, o, now) {
         let Some(sev) = f.status else { continue };
+        let landed_by = declared.table(&f.dataset, &f.table).and_then(|t| {
+            missed.iter_mut().find(|(_, u, _)| {
+                u.worker == t.worker
+                    && t.source.as_deref() == Some(u.source.as_str())
+                    && (u.table.is_none() || u.table == t.unit_table)
+            })
+        });
+        if let Some((_, _, stale)) = landed_by {
+            stale.push(format!("{}.{}", f.dataset, f.table));
+            continue;
+        }
         let limit = if sev == Severity::Error {
             f.error_after
         } else {
@@ -575,6 +632,13 @@ pub fn findings(
                     .unwrap_or_else(|| "never".into()),
             )],
         });
+    }
+    for (i, _, stale) in missed {
+        if !stale.is_empty() {
+            out[i]
+                .facts
+                .push(("stale because of it".into(), stale.join(", ")));
+        }
     }
     for d in o.dq.iter().filter(|d| !d.passed) {
         let fail = d.kind == "fail_condition";
@@ -644,6 +708,7 @@ pub fn findings(
             facts: vec![("events".into(), n.to_string()), ("dead letters".into(), dead.to_string())],
         });
     }
+    fold_tripped_builds(&mut out);
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out.dedup_by(|a, b| a.key == b.key);
     out
@@ -663,7 +728,7 @@ mod tests {
             "name: t\nbigquery: { project: p }\nlake: { bucket: b }\n\
              owners: {ana: {slack: U1}}\n\
              sources:\n  shop:\n    dsn: { env: X }\n    owner: ana\n    tables:\n      orders: { mode: full, freshness: {warn_after: 26h, error_after: 50h} }\n      users: { mode: full }\n\
-             \x20   cdc: { tables: [orders], retained_wal_warn_mib: 10 }\n",
+             \x20   cdc: { tables: [orders], retained_wal_warn_mib: 10, freshness: {warn_after: 30m} }\n",
             "t",
         )
         .unwrap();
@@ -728,6 +793,14 @@ mod tests {
         // users' 06:00 run did not start; cdc-sync's 06:30 run (due an hour before now minus
         // 30 min) did not either; orders' did.
         assert_eq!(keys, ["missed:cdc-sync shop", "missed:pg-copy shop.users"]);
+        // The replica went stale because cdc-sync did not run: said in the missed run's message.
+        assert_eq!(
+            f[0].facts.last(),
+            Some(&(
+                "stale because of it".to_string(),
+                "shop_replica.orders".to_string()
+            ))
+        );
         assert_eq!(f[1].owner.as_deref(), Some("ana"));
         assert!(
             f[1].title
@@ -833,6 +906,7 @@ mod tests {
                 ),
                 ("failed:pg-copy:shop.orders:2026-12-02", Severity::Error),
                 ("stale:shop.orders", Severity::Warn),
+                ("stale:shop_replica.orders", Severity::Warn),
             ]
         );
         let failed = &f[5];

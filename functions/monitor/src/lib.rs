@@ -136,7 +136,10 @@ impl Monitor {
             .bq
             .query(
                 &alerts::state_sql(&self.ops_table(sluice::ops::ALERTS.name)),
-                &[since],
+                &[
+                    since,
+                    Param::scalar("now", "TIMESTAMP", sluice::time::bigquery_timestamp(now)),
+                ],
             )
             .await?;
         let ts = |s: Option<&str>| {
@@ -233,7 +236,7 @@ impl Monitor {
         if let Some(d) = date {
             all_facts.push(("Date".into(), d));
         }
-        all_facts.extend(facts);
+        all_facts.extend(facts.into_iter().map(|(k, v)| (capitalized(&k), v)));
         let mut text = vec![format!(
             "Target {} · project {}{}",
             self.target.name,
@@ -361,6 +364,15 @@ pub async fn check(m: &Monitor, now: DateTime<Utc>, write_page: bool) -> Result<
         summary.page = Some(page::publish(m, now).await?);
     }
     Ok(summary)
+}
+
+/// `rows in` → `Rows in`: findings label facts in lower case, messages start them upper.
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// The marts directory: `--marts`, else `marts` beside pipeline.yaml.

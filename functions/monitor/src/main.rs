@@ -51,6 +51,10 @@ enum Command {
         /// Print the digest, send nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Report this day instead of yesterday: YYYY-MM-DD or `today`, in the digest's time
+        /// zone.
+        #[arg(long, value_parser = day)]
+        day: Option<Day>,
     },
     /// Write the status page (status/index.html in the lake) and print where it is.
     Page,
@@ -67,6 +71,21 @@ enum Command {
     },
     /// Print, as JSON, the Slack and Teams messages the current findings would send.
     Preview,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Day {
+    Today,
+    Date(chrono::NaiveDate),
+}
+
+fn day(s: &str) -> Result<Day, String> {
+    if s == "today" {
+        return Ok(Day::Today);
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(Day::Date)
+        .map_err(|_| format!("`{s}`: expected `today` or a day like 2026-12-03"))
 }
 
 fn instant(s: &str) -> Result<DateTime<Utc>, String> {
@@ -140,10 +159,24 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Digest { dry_run } => {
+        Command::Digest { dry_run, day } => {
             m.ensure_tables().await?;
             monitor::views::ensure(&m, false).await?;
-            let d = monitor::digest::data(&m, now).await?;
+            let d = monitor::digest::data(
+                &m,
+                now,
+                day.map(|d| match d {
+                    Day::Date(d) => d,
+                    Day::Today => {
+                        monitor::digest::yesterday(
+                            &m.alerts.digest.time_zone,
+                            now + chrono::Duration::days(1),
+                        )
+                        .0
+                    }
+                }),
+            )
+            .await?;
             let msg =
                 monitor::digest::message(&d, &m.pipeline.name, &m.target.name, m.status_page_url());
             println!("{}\n{}", msg.title, msg.text.join("\n"));
