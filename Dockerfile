@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for the four workers. Each Cloud Run resource chooses its command
+# One image for the five workers. Each Cloud Run resource chooses its command
 # (`/usr/local/bin/pg-copy run …`, `/usr/local/bin/cdc-sync sync …`); the default serves
 # log-ingest. `make image` builds it; cloudbuild.yaml builds and pushes it in Google Cloud.
 #
@@ -22,9 +22,9 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is reused until Cargo.toml or Cargo.lock change.
 RUN cargo chef cook --profile image --locked --recipe-path recipe.json \
-    -p pg-copy -p cdc-sync -p log-ingest -p mart-build
+    -p pg-copy -p cdc-sync -p log-ingest -p mart-build -p monitor
 COPY . .
-RUN cargo build --profile image --locked -p pg-copy -p cdc-sync -p log-ingest -p mart-build \
+RUN cargo build --profile image --locked -p pg-copy -p cdc-sync -p log-ingest -p mart-build -p monitor \
     && scripts/image-stage.sh target/image /stage
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime

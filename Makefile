@@ -36,9 +36,10 @@ image:
 	elif command -v buildah >/dev/null; then buildah bud --layers -t $(IMAGE) .; \
 	else echo "make image: needs Docker with a running daemon, or buildah (scripts/deploy-check.sh install adds it)" >&2; exit 1; fi
 
-## deployment: write terraform/deployment.json (what Terraform deploys per target) from pipeline.yaml, schemas/ and marts/
+## deployment: write terraform/deployment.json (what Terraform deploys per target) from pipeline.yaml, schemas/ and marts/, and terraform/views.json (the monitor's ops views)
 deployment:
 	cargo run -q -p mart-build -- export-deployment --out terraform/deployment.json
+	cargo run -q -p monitor -- export-views --out terraform/views.json
 
 ## deploy-check: the offline deployment checks alone (needs the workers built: cargo build --workspace --bins)
 deploy-check:

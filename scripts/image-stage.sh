@@ -3,7 +3,7 @@
 #
 #   scripts/image-stage.sh BIN_DIR STAGE
 #
-#   STAGE/usr/local/bin/{pg-copy,cdc-sync,log-ingest,mart-build}   stripped
+#   STAGE/usr/local/bin/{pg-copy,cdc-sync,log-ingest,mart-build,monitor}   stripped
 #   STAGE/etc/sluice/{pipeline.yaml,schemas/,marts/}                 the pipeline definition
 #
 # Used by the Dockerfile's builder stage (BIN_DIR=target/image) and by the offline image check
@@ -12,7 +12,7 @@ set -euo pipefail
 [ $# -eq 2 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin_dir=$1 stage=$2
-WORKERS=(pg-copy cdc-sync log-ingest mart-build)
+WORKERS=(pg-copy cdc-sync log-ingest mart-build monitor)
 
 rm -rf "$stage"
 mkdir -p "$stage/usr/local/bin" "$stage/etc/sluice"

@@ -30,6 +30,8 @@ module "plan" {
   deployment  = local.d
   target      = var.target
   dsn_secrets = var.dsn_secrets
+
+  project_metadata_roles = var.monitor_project_metadata_roles
 }
 
 data "google_project" "this" {

@@ -35,7 +35,7 @@ variable "image_tag" {
 
 variable "dsn_secrets" {
   type        = map(string)
-  description = "For each environment variable pipeline.yaml reads a DSN from (`dsn: {env: VAR}`), the Secret Manager secret id that holds it, e.g. { SHOP_DATABASE_URL = \"shop-dsn\" }. Terraform creates the secret's container; add its value with `gcloud secrets versions add`."
+  description = "For each environment variable pipeline.yaml reads a secret from (a source's `dsn: {env: VAR}`, an alerts channel's `url: {env: VAR}`), the Secret Manager secret id that holds it, e.g. { SHOP_DATABASE_URL = \"shop-dsn\", SLACK_WEBHOOK_URL = \"slack-webhook\" }. Terraform creates the secret's container; add its value with `gcloud secrets versions add`."
   default     = {}
 }
 
@@ -78,4 +78,16 @@ variable "lake_retention_days" {
     condition     = var.lake_retention_days.raw >= 1 && var.lake_retention_days.cdc >= 1
     error_message = "lake_retention_days must be at least one day each."
   }
+}
+
+variable "views_file" {
+  description = "The monitor's ops views per target, written by `monitor export-views` (make deployment), relative to this module."
+  type        = string
+  default     = "views.json"
+}
+
+variable "monitor_project_metadata_roles" {
+  description = "Grant the monitor roles/bigquery.metadataViewer and roles/bigquery.resourceViewer on the project, which the catalog, usage and cost views need (region-qualified INFORMATION_SCHEMA and JOBS check project-level listing; no dataset grant serves them). false leaves those views answering with a permission error."
+  type        = bool
+  default     = true
 }

@@ -7,8 +7,11 @@ Policies (each failure is one line naming the file and block):
   - no allUsers / allAuthenticatedUsers anywhere;
   - every google_pubsub_subscription has a dead_letter_policy;
   - project-level roles: no iam_binding / iam_policy on the project; members are only
-    roles/bigquery.jobUser (evaluated: every key of the plan's project_roles) and
-    roles/cloudsql.client narrowed by an IAM condition to one instance;
+    roles/bigquery.jobUser (evaluated: every key of the plan's project_roles), the monitor's
+    roles/bigquery.metadataViewer and roles/bigquery.resourceViewer (the region-qualified
+    INFORMATION_SCHEMA and JOBS views check project-level listing; nothing narrower serves
+    them), and roles/cloudsql.client narrowed by an IAM condition to one instance;
+  - a role on the lake bucket under an IAM condition names one object prefix;
   - roles/run.invoker only on the log-ingest service, for the push account;
   - no secret value: no google_secret_manager_secret_version, no secret_data, no DSN with a
     password or private key in any file under terraform/.
@@ -28,6 +31,7 @@ import hcl2
 PUBLIC = re.compile(r"all(Authenticated)?Users")
 SECRET_TEXT = re.compile(r"postgres(ql)?://[^:/@\s\"']+:[^@\s\"']+@|-----BEGIN [A-Z ]*PRIVATE KEY-----")
 PLAN_OUTPUT = re.compile(r"module\.plan\.(\w+)")
+MONITOR_PROJECT_ROLES = ("roles/bigquery.metadataViewer", "roles/bigquery.resourceViewer")
 
 
 def attr(body, key):
@@ -79,6 +83,9 @@ def policies(root, evaluated_outputs=None):
                     pass  # evaluated below
                 elif role != "roles/bigquery.jobUser":
                     problems.append(f"{where}: project-level role {role}; only roles/bigquery.jobUser is granted on the project")
+            if rtype == "google_storage_bucket_iam_member" and "condition" in body:
+                if "startsWith" not in str(body["condition"]):
+                    problems.append(f"{where}: a conditional bucket grant that does not name an object prefix")
             if rtype == "google_secret_manager_secret_version" or "secret_data" in body:
                 problems.append(f"{where}: a secret value in Terraform (it would be stored in the state)")
             if "run.invoker" in attr(body, "role"):
@@ -86,8 +93,12 @@ def policies(root, evaluated_outputs=None):
                     problems.append(f"{where}: run.invoker for anything but the push account on the log-ingest service")
     if evaluated_outputs is not None:
         for key, grant in (evaluated_outputs.get("project_roles") or {}).items():
-            if grant.get("role") != "roles/bigquery.jobUser":
-                problems.append(f"modules/plan: project_roles[{key}] is {grant.get('role')}; only roles/bigquery.jobUser")
+            role = grant.get("role")
+            if role == "roles/bigquery.jobUser":
+                continue
+            if key.startswith("monitor/") and role in MONITOR_PROJECT_ROLES:
+                continue
+            problems.append(f"modules/plan: project_roles[{key}] is {role}; only roles/bigquery.jobUser (and the monitor's metadata roles)")
     return problems
 
 

@@ -79,6 +79,13 @@ struct Worker {
     secrets: BTreeSet<String>,
     /// Environment variables that hold a DSN; Terraform fills each from a secret it is given.
     dsn_env: BTreeSet<String>,
+    /// `dataset.table` it writes without writing the rest of the dataset (table-level grant).
+    table_writes: BTreeSet<String>,
+    /// Project-level roles beyond BigQuery job creation, each because no resource-level grant
+    /// does the job.
+    project_roles: BTreeSet<String>,
+    /// A prefix of the lake it writes objects under (and nothing else of the bucket).
+    lake_prefix: Option<String>,
 }
 
 impl Worker {
@@ -86,11 +93,19 @@ impl Worker {
         json!({
             "writes": self.writes, "reads": self.reads, "lake": self.lake,
             "postgres": self.postgres, "secrets": self.secrets, "dsn_env": self.dsn_env,
+            "table_writes": self.table_writes, "project_roles": self.project_roles,
+            "lake_prefix": self.lake_prefix,
         })
     }
 
     fn needs_dsn(&mut self, dsn: &DsnRef) {
         self.postgres = true;
+        self.needs_secret(dsn);
+    }
+
+    /// A value from an environment variable (Terraform fills it from a secret it is given) or
+    /// from a Secret Manager secret (granted).
+    fn needs_secret(&mut self, dsn: &DsnRef) {
         match dsn {
             DsnRef::Env(v) => self.dsn_env.insert(v.clone()),
             DsnRef::Secret(s) => {
@@ -122,7 +137,34 @@ fn job(
         "worker": worker, "description": description, "args": args, "schedule": schedule,
         "task_count": task_count, "timeout_seconds": timeout_s, "max_retries": max_retries,
         "cpu": if large { "2" } else { "1" }, "memory": if large { "4Gi" } else { "1Gi" },
+        "time_zone": "Etc/UTC",
     })
+}
+
+/// `"08:30"` → `"30 8 * * *"`.
+fn daily_cron(at: &str) -> Result<String> {
+    let m = sluice::config::clock_minutes(at).ok_or_else(|| {
+        Error::config(format!("alerts.digest.at: `{at}` is not a time like 08:30"))
+    })?;
+    Ok(format!("{} {} * * *", m % 60, m / 60))
+}
+
+/// The ops tables Terraform creates (so the monitor, which may write only `alerts` and
+/// `declared_tables`, finds the ledger before any worker ran): name → the BigQuery table
+/// resource the workers would create. Workers still add columns as they evolve; Terraform
+/// ignores schema changes.
+fn ops_tables() -> BTreeMap<String, Value> {
+    use sluice::ops;
+    [
+        ops::RUNS,
+        ops::DQ_RESULTS,
+        ops::DEAD_LETTER,
+        ops::ALERTS,
+        ops::DECLARED_TABLES,
+    ]
+    .iter()
+    .map(|t| (t.name.to_string(), t.resource()))
+    .collect()
 }
 
 /// The deployment of one target.
@@ -348,6 +390,51 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         w.reads.retain(|r| !own.contains(r));
     }
 
+    // monitor: every 10 minutes a check, daily the digest in its time zone. It reads the
+    // ledger and the metadata, writes only its two tables of ops and the status page.
+    let alerts = p.alerts.clone().unwrap_or_default();
+    let m = workers.entry("monitor").or_default();
+    m.reads.insert(format!("{}.{ops}", t.project));
+    m.table_writes.extend(
+        [sluice::ops::ALERTS.name, sluice::ops::DECLARED_TABLES.name].map(|n| format!("{ops}.{n}")),
+    );
+    // Region-qualified INFORMATION_SCHEMA (TABLES, COLUMNS, TABLE_STORAGE) checks table
+    // listing on the project, JOBS job listing: the catalog, usage and cost views need both.
+    m.project_roles.extend(
+        [
+            "roles/bigquery.metadataViewer",
+            "roles/bigquery.resourceViewer",
+        ]
+        .map(String::from),
+    );
+    m.lake_prefix = Some("status/".into());
+    for c in alerts.channels.values() {
+        m.needs_secret(&c.url);
+    }
+    let check = job("monitor", "monitor check: failed and missed runs, freshness, checks, dead letters, CDC lag; alerts and the status page".into(), vec!["check".into()], "*/10 * * * *".into(), 1, 600, 0, false);
+    jobs.insert(
+        checked_name(format!("monitor-check{suffix}"), "monitor job")?,
+        check,
+    );
+    let mut digest = job(
+        "monitor",
+        format!(
+            "monitor digest at {} {}",
+            alerts.digest.at, alerts.digest.time_zone
+        ),
+        vec!["digest".into()],
+        daily_cron(&alerts.digest.at)?,
+        1,
+        600,
+        0,
+        false,
+    );
+    digest["time_zone"] = json!(alerts.digest.time_zone);
+    jobs.insert(
+        checked_name(format!("monitor-digest{suffix}"), "monitor job")?,
+        digest,
+    );
+
     let lake_bucket = match &t.lake {
         sluice::config::LakeLocation::Gcs { bucket } => bucket.clone(),
         sluice::config::LakeLocation::Local { bucket, .. } => bucket.clone(),
@@ -363,6 +450,7 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         "datasets": datasets,
         "workers": workers.iter().map(|(k, w)| (k.to_string(), w.json())).collect::<BTreeMap<_, _>>(),
         "schedules": jobs,
+        "ops_tables": ops_tables(),
         "service": service,
         "scheduled_queries": scheduled,
     }))
@@ -456,10 +544,20 @@ targets:
             [
                 "cdc-sync-app",
                 "cdc-sync-billing",
+                "monitor-check",
+                "monitor-digest",
                 "pg-copy-daily",
                 "pg-copy-daily-large",
                 "pg-copy-hourly"
             ]
+        );
+        assert_eq!(jobs["monitor-check"]["schedule"], "*/10 * * * *");
+        assert_eq!(
+            (
+                &jobs["monitor-digest"]["schedule"],
+                &jobs["monitor-digest"]["time_zone"]
+            ),
+            (&json!("0 8 * * *"), &json!("UTC"))
         );
         assert_eq!(jobs["pg-copy-hourly"]["schedule"], "15 * * * *");
         assert_eq!(
@@ -520,6 +618,25 @@ targets:
             json!(["app_replica", "billing_live", "ops", "sluice_staging"])
         );
         assert!(t["workers"].get("mart-build").is_none() && t["service"].is_null());
+        let m = &t["workers"]["monitor"];
+        assert_eq!(m["writes"], json!([]), "no dataset-wide write");
+        assert_eq!(m["reads"], json!(["p-prod.ops"]));
+        assert_eq!(
+            m["table_writes"],
+            json!(["ops.alerts", "ops.declared_tables"])
+        );
+        assert_eq!(m["lake_prefix"], "status/");
+        let tables: Vec<&String> = t["ops_tables"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            tables,
+            [
+                "alerts",
+                "dead_letter",
+                "declared_tables",
+                "dq_results",
+                "runs"
+            ]
+        );
     }
 
     #[test]

@@ -71,6 +71,13 @@ enum Command {
     },
     /// Print, as JSON, the Slack and Teams messages the current findings would send.
     Preview,
+    /// Write every cloud target's view queries for Terraform (terraform/views.json), which
+    /// creates the views where the monitor may not.
+    ExportViews {
+        /// Where to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +107,18 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
     let base = cli.common.pipeline_dir();
     let marts = monitor::marts_dir(&base, cli.marts.clone());
     let now = cli.now.unwrap_or_else(Utc::now);
+    if let Command::ExportViews { out } = &cli.command {
+        let text = serde_json::to_string_pretty(&monitor::views::export(&pipeline)?)? + "\n";
+        match out {
+            Some(path) => {
+                std::fs::write(path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            None => print!("{text}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::LookerUrl { template } = &cli.command {
         let target = pipeline.target(cli.common.target()?)?;
         let ops = target.dataset(&pipeline.bigquery.ops_dataset);
@@ -259,7 +278,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Command::LookerUrl { .. } => {}
+        Command::LookerUrl { .. } | Command::ExportViews { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

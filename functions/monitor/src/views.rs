@@ -89,9 +89,16 @@ pub fn place(name: &TableName, project: &str, ops: &str, location: &str) -> Tabl
     }
 }
 
+/// One view's SELECT, placed for a project, ops dataset and location.
+pub fn view_query(m: &Mart, project: &str, ops: &str, location: &str) -> String {
+    format!(
+        "{:#}",
+        mart_build::placed_query(m, |n| place(n, project, ops, location))
+    )
+}
+
 /// `CREATE OR REPLACE VIEW` of one view, for a project, ops dataset and location.
 pub fn create_sql(m: &Mart, project: &str, ops: &str, location: &str) -> String {
-    let query = mart_build::placed_query(m, |n| place(n, project, ops, location));
     let description = m
         .header
         .description
@@ -100,9 +107,46 @@ pub fn create_sql(m: &Mart, project: &str, ops: &str, location: &str) -> String 
         .replace('\\', "\\\\")
         .replace('\'', "\\'");
     format!(
-        "CREATE OR REPLACE VIEW {} OPTIONS (description = '{description}') AS\n{query:#}",
-        sluice::bigquery::sql::table_ref(project, ops, &m.id.table)
+        "CREATE OR REPLACE VIEW {} OPTIONS (description = '{description}') AS\n{}",
+        sluice::bigquery::sql::table_ref(project, ops, &m.id.table),
+        view_query(m, project, ops, location)
     )
+}
+
+/// `monitor export-views`: for each cloud target (each without `no_auth`), every view's query
+/// and description, for Terraform to create (`terraform/views.json`). The monitor itself may
+/// not create tables in ops.
+pub fn export(p: &sluice::config::Pipeline) -> Result<serde_json::Value> {
+    let dag = dag()?;
+    let mut targets = serde_json::Map::new();
+    for (name, c) in &p.targets {
+        if c.no_auth {
+            continue;
+        }
+        let t = p.target(name)?;
+        let ops = t.dataset(&p.bigquery.ops_dataset);
+        let views: serde_json::Map<String, serde_json::Value> = dag
+            .marts
+            .values()
+            .map(|v| {
+                (
+                    v.id.table.clone(),
+                    serde_json::json!({
+                        "query": view_query(v, &t.project, &ops, &t.location),
+                        "description": v.header.description.clone().unwrap_or_default(),
+                    }),
+                )
+            })
+            .collect();
+        targets.insert(
+            name.clone(),
+            serde_json::json!({"dataset": ops, "views": views}),
+        );
+    }
+    Ok(serde_json::json!({
+        "generated_by": "monitor export-views (do not edit; `make deployment` writes it)",
+        "targets": targets,
+    }))
 }
 
 /// Whether a view reads the jobs views, which the BigQuery emulator has only in part (no
@@ -172,5 +216,24 @@ mod tests {
             let f = source_dir().join("ops").join(format!("{name}.test.yaml"));
             assert!(f.exists(), "{} has no unit tests", f.display());
         }
+    }
+}
+
+/// `terraform/views.json` must be what this code derives from pipeline.yaml and the view
+/// files: a change to either without `make deployment` fails.
+#[cfg(test)]
+mod staleness {
+    #[test]
+    fn the_checked_in_views_json_is_current() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = sluice::config::Pipeline::load(&root.join("pipeline.yaml")).unwrap();
+        let want = serde_json::to_string_pretty(&super::export(&p).unwrap()).unwrap() + "\n";
+        let file = root.join("terraform/views.json");
+        let have = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            have == want,
+            "{} is stale: run `make deployment`",
+            file.display()
+        );
     }
 }

@@ -12,7 +12,7 @@ module "sluice" {
 
   target      = "dev"
   image_tag   = var.image_tag
-  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn-dev" }
+  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn-dev", SLACK_WEBHOOK_URL = "slack-webhook-dev", TEAMS_WEBHOOK_URL = "teams-webhook-dev" }
   cloudsql = {
     mode       = "vpc"
     network    = "default"

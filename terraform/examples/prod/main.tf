@@ -13,7 +13,7 @@ module "sluice" {
   target      = "prod"
   region      = "us-central1"
   image_tag   = var.image_tag
-  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn" }
+  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn", SLACK_WEBHOOK_URL = "slack-webhook", TEAMS_WEBHOOK_URL = "teams-webhook" }
   cloudsql = {
     mode     = "connector"
     instance = "acme-shop-data:us-central1:shop"

@@ -91,7 +91,7 @@ resource "google_cloud_scheduler_job" "run" {
   name             = each.key
   description      = each.value.description
   schedule         = each.value.cron
-  time_zone        = "Etc/UTC"
+  time_zone        = each.value.time_zone
   attempt_deadline = "60s"
 
   # An execution that failed is visible in ops.runs and alerts; the next schedule runs again.

@@ -81,9 +81,10 @@ variable "max_retries" {
 }
 
 variable "schedules" {
-  description = "Cloud Scheduler jobs that run this job, keyed by name: cron (UTC), args, task_count, timeout_seconds, description."
+  description = "Cloud Scheduler jobs that run this job, keyed by name: cron, its time_zone (default Etc/UTC), args, task_count, timeout_seconds, description."
   type = map(object({
     cron            = string
+    time_zone       = optional(string, "Etc/UTC")
     args            = list(string)
     task_count      = number
     timeout_seconds = number

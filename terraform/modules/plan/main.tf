@@ -61,8 +61,20 @@ locals {
   dataset_grants = merge(local.read_grants, local.query_grants, local.write_grants)
 
   # The lake: object admin for the workers that write Parquet files (their BigQuery load
-  # jobs read the files with the same credentials).
+  # jobs read the files with the same credentials); a worker writing under one prefix (the
+  # monitor's status/) gets objects there only.
   bucket_grants = { for w, spec in local.d.workers : w => "roles/storage.objectAdmin" if spec.lake }
+  prefix_grants = { for w, spec in local.d.workers : w => spec.lake_prefix if spec.lake_prefix != null }
+
+  # Tables a worker writes in a dataset it otherwise only reads (the monitor's ops.alerts and
+  # ops.declared_tables): dataEditor on those tables alone.
+  table_grants = merge([
+    for w, spec in local.d.workers : {
+      for t in spec.table_writes : "${w}/${t}" => {
+        account = w, dataset = split(".", t)[0], table = split(".", t)[1], role = "roles/bigquery.dataEditor"
+      }
+    }
+  ]...)
 
   # DSNs: secrets pipeline.yaml names, and secrets given for its `dsn: {env: VAR}` variables.
   missing_dsn = sort(distinct(flatten([
@@ -97,18 +109,26 @@ locals {
       secret_env      = local.secret_env[w]
       schedules = {
         for name, s in local.d.schedules : name => {
-          cron = s.schedule, args = s.args, task_count = s.task_count, timeout_seconds = s.timeout_seconds, description = s.description
+          cron = s.schedule, time_zone = s.time_zone, args = s.args, task_count = s.task_count, timeout_seconds = s.timeout_seconds, description = s.description
         } if s.worker == w
       }
     }
   }
 
-  # Every project-level role: only BigQuery job creation (jobs are not a dataset resource).
-  project_roles = {
-    for a in keys(local.service_accounts) : "${a}/roles/bigquery.jobUser" => {
-      account = a, role = "roles/bigquery.jobUser"
-    } if !contains(["scheduler", "push"], a)
-  }
+  # Every project-level role: BigQuery job creation (jobs are not a dataset resource), and
+  # the monitor's metadata roles (see var.project_metadata_roles), which exist only there.
+  project_roles = merge(
+    {
+      for a in keys(local.service_accounts) : "${a}/roles/bigquery.jobUser" => {
+        account = a, role = "roles/bigquery.jobUser"
+      } if !contains(["scheduler", "push"], a)
+    },
+    merge([
+      for w, spec in local.d.workers : {
+        for r in spec.project_roles : "${w}/${r}" => { account = w, role = r }
+      } if var.project_metadata_roles
+    ]...),
+  )
 }
 
 check "account_ids_fit" {

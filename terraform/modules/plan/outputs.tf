@@ -13,12 +13,27 @@ output "bucket_grants" {
   value       = local.bucket_grants
 }
 
+output "prefix_grants" {
+  description = "Lake prefixes a worker may write objects under (and nothing else of the bucket), keyed by account."
+  value       = local.prefix_grants
+}
+
+output "table_grants" {
+  description = "BigQuery table roles, keyed account/dataset.table: account, dataset, table, role."
+  value       = local.table_grants
+}
+
+output "ops_tables" {
+  description = "The ops tables Terraform creates, by name: the BigQuery table resource (schema, partitioning, clustering, description) the workers would create."
+  value       = local.d.ops_tables
+}
+
 output "secret_grants" {
   description = "secretAccessor grants, keyed account/secret-or-variable: account, secret (an id, or a full projects/P/secrets/S name)."
   value       = local.secret_grants
   precondition {
     condition     = length(local.missing_dsn) == 0
-    error_message = "pipeline.yaml reads a DSN from ${join(", ", local.missing_dsn)}: give the Secret Manager secret that holds it in dsn_secrets, e.g. dsn_secrets = { ${try(local.missing_dsn[0], "VAR")} = \"shop-dsn\" }."
+    error_message = "pipeline.yaml reads a DSN or webhook URL from ${join(", ", local.missing_dsn)}: give the Secret Manager secret that holds it in dsn_secrets, e.g. dsn_secrets = { ${try(local.missing_dsn[0], "VAR")} = \"shop-dsn\" }."
   }
 }
 
@@ -42,6 +57,6 @@ output "service" {
 }
 
 output "project_roles" {
-  description = "Project-level roles, keyed account/role: only roles/bigquery.jobUser."
+  description = "Project-level roles, keyed account/role: roles/bigquery.jobUser, and for the monitor roles/bigquery.metadataViewer and roles/bigquery.resourceViewer (var.project_metadata_roles)."
   value       = local.project_roles
 }

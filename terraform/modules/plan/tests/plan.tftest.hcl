@@ -4,14 +4,14 @@
 variables {
   target      = "prod"
   deployment  = jsondecode(file("../../deployment.json")).targets.prod
-  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn" }
+  dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn", SLACK_WEBHOOK_URL = "slack-webhook", TEAMS_WEBHOOK_URL = "teams-webhook" }
 }
 
 run "prod_accounts_jobs_and_schedules" {
   command = plan
 
   assert {
-    condition     = keys(output.service_accounts) == ["cdc-sync", "log-ingest", "mart-build", "pg-copy", "push", "queries", "scheduler"]
+    condition     = keys(output.service_accounts) == ["cdc-sync", "log-ingest", "mart-build", "monitor", "pg-copy", "push", "queries", "scheduler"]
     error_message = "one account per worker, plus scheduler, push and queries: ${jsonencode(keys(output.service_accounts))}"
   }
   assert {
@@ -23,7 +23,7 @@ run "prod_accounts_jobs_and_schedules" {
     error_message = "the push account is the one pipeline.yaml names for log-ingest's token check"
   }
   assert {
-    condition     = keys(output.jobs) == ["cdc-sync", "mart-build", "pg-copy"] && keys(output.jobs["pg-copy"].schedules) == ["pg-copy-daily"]
+    condition     = keys(output.jobs) == ["cdc-sync", "mart-build", "monitor", "pg-copy"] && keys(output.jobs["pg-copy"].schedules) == ["pg-copy-daily"]
     error_message = "one job per worker, one schedule per group: ${jsonencode({ for k, j in output.jobs : k => keys(j.schedules) })}"
   }
   assert {
@@ -46,6 +46,18 @@ run "prod_accounts_jobs_and_schedules" {
     condition     = output.jobs["pg-copy"].env.SLUICE_TARGET == "prod"
     error_message = "every job runs for its target"
   }
+  assert {
+    condition     = output.jobs["monitor"].schedules["monitor-check"].cron == "*/10 * * * *" && output.jobs["monitor"].schedules["monitor-check"].time_zone == "Etc/UTC"
+    error_message = "monitor check runs every ten minutes"
+  }
+  assert {
+    condition     = output.jobs["monitor"].schedules["monitor-digest"].cron == "30 8 * * *" && output.jobs["monitor"].schedules["monitor-digest"].time_zone == "Europe/Berlin"
+    error_message = "the digest runs at alerts.digest.at in its time zone"
+  }
+  assert {
+    condition     = output.jobs["monitor"].secret_env == { SLACK_WEBHOOK_URL = "slack-webhook", TEAMS_WEBHOOK_URL = "teams-webhook" } && !output.jobs["monitor"].postgres
+    error_message = "the monitor reads the webhook URLs from their secrets, and no database"
+  }
 }
 
 run "prod_grants_are_per_resource" {
@@ -64,20 +76,32 @@ run "prod_grants_are_per_resource" {
     error_message = "log-ingest edits events, cdc-sync the replicas"
   }
   assert {
-    condition     = output.bucket_grants == { "pg-copy" = "roles/storage.objectAdmin" }
-    error_message = "only pg-copy writes the lake: ${jsonencode(output.bucket_grants)}"
+    condition     = output.bucket_grants == { "pg-copy" = "roles/storage.objectAdmin" } && output.prefix_grants == { monitor = "status/" }
+    error_message = "only pg-copy writes the lake, the monitor its status/ prefix: ${jsonencode(output.bucket_grants)}"
   }
   assert {
-    condition     = keys(output.secret_grants) == ["cdc-sync/SHOP_DATABASE_URL", "pg-copy/SHOP_DATABASE_URL"]
-    error_message = "the DSN secret is readable by pg-copy and cdc-sync only: ${jsonencode(keys(output.secret_grants))}"
+    condition     = keys(output.secret_grants) == ["cdc-sync/SHOP_DATABASE_URL", "monitor/SLACK_WEBHOOK_URL", "monitor/TEAMS_WEBHOOK_URL", "pg-copy/SHOP_DATABASE_URL"]
+    error_message = "the DSN secret is readable by pg-copy and cdc-sync only, the webhooks by the monitor: ${jsonencode(keys(output.secret_grants))}"
   }
   assert {
-    condition     = output.secrets == toset(["shop-dsn"])
+    condition     = output.secrets == toset(["shop-dsn", "slack-webhook", "teams-webhook"])
     error_message = "Terraform creates the container of the secret it was given"
   }
   assert {
-    condition     = alltrue([for g in values(output.project_roles) : g.role == "roles/bigquery.jobUser"]) && !contains(keys(output.project_roles), "scheduler/roles/bigquery.jobUser")
-    error_message = "the only project-level role is bigquery.jobUser, and not for the scheduler"
+    condition     = alltrue([for k, g in output.project_roles : g.role == "roles/bigquery.jobUser" || (startswith(k, "monitor/") && contains(["roles/bigquery.metadataViewer", "roles/bigquery.resourceViewer"], g.role))]) && !contains(keys(output.project_roles), "scheduler/roles/bigquery.jobUser")
+    error_message = "project-level roles: bigquery.jobUser (not for the scheduler), and the monitor's metadata roles"
+  }
+  assert {
+    condition     = output.dataset_grants["monitor/acme-shop-data.ops"].role == "roles/bigquery.dataViewer" && !contains(keys(output.dataset_grants), "monitor/ops")
+    error_message = "the monitor reads ops and edits no dataset"
+  }
+  assert {
+    condition     = keys(output.table_grants) == ["monitor/ops.alerts", "monitor/ops.declared_tables"] && output.table_grants["monitor/ops.alerts"].role == "roles/bigquery.dataEditor"
+    error_message = "the monitor writes ops.alerts and ops.declared_tables only: ${jsonencode(keys(output.table_grants))}"
+  }
+  assert {
+    condition     = keys(output.ops_tables) == ["alerts", "dead_letter", "declared_tables", "dq_results", "runs"]
+    error_message = "Terraform creates the ops tables"
   }
   assert {
     condition     = output.dataset_grants["queries/finance"].role == "roles/bigquery.dataEditor" && output.dataset_grants["queries/shop_raw"].role == "roles/bigquery.dataViewer"
@@ -114,6 +138,17 @@ run "dev_reads_production_inputs_and_suffixes_names" {
   }
 }
 
+run "the_monitor_can_do_without_project_roles" {
+  command = plan
+  variables {
+    project_metadata_roles = false
+  }
+  assert {
+    condition     = alltrue([for g in values(output.project_roles) : g.role == "roles/bigquery.jobUser"])
+    error_message = "project_metadata_roles = false leaves only bigquery.jobUser on the project"
+  }
+}
+
 run "a_dsn_variable_without_a_secret_is_refused" {
   command = plan
   variables {
@@ -126,7 +161,7 @@ run "an_unknown_worker_is_refused" {
   command = plan
   variables {
     deployment = merge(jsondecode(file("../../deployment.json")).targets.prod, {
-      workers = { monitorr = { writes = [], reads = [], lake = false, postgres = false, secrets = [], dsn_env = [] } }
+      workers = { monitorr = { writes = [], reads = [], lake = false, postgres = false, secrets = [], dsn_env = [], table_writes = [], project_roles = [], lake_prefix = null } }
     })
   }
   expect_failures = [var.deployment]
