@@ -44,7 +44,10 @@ impl Setup {
                 env.id.to_uppercase(),
                 name.to_uppercase()
             );
-            std::env::set_var(&var, format!("{}{path}", sink.url));
+            // An empty path: the channel's variable is left unset.
+            if !path.is_empty() {
+                std::env::set_var(&var, format!("{}{path}", sink.url));
+            }
             alerts.push_str(&format!(
                 "    {name}: {{ kind: {kind}, url: {{ env: {var} }} }}\n"
             ));
@@ -326,7 +329,7 @@ async fn a_failed_run_is_posted_once_naming_the_owner_then_its_recovery() {
 #[tokio::test]
 async fn webhooks_answering_429_and_500_are_retried_and_one_that_keeps_failing_is_recorded() {
     let s = Setup::new(
-        "orders: { mode: full }",
+        "orders: { mode: full }\nusers: { mode: full }",
         &[("flaky", "slack", "/flaky"), ("down", "teams", "/down")],
         // /down refuses the first check's five attempts, then takes the next check's.
         &[
@@ -348,6 +351,21 @@ async fn webhooks_answering_429_and_500_are_retried_and_one_that_keeps_failing_i
         .await
         .unwrap();
 
+    // A second failure: the channel that failed every retry for the first is not tried again
+    // in the same check.
+    s.ledger()
+        .await
+        .record(&copy_run(
+            "r-2",
+            "users",
+            "2026-12-02",
+            "2026-12-03T06:00:05Z",
+            Status::Failed,
+            Some("boom"),
+        ))
+        .await
+        .unwrap();
+
     let (ok, out, err) = s
         .monitor(&["check", "--no-page", "--now", "2026-12-03T06:30:00Z"])
         .await;
@@ -359,14 +377,16 @@ async fn webhooks_answering_429_and_500_are_retried_and_one_that_keeps_failing_i
     );
     assert_eq!(
         (s.sink.attempts("/flaky"), s.sink.taken("/flaky").len()),
-        (3, 1)
+        (4, 2)
     );
     assert_eq!(
         (s.sink.attempts("/down"), s.sink.taken("/down").len()),
-        (5, 0)
+        (5, 0),
+        "five attempts for the first message, none for the second"
     );
+    assert!(err.contains("monitor: alert failed:pg-copy:src.users:2026-12-02 not delivered to channel down: not tried: the channel failed earlier in this check"), "{err}");
     let rows = s.alert_rows().await;
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].3["channels"]["flaky"], "delivered");
     assert_eq!(rows[0].3["complete"], false);
     assert!(
@@ -380,17 +400,54 @@ async fn webhooks_answering_429_and_500_are_retried_and_one_that_keeps_failing_i
 
     // The next check tries the channel that did not take it, and only that one.
     let out = s.check("2026-12-03T06:40:00Z").await;
-    assert!(
-        out.contains("retry     failed:pg-copy:src.orders:2026-12-02  [alert → down: delivered]"),
-        "{out}"
-    );
+    for key in [
+        "failed:pg-copy:src.orders:2026-12-02",
+        "failed:pg-copy:src.users:2026-12-02",
+    ] {
+        assert!(
+            out.contains(&format!("retry     {key}  [alert → down: delivered]")),
+            "{out}"
+        );
+    }
     assert_eq!(
         (s.sink.taken("/flaky").len(), s.sink.taken("/down").len()),
-        (1, 1)
+        (2, 2)
     );
     let out = s.check("2026-12-03T06:50:00Z").await;
-    assert!(out.contains("1 findings, 0 messages delivered"), "{out}");
-    assert_eq!(s.sink.attempts("/down"), 6);
+    assert!(out.contains("2 findings, 0 messages delivered"), "{out}");
+    assert_eq!(s.sink.attempts("/down"), 7);
+}
+
+#[tokio::test]
+async fn a_channel_without_its_url_is_named_and_the_others_still_get_the_alert() {
+    let s = Setup::new(
+        "orders: { mode: full }",
+        &[("ghost", "slack", ""), ("teams", "teams", "/teams")],
+        &[],
+    )
+    .await;
+    s.ledger()
+        .await
+        .record(&copy_run(
+            "r-1",
+            "orders",
+            "2026-12-02",
+            "2026-12-03T06:00:05Z",
+            Status::Failed,
+            Some("boom"),
+        ))
+        .await
+        .unwrap();
+    let (ok, out, err) = s
+        .monitor(&["check", "--no-page", "--now", "2026-12-03T06:30:00Z"])
+        .await;
+    assert!(!ok, "{out}");
+    let var = format!("MONITOR_TEST_{}_GHOST", s.env.id.to_uppercase());
+    assert!(
+        err.contains(&format!("not delivered to channel ghost: alerts.channels.ghost.url: environment variable {var} is not set")),
+        "{err}"
+    );
+    assert_eq!(s.sink.taken("/teams").len(), 1, "the other channel got it");
 }
 
 #[tokio::test]

@@ -275,13 +275,17 @@ impl Monitor {
         }
     }
 
-    /// Every channel of `alerts.channels`, URLs resolved; a missing URL is an error naming it.
-    pub async fn webhooks(&self) -> Result<BTreeMap<String, Webhook>> {
+    /// Every channel of `alerts.channels`, its URL resolved, or why it could not be (an unset
+    /// variable, an unreadable secret): one channel's problem does not keep the others quiet.
+    pub async fn webhooks(&self) -> BTreeMap<String, std::result::Result<Webhook, String>> {
         let mut out = BTreeMap::new();
         for (name, c) in &self.alerts.channels {
-            out.insert(name.clone(), Webhook::resolve(name, c, &self.target).await?);
+            let hook = Webhook::resolve(name, c, &self.target)
+                .await
+                .map_err(|e| e.into_message());
+            out.insert(name.clone(), hook);
         }
-        Ok(out)
+        out
     }
 }
 
@@ -306,8 +310,11 @@ pub async fn check(m: &Monitor, now: DateTime<Utc>, write_page: bool) -> Result<
     let found = findings::findings(&m.pipeline, &m.declared, &observed, &m.alerts, now);
     let state = m.state(now).await?;
     let steps = alerts::plan(&state, &found, &m.alerts, now);
-    let hooks = m.webhooks().await?;
+    let hooks = m.webhooks().await;
     let http = webhook::client();
+    // A channel that failed every retry in this check is not tried again before the next one:
+    // a silent endpoint costs one message's retries, not every message's.
+    let mut down: BTreeMap<String, String> = BTreeMap::new();
     let mut summary = CheckSummary {
         run_id: m.run_id.clone(),
         findings: found,
@@ -332,13 +339,23 @@ pub async fn check(m: &Monitor, now: DateTime<Utc>, write_page: bool) -> Result<
                     continue;
                 }
                 let Some(hook) = hooks.get(&ch) else { continue };
-                let outcome = match hook.send(&http, &msg).await {
+                let sent = match (hook, down.get(&ch)) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), Some(e)) => Err(format!(
+                        "not tried: the channel failed earlier in this check ({e})"
+                    )),
+                    (Ok(h), None) => h.send(&http, &msg).await,
+                };
+                let outcome = match sent {
                     Ok(()) => {
                         tracing::info!(incident = %step.key, channel = %ch, message = send.as_str(), "alert sent");
                         "delivered".to_string()
                     }
                     Err(e) => {
                         tracing::error!(incident = %step.key, channel = %ch, error = %e, "alert not delivered; the next check tries again");
+                        if hook.is_ok() && !down.contains_key(&ch) {
+                            down.insert(ch.clone(), e.clone());
+                        }
                         summary
                             .undelivered
                             .push((step.key.clone(), ch.clone(), e.clone()));

@@ -207,12 +207,16 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             } else {
                 m.alerts.digest.channels.clone()
             };
-            let hooks = m.webhooks().await?;
+            let hooks = m.webhooks().await;
             let http = monitor::webhook::client();
             let mut failed = false;
             for ch in channels {
                 let Some(h) = hooks.get(&ch) else { continue };
-                match h.send(&http, &msg).await {
+                let sent = match h {
+                    Ok(h) => h.send(&http, &msg).await,
+                    Err(e) => Err(e.clone()),
+                };
+                match sent {
                     Ok(()) => println!("digest sent to {ch}"),
                     Err(e) => {
                         eprintln!("monitor: digest not delivered to channel {ch}: {e}");
