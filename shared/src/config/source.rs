@@ -7,9 +7,9 @@ use serde::Deserialize;
 use super::monitor::{Freshness, TableMeta};
 use super::Schedule;
 
-/// Where a connection string comes from; never written inline.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(try_from = "DsnSpec")]
+/// Where a connection string (or another secret, like a webhook URL) comes from; never
+/// written inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DsnRef {
     /// The name of an environment variable holding the DSN.
     Env(String),
@@ -38,6 +38,39 @@ impl TryFrom<DsnSpec> for DsnRef {
         }
     }
 }
+
+/// A map is read as `DsnSpec`; anything else is refused without repeating it, since a value
+/// written inline is most likely the secret itself.
+impl<'de> Deserialize<'de> for DsnRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DsnRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`{env: VAR}` or `{secret: projects/P/secrets/S}`")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> std::result::Result<DsnRef, A::Error> {
+                let spec = DsnSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                DsnRef::try_from(spec).map_err(serde::de::Error::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<DsnRef, E> {
+                Err(E::custom(INLINE))
+            }
+            fn visit_string<E: serde::de::Error>(
+                self,
+                _: String,
+            ) -> std::result::Result<DsnRef, E> {
+                Err(E::custom(INLINE))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+const INLINE: &str = "a secret is never written in pipeline.yaml (the value is not repeated here): name an environment variable `{env: VAR}` or a Secret Manager secret `{secret: projects/P/secrets/S}`";
 
 /// One Postgres database.
 #[derive(Debug, Clone, Deserialize)]

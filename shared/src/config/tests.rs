@@ -177,6 +177,35 @@ fn inline_secrets_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("sources.shop.dsn"), "{err}");
+    assert!(
+        err.contains("a secret is never written in pipeline.yaml"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("pw@h"),
+        "the error does not repeat the secret: {err}"
+    );
+    // A webhook URL likewise.
+    let hook = format!(
+        "{SAMPLE}alerts:\n  channels:\n    s: {{ kind: slack, url: \"https://hooks.slack.com/services/T0/B0/xyz\" }}\n  default: [s]\n"
+    );
+    let err = Pipeline::parse(&hook, "pipeline.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("alerts.channels.s.url: a secret is never written"),
+        "{err}"
+    );
+    assert!(!err.contains("xyz"), "{err}");
+    // Both fields, or none, are refused by name.
+    let both = SAMPLE.replace(
+        "dsn: { env: SHOP_DATABASE_URL }",
+        "dsn: { env: A, secret: projects/p/secrets/s }",
+    );
+    let err = Pipeline::parse(&both, "pipeline.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exactly one of"), "{err}");
 }
 
 #[test]
