@@ -122,6 +122,9 @@ show_messages() {
 }
 monitor() { ./target/debug/monitor --target local --log-format json "$@" 2>>.local/demo-monitor.log; }
 
+# The demo starts from no incidents (an earlier demo's stay in ops.alerts otherwise).
+curl -s -o /dev/null -H 'content-type: application/json' "$SLUICE_BQ_ENDPOINT/bigquery/v2/projects/$SLUICE_BQ_PROJECT/queries" \
+  -d '{"query": "DELETE FROM ops.alerts WHERE TRUE", "useLegacySql": false}'
 say "monitor check   (every 10 minutes in the cloud: failed and missed runs, freshness, checks, dead letters, CDC lag)"
 monitor check --no-page
 show_messages

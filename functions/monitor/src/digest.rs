@@ -91,10 +91,12 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Re
             cut(g("error").unwrap_or("failed"), 200)
         )
     });
-    // The report covers yesterday's logical date (what the daily marts built this morning)
-    // and any other date whose checks ran yesterday (backfills, reruns).
+    // The report covers the logical date the day's runs built (daily marts build the day
+    // before) and any other date whose checks ran that day (backfills, reruns).
     let mut params = window.to_vec();
-    params.push(Param::date("ds", &day.to_string()));
+    // A daily mart built on `day` builds the day before: that logical date is expected.
+    let expected = day - chrono::Duration::days(1);
+    params.push(Param::date("ds", &expected.to_string()));
     let q = m.bq.query(&format!(
         "SELECT mart, CAST(ds AS STRING) AS ds, check_name, passed FROM {}\n\
          WHERE ds = @ds OR (recorded_at >= @from AND recorded_at < @to)\n\
@@ -109,7 +111,7 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Re
             g("passed") == Some("true"),
         )
     });
-    let dq = dq_report(m, &day.to_string(), &results);
+    let dq = dq_report(m, &expected.to_string(), &results);
     let observed = Observed::read(&m.bq, &m.pipeline, &m.target, &m.alerts, now).await?;
     let freshness = findings::freshness(&m.declared, &observed, now)
         .into_iter()
@@ -174,8 +176,8 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Re
 
 /// Per mart and logical date ("finance.daily for 2026-12-02"): checks passed, the names of
 /// those failed, and of those declared but not computed. `results` are (mart, ds, check,
-/// passed); yesterday (`day`) is reported for every mart mart-build runs, other dates where
-/// they have results.
+/// passed); `day` (the logical date the day's runs build) is reported for every mart
+/// mart-build runs, other dates where they have results.
 pub fn dq_report(
     m: &Monitor,
     day: &str,

@@ -73,6 +73,8 @@ pub struct DqRow {
     pub check_name: String,
     pub kind: String,
     pub value: Option<f64>,
+    /// The rows the value was counted over, when the check counts rows.
+    pub rows: Option<i64>,
     pub threshold: Option<f64>,
     pub passed: bool,
 }
@@ -143,7 +145,7 @@ pub fn unit_times_sql(runs: &str) -> String {
 
 pub fn dq_sql(dq: &str) -> String {
     format!(
-        "SELECT run_id, mart, CAST(ds AS STRING) AS ds, check_name, kind, value, threshold, passed\n\
+        "SELECT run_id, mart, CAST(ds AS STRING) AS ds, check_name, kind, value, `rows`, threshold, passed\n\
          FROM {dq} WHERE recorded_at >= @since AND recorded_at <= @now\n\
          QUALIFY ROW_NUMBER() OVER (PARTITION BY mart, check_name, ds ORDER BY recorded_at DESC) = 1"
     )
@@ -250,6 +252,7 @@ impl Observed {
                     check_name: g("check_name").unwrap_or_default().to_string(),
                     kind: g("kind").unwrap_or_default().to_string(),
                     value: g("value").and_then(|v| v.parse().ok()),
+                    rows: g("rows").and_then(|v| v.parse().ok()),
                     threshold: g("threshold").and_then(|v| v.parse().ok()),
                     passed: g("passed") == Some("true"),
                 })
@@ -288,6 +291,26 @@ impl Observed {
             declared_since,
         })
     }
+}
+
+/// What a check measured: `11999 of 12000 rows (0.9999)` for a fail condition (they count the
+/// rows that pass), else the value as recorded; and the threshold.
+fn dq_facts(d: &DqRow) -> Vec<(String, String)> {
+    let mut out = vec![];
+    match (d.value, d.rows) {
+        (Some(v), Some(n)) if n > 0 && d.kind == "fail_condition" && v.fract() == 0.0 => {
+            out.push((
+                "value".into(),
+                format!("{v} of {n} rows ({:.4})", v / n as f64),
+            ))
+        }
+        (Some(v), _) => out.push(("value".into(), format!("{v}"))),
+        _ => {}
+    }
+    if let Some(t) = d.threshold {
+        out.push(("threshold".into(), format!("{t}")));
+    }
+    out
 }
 
 /// A mart-build run that failed because a fail condition tripped is one problem: its
@@ -669,10 +692,7 @@ pub fn findings(
             error: None,
             logical_date: Some(d.ds.clone()),
             run_id: Some(d.run_id.clone()),
-            facts: [("value", d.value), ("threshold", d.threshold)]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k.to_string(), format!("{v}"))))
-                .collect(),
+            facts: dq_facts(d),
         });
     }
     let mut by_table: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
