@@ -10,7 +10,10 @@ use sluice::config::Pipeline;
 use sluice_tests::TestEnv;
 
 /// Runs SQL and waits until its WAL is flushed: logical decoding reads only flushed WAL, and
-/// the local server commits asynchronously (synchronous_commit=off).
+/// the local server commits asynchronously (synchronous_commit=off). The WAL writer flushes
+/// only up to the last asynchronous commit and whole pages, so WAL written after the commit
+/// (a running-xacts record, say) can wait on an idle server indefinitely: a small synchronous
+/// commit after the SQL flushes everything before it.
 async fn write(env: &TestEnv, sql: &str) {
     env.sql(sql).await;
     let lsn: String = env
@@ -19,6 +22,8 @@ async fn write(env: &TestEnv, sql: &str) {
         .await
         .unwrap()
         .get(0);
+    env.sql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT")
+        .await;
     for _ in 0..500 {
         let done: bool = env
             .pg
