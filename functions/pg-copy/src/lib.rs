@@ -41,6 +41,10 @@ pub struct Options {
     pub dates: Dates,
     /// Reload from the lake's committed files without touching Postgres.
     pub from_lake: bool,
+    /// Write the lake's files and manifests only: no BigQuery load, no ledger row (a unit
+    /// copied to the lake is not loaded, and nothing downstream may think it is). Load later
+    /// with `from_lake`.
+    pub lake_only: bool,
     pub extract: ExtractOptions,
     /// Units (dates of a backfill, tables) run at once.
     pub concurrency: usize,
@@ -62,6 +66,7 @@ impl Options {
             tables: vec![],
             dates: Dates::Default,
             from_lake: false,
+            lake_only: false,
             extract: ExtractOptions::default(),
             concurrency: 2,
             task: (0, 1),
@@ -109,7 +114,8 @@ pub(crate) struct Ctx {
     pub(crate) target: Target,
     bq: BigQuery,
     lake: Lake,
-    recorder: Recorder,
+    /// None with `lake_only`: nothing is loaded, so nothing is recorded.
+    recorder: Option<Recorder>,
     run_id: String,
     opts: Options,
     counters: Arc<Counters>,
@@ -180,16 +186,26 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
     let run_id = sluice::ledger::new_run_id();
     let span = tracing::info_span!("pg_copy", run_id = %run_id, target = %target.name);
     async {
+        if opts.lake_only && opts.from_lake {
+            return Err(Error::config(
+                "--lake-only writes the lake from Postgres and --from-lake loads from it: give one",
+            ));
+        }
         let bq = BigQuery::for_run(&target, Worker::PgCopy.as_str(), &run_id)?;
         let lake = Lake::open(&target.lake, &target.auth)?;
-        let ledger =
-            Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
+        let recorder = if opts.lake_only {
+            None
+        } else {
+            let ops = target.dataset(&pipeline.bigquery.ops_dataset);
+            let ledger = Ledger::open(bq.clone(), &ops).await?;
+            Some(ledger.recorder(&run_id, Worker::PgCopy, &target.name))
+        };
         tracing::info!(
             units = units.len(),
             from_lake = opts.from_lake,
+            lake_only = opts.lake_only,
             "run started"
         );
-        let recorder = ledger.recorder(&run_id, Worker::PgCopy, &target.name);
         let ctx = Arc::new(Ctx {
             pipeline: pipeline.clone(),
             target,
@@ -267,19 +283,21 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
     match &result {
         Ok((m, l)) => {
             outcome.rows_read = m.rows;
-            outcome.rows_loaded = l.rows;
+            outcome.rows_loaded = l.as_ref().map(|l| l.rows).unwrap_or(0);
             outcome.bytes = m.bytes;
             outcome.files = m.files.len();
             details["decode"] = m.decode_stats.clone();
             details["files"] = json!(m.files.len());
-            details["jobs"] = json!(l.job_ids);
+            details["jobs"] = json!(l.as_ref().map(|l| l.job_ids.clone()));
             details["lake_run_id"] = json!(m.run_id);
-            if l.rows != m.rows {
+            // With --lake-only the rows to compare are those the manifest holds.
+            let kept = l.as_ref().map(|l| l.rows).unwrap_or(m.rows);
+            if kept != m.rows {
                 // The swap committed, but the table disagrees with what was read: say so loudly.
                 outcome.status = Status::Failed;
                 outcome.error = Some(format!(
-                    "{} rows read from the lake but {} in BigQuery after the load",
-                    m.rows, l.rows
+                    "{} rows read from the lake but {kept} in BigQuery after the load",
+                    m.rows
                 ));
             }
             span.in_scope(|| {
@@ -295,10 +313,10 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
                     Ok(n) => {
                         outcome.postgres_rows = Some(n);
                         details["postgres_rows"] = json!(n);
-                        if n != l.rows {
+                        if n != kept {
+                            let there = if l.is_some() { "BigQuery" } else { "the lake" };
                             outcome.status = Status::Failed;
-                            outcome.error =
-                                Some(format!("Postgres has {n} rows, BigQuery {}", l.rows));
+                            outcome.error = Some(format!("Postgres has {n} rows, {there} {kept}"));
                         }
                     }
                     Err(e) => {
@@ -315,6 +333,9 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
             span.in_scope(|| tracing::error!(error = %e, "unit failed"));
         }
     }
+    let Some(recorder) = &ctx.recorder else {
+        return outcome;
+    };
     let record = RunRecord {
         source: Some(unit.source.clone()),
         table_name: Some(unit.table.clone()),
@@ -326,9 +347,9 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
         bytes: outcome.bytes,
         error: outcome.error.clone(),
         details,
-        ..ctx.recorder.row(started)
+        ..recorder.row(started)
     };
-    if let Err(e) = ctx.recorder.record(&record).await {
+    if let Err(e) = recorder.record(&record).await {
         tracing::error!(error = %e, "could not write the run ledger");
         if outcome.error.is_none() {
             outcome.status = Status::Failed;
@@ -338,7 +359,11 @@ async fn run_unit(ctx: &Ctx, unit: Unit) -> UnitOutcome {
     outcome
 }
 
-async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, load::Loaded)> {
+/// A unit's manifest, and what its load did (None with `lake_only`).
+async fn copy_unit(
+    ctx: &Ctx,
+    unit: &Unit,
+) -> Result<(sluice::lake::Manifest, Option<load::Loaded>)> {
     let manifest = if ctx.opts.from_lake {
         extract::read_manifest(&ctx.lake, unit).await?
     } else {
@@ -356,6 +381,9 @@ async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, lo
         .await
         .inspect_err(|e| ctx.note_unanswered(unit, e))?
     };
+    if ctx.opts.lake_only {
+        return Ok((manifest, None));
+    }
     let lock = ctx.table_lock(unit);
     let _guard = lock.lock().await;
     let loaded = load::load(
@@ -368,5 +396,5 @@ async fn copy_unit(ctx: &Ctx, unit: &Unit) -> Result<(sluice::lake::Manifest, lo
         &ctx.run_id,
     )
     .await?;
-    Ok((manifest, loaded))
+    Ok((manifest, Some(loaded)))
 }

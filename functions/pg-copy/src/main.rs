@@ -26,8 +26,12 @@ struct Cli {
     #[arg(long = "table")]
     tables: Vec<String>,
     /// Reload from files already in the lake, without reading Postgres.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lake_only")]
     from_lake: bool,
+    /// Read Postgres and write the lake's Parquet files and manifests only: load nothing,
+    /// record nothing in the ledger (load later with --from-lake). Times the extract alone.
+    #[arg(long)]
+    lake_only: bool,
     /// Read each table over this many ctid ranges at once (one connection each).
     #[arg(long, default_value_t = 1)]
     parallel: usize,
@@ -65,13 +69,14 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     opts.tables = cli.tables;
     opts.dates = dates;
     opts.from_lake = cli.from_lake;
+    opts.lake_only = cli.lake_only;
     opts.extract.parallel = cli.parallel.max(1);
     opts.concurrency = cli.concurrency.max(1);
     opts.task = (cli.task_index, cli.task_count);
     opts.progress_bar = sluice::progress::stderr_is_terminal();
     opts.verify = cli.verify;
     let summary = pg_copy::run(&pipeline, &opts).await?;
-    print_summary(&summary, cli.verify);
+    print_summary(&summary, cli.verify, cli.lake_only);
     if summary.failed() > 0 {
         let first = summary.units.iter().find_map(|u| u.error.as_deref());
         eprintln!(
@@ -87,8 +92,11 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The table of what was loaded, one line per unit.
-fn print_summary(summary: &pg_copy::Summary, verify: bool) {
+fn print_summary(summary: &pg_copy::Summary, verify: bool, lake_only: bool) {
     let pg = if verify { "postgres" } else { "" };
+    if lake_only {
+        println!("lake only: Parquet files and manifests written, nothing loaded (load them with --from-lake)");
+    }
     println!(
         "{:<30} {:<10} {:<11} {:>9} {:>9} {:>9} {:>8}  status",
         "bigquery table", "ds", "mode", "read", "loaded", pg, "MB"
