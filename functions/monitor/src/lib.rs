@@ -56,13 +56,17 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Reads pipeline.yaml (relative paths from `base`) and the marts in `marts`, for `target`.
+    /// Reads pipeline.yaml (relative paths from `base`) and the marts in `marts` (none when the
+    /// directory does not exist), for `target`.
     pub fn open(pipeline: Pipeline, base: &Path, marts: &Path, target: &str) -> Result<Monitor> {
         let target = pipeline.target(target)?;
-        let dag = Dag::build(
-            mart_build::load_dir(marts)?,
-            &mart_build::Landed::of(&pipeline, base),
-        )?;
+        // A pipeline without marts has no marts directory.
+        let files = if marts.exists() {
+            mart_build::load_dir(marts)?
+        } else {
+            vec![]
+        };
+        let dag = Dag::build(files, &mart_build::Landed::of(&pipeline, base))?;
         let declared = Declared::of(&pipeline, base, &dag);
         let run_id = sluice::ledger::new_run_id();
         let bq = BigQuery::for_run(&target, WORKER, &run_id)?;

@@ -105,6 +105,9 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
     telemetry::init(cli.common.log_format());
     let pipeline = cli.common.pipeline()?;
     let base = cli.common.pipeline_dir();
+    if let Some(dir) = cli.marts.as_ref().filter(|d| !d.is_dir()) {
+        bail!("--marts {}: no such directory", dir.display());
+    }
     let marts = monitor::marts_dir(&base, cli.marts.clone());
     let now = cli.now.unwrap_or_else(Utc::now);
     if let Command::ExportViews { out } = &cli.command {
