@@ -87,6 +87,20 @@ impl Setup {
         out
     }
 
+    /// Records a pg-copy run of `src.<table>` in the ledger (see `copy_run`).
+    async fn copy_run(
+        &self,
+        run_id: &str,
+        table: &str,
+        ds: &str,
+        started: &str,
+        status: Status,
+        error: Option<&str>,
+    ) {
+        let r = copy_run(run_id, table, ds, started, status, error);
+        self.ledger().await.record(&r).await.unwrap();
+    }
+
     async fn ledger(&self) -> Ledger {
         Ledger::open(self.env.bq.clone(), &self.env.dataset("ops"))
             .await
@@ -174,18 +188,15 @@ async fn a_failed_run_is_posted_once_naming_the_owner_then_its_recovery() {
     )
     .await;
     let project = s.env.stack.bq_project.clone();
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-fail-1",
-            "orders",
-            "2026-12-02",
-            "2026-12-03T06:00:05Z",
-            Status::Failed,
-            Some("relation \"orders\" does not exist"),
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-fail-1",
+        "orders",
+        "2026-12-02",
+        "2026-12-03T06:00:05Z",
+        Status::Failed,
+        Some("relation \"orders\" does not exist"),
+    )
+    .await;
 
     let out = s.check("2026-12-03T06:30:00Z").await;
     assert!(out.contains("opened    failed:pg-copy:src.orders:2026-12-02  [alert → slack: delivered, teams: delivered]"), "{out}");
@@ -268,18 +279,15 @@ async fn a_failed_run_is_posted_once_naming_the_owner_then_its_recovery() {
     );
 
     // The rerun succeeds: one recovery notice, then silence.
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-ok-2",
-            "orders",
-            "2026-12-02",
-            "2026-12-03T10:40:00Z",
-            Status::Success,
-            None,
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-ok-2",
+        "orders",
+        "2026-12-02",
+        "2026-12-03T10:40:00Z",
+        Status::Success,
+        None,
+    )
+    .await;
     let out = s.check("2026-12-03T10:50:00Z").await;
     assert!(out.contains("resolved  failed:pg-copy:src.orders:2026-12-02  [recovery → slack: delivered, teams: delivered]"), "{out}");
     let slack = s.sink.taken("/slack");
@@ -338,33 +346,27 @@ async fn webhooks_answering_429_and_500_are_retried_and_one_that_keeps_failing_i
         ],
     )
     .await;
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-1",
-            "orders",
-            "2026-12-02",
-            "2026-12-03T06:00:05Z",
-            Status::Failed,
-            Some("boom"),
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-1",
+        "orders",
+        "2026-12-02",
+        "2026-12-03T06:00:05Z",
+        Status::Failed,
+        Some("boom"),
+    )
+    .await;
 
     // A second failure: the channel that failed every retry for the first is not tried again
     // in the same check.
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-2",
-            "users",
-            "2026-12-02",
-            "2026-12-03T06:00:05Z",
-            Status::Failed,
-            Some("boom"),
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-2",
+        "users",
+        "2026-12-02",
+        "2026-12-03T06:00:05Z",
+        Status::Failed,
+        Some("boom"),
+    )
+    .await;
 
     let (ok, out, err) = s
         .monitor(&["check", "--no-page", "--now", "2026-12-03T06:30:00Z"])
@@ -426,18 +428,15 @@ async fn a_channel_without_its_url_is_named_and_the_others_still_get_the_alert()
         &[],
     )
     .await;
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-1",
-            "orders",
-            "2026-12-02",
-            "2026-12-03T06:00:05Z",
-            Status::Failed,
-            Some("boom"),
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-1",
+        "orders",
+        "2026-12-02",
+        "2026-12-03T06:00:05Z",
+        Status::Failed,
+        Some("boom"),
+    )
+    .await;
     let (ok, out, err) = s
         .monitor(&["check", "--no-page", "--now", "2026-12-03T06:30:00Z"])
         .await;
@@ -463,18 +462,15 @@ async fn a_schedule_that_fired_without_a_run_is_a_missed_run_until_one_starts() 
     // The first check declares the table: yesterday's 06:00 was before it existed.
     let out = s.check("2026-12-01T05:00:00Z").await;
     assert!(out.contains("0 findings"), "{out}");
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-1",
-            "orders",
-            "2026-12-01",
-            "2026-12-01T06:00:05Z",
-            Status::Success,
-            None,
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-1",
+        "orders",
+        "2026-12-01",
+        "2026-12-01T06:00:05Z",
+        Status::Success,
+        None,
+    )
+    .await;
     for now in ["2026-12-01T07:00:00Z", "2026-12-02T06:20:00Z"] {
         let out = s.check(now).await;
         assert!(out.contains("0 findings"), "{now}: {out}");
@@ -498,18 +494,15 @@ async fn a_schedule_that_fired_without_a_run_is_a_missed_run_until_one_starts() 
         slack[0]
     );
     // It starts late: the incident clears.
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-2",
-            "orders",
-            "2026-12-02",
-            "2026-12-02T06:45:00Z",
-            Status::Success,
-            None,
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-2",
+        "orders",
+        "2026-12-02",
+        "2026-12-02T06:45:00Z",
+        Status::Success,
+        None,
+    )
+    .await;
     let out = s.check("2026-12-02T06:50:00Z").await;
     assert!(out.contains("resolved  missed:pg-copy src.orders"), "{out}");
     assert_eq!(s.sink.taken("/slack").len(), 2);
@@ -698,18 +691,15 @@ async fn the_ops_views_pass_their_unit_tests_and_answer_over_the_ops_tables() {
     assert!(out.contains("9 cases, 0 failed"), "{out}");
 
     let now = chrono::Utc::now();
-    s.ledger()
-        .await
-        .record(&copy_run(
-            "r-1",
-            "orders",
-            "2026-12-02",
-            &(now - chrono::Duration::minutes(90)).to_rfc3339(),
-            Status::Success,
-            None,
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-1",
+        "orders",
+        "2026-12-02",
+        &(now - chrono::Duration::minutes(90)).to_rfc3339(),
+        Status::Success,
+        None,
+    )
+    .await;
     let (ok, out, err) = s.monitor(&["views"]).await;
     assert!(ok, "{out}\n{err}");
     let ops = s.env.dataset("ops");
@@ -798,29 +788,24 @@ async fn the_status_page_shows_every_section_in_a_headless_browser() {
     .await;
     let now = chrono::Utc::now();
     let hours_ago = |h: i64| (now - chrono::Duration::hours(h)).to_rfc3339();
-    let ledger = s.ledger().await;
-    ledger
-        .record(&copy_run(
-            "r-1",
-            "orders",
-            "2026-12-02",
-            &hours_ago(5),
-            Status::Success,
-            None,
-        ))
-        .await
-        .unwrap();
-    ledger
-        .record(&copy_run(
-            "r-2",
-            "users",
-            "2026-12-02",
-            &hours_ago(1),
-            Status::Failed,
-            Some("permission denied for table users"),
-        ))
-        .await
-        .unwrap();
+    s.copy_run(
+        "r-1",
+        "orders",
+        "2026-12-02",
+        &hours_ago(5),
+        Status::Success,
+        None,
+    )
+    .await;
+    s.copy_run(
+        "r-2",
+        "users",
+        "2026-12-02",
+        &hours_ago(1),
+        Status::Failed,
+        Some("permission denied for table users"),
+    )
+    .await;
 
     let (ok, out, err) = s.monitor(&["check"]).await;
     assert!(ok, "{out}\n{err}");
