@@ -162,7 +162,18 @@ pub fn events_sql(runs: &str) -> String {
     )
 }
 
-fn ts(s: Option<&str>) -> Option<DateTime<Utc>> {
+/// A `TO_JSON_STRING(column)` cell as JSON; that of a JSON column may come back as a JSON
+/// string of JSON, which is unwrapped. Null when absent or not JSON.
+pub(crate) fn json_cell(s: Option<&str>) -> Value {
+    match s.and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+        Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::Null),
+        Some(v) => v,
+        None => Value::Null,
+    }
+}
+
+/// A TIMESTAMP cell (seconds since the epoch as the REST API gives it, or RFC 3339).
+pub(crate) fn ts(s: Option<&str>) -> Option<DateTime<Utc>> {
     let s = s?;
     if let Ok(f) = s.parse::<f64>() {
         return DateTime::from_timestamp_micros((f * 1e6).round() as i64);
@@ -222,14 +233,7 @@ impl Observed {
             rows_in: int(g("rows_in")),
             rows_loaded: int(g("rows_loaded")),
             rows_dead_lettered: int(g("rows_dead_lettered")),
-            details: g("details")
-                .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                .map(|v| match v {
-                    // TO_JSON_STRING of a JSON column may come back as a JSON string of JSON.
-                    Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
-                    v => v,
-                })
-                .unwrap_or(Value::Null),
+            details: json_cell(g("details")),
         });
         let q = bq
             .query(&unit_times_sql(&runs), &[history, upto.clone()])

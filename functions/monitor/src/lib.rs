@@ -146,17 +146,7 @@ impl Monitor {
                 ],
             )
             .await?;
-        let ts = |s: Option<&str>| {
-            s.and_then(|s| s.parse::<f64>().ok())
-                .and_then(|f| DateTime::from_timestamp_micros((f * 1e6).round() as i64))
-        };
-        let json = |s: Option<&str>| -> Value {
-            match s.and_then(|s| serde_json::from_str::<Value>(s).ok()) {
-                Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::Null),
-                Some(v) => v,
-                None => Value::Null,
-            }
-        };
+        let (ts, json) = (findings::ts, findings::json_cell);
         let list = findings::rows(&q, |g| Incident {
             key: g("incident_key").unwrap_or_default().into(),
             kind: g("kind").unwrap_or_default().into(),
