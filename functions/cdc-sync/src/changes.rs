@@ -395,14 +395,14 @@ impl TableChanges {
                 }
             }
         }
-        let mut arrays: Vec<ArrayRef> = cols.finish();
+        let mut arrays: Vec<ArrayRef> = cols.finish(1)?;
         arrays.push(Arc::new(op.finish()));
         arrays.push(Arc::new(lsn.finish()));
         arrays.push(Arc::new(ord.finish()));
         arrays.push(Arc::new(ts.finish()));
         arrays.push(Arc::new(xid.finish()));
         arrays.push(Arc::new(toast.finish()));
-        arrays.extend(origins.finish());
+        arrays.extend(origins.finish(1)?);
         let batch =
             RecordBatch::try_new(layout::staged_arrow_schema(info), arrays).map_err(|e| {
                 Error::Decode {

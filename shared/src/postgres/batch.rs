@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::ArrayBuilder;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder,
-    Float64Builder, Int64Builder, ListArray, StringBuilder, Time64MicrosecondBuilder,
+    Float64Builder, Int64Builder, ListArray, StringArray, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
@@ -43,7 +43,9 @@ pub(crate) enum Builder {
     Float(Float64Builder),
     Numeric(Decimal128Builder, u8, i8),
     BigNumeric(Decimal256Builder),
-    Utf8(StringBuilder),
+    /// Text as bytes, checked to be UTF-8 once per batch when it is finished (one pass
+    /// over the batch's bytes, not a call per value).
+    Utf8(BinaryBuilder),
     Bool(BooleanBuilder),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder, Option<Arc<str>>),
@@ -84,7 +86,7 @@ impl Builder {
             | PgKind::Uuid
             | PgKind::Json
             | PgKind::Jsonb
-            | PgKind::Inet => Builder::Utf8(StringBuilder::with_capacity(items, bytes)),
+            | PgKind::Inet => Builder::Utf8(BinaryBuilder::with_capacity(items, bytes)),
             PgKind::Bool => Builder::Bool(BooleanBuilder::with_capacity(items)),
             PgKind::Date => Builder::Date(Date32Builder::with_capacity(items)),
             PgKind::Timestamp => {
@@ -182,8 +184,8 @@ impl Builder {
                 PgKind::Interval => b.append_value(wire::interval(v)?),
                 PgKind::Uuid => b.append_value(wire::uuid(v)?),
                 PgKind::Inet => b.append_value(wire::inet(v)?),
-                PgKind::Jsonb => b.append_value(wire::jsonb(v)?),
-                _ => b.append_value(wire::text(v)?),
+                PgKind::Jsonb => b.append_value(wire::jsonb_bytes(v)?),
+                _ => b.append_value(v),
             },
             (Builder::Bool(b), _) => b.append_value(wire::boolean(v)?),
             (Builder::Date(b), _) => b.append_value(clamp(wire::date(v)?, stats)),
@@ -200,13 +202,21 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
+    /// The values built so far as an Arrow array; text that is not UTF-8 is an error naming
+    /// the value's index (rows, or elements of a list's child).
+    fn finish(&mut self) -> Result<ArrayRef, (usize, DecodeError)> {
+        Ok(match self {
             Builder::Int(b) => Arc::new(b.finish()),
             Builder::Float(b) => Arc::new(b.finish()),
             Builder::Numeric(b, ..) => Arc::new(b.finish()),
             Builder::BigNumeric(b) => Arc::new(b.finish()),
-            Builder::Utf8(b) => Arc::new(b.finish()),
+            Builder::Utf8(b) => {
+                let bytes = b.finish();
+                match StringArray::try_from_binary(bytes.clone()) {
+                    Ok(text) => Arc::new(text),
+                    Err(_) => return Err(first_invalid_utf8(&bytes)),
+                }
+            }
             Builder::Bool(b) => Arc::new(b.finish()),
             Builder::Date(b) => Arc::new(b.finish()),
             Builder::Timestamp(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
@@ -217,8 +227,12 @@ impl Builder {
                 child,
                 field,
             } => {
-                let values = child.finish();
                 let offs = std::mem::replace(offsets, vec![0]);
+                // An element's error is its row's.
+                let values = child.finish().map_err(|(element, e)| {
+                    let row = offs.partition_point(|o| *o as usize <= element);
+                    (row.saturating_sub(1), e)
+                })?;
                 Arc::new(ListArray::new(
                     field.clone(),
                     OffsetBuffer::new(offs.into()),
@@ -226,10 +240,10 @@ impl Builder {
                     None,
                 ))
             }
-        }
+        })
     }
 
-    /// Bytes held by the builder, to cut batches before memory grows.
+    /// Bytes held by the builder (a list's child, to size the next batch's builders).
     fn approx_bytes(&self) -> usize {
         match self {
             Builder::Int(b) => b.len() * 8,
@@ -245,6 +259,18 @@ impl Builder {
             Builder::List { offsets, child, .. } => offsets.len() * 4 + child.approx_bytes(),
         }
     }
+}
+
+/// The first value of `bytes` that is not UTF-8, and why (the slow path of a failed batch).
+fn first_invalid_utf8(bytes: &arrow::array::BinaryArray) -> (usize, DecodeError) {
+    use arrow::array::Array;
+    (0..bytes.len())
+        .filter(|i| bytes.is_valid(*i))
+        .find_map(|i| wire::text(bytes.value(i)).err().map(|e| (i, e)))
+        .unwrap_or_else(|| {
+            // Each value is UTF-8 but the batch is not: cannot happen, as values are whole.
+            (0, DecodeError("text is not UTF-8".into()))
+        })
 }
 
 fn decimal128(precision: u8, scale: i8, items: usize) -> Builder {
@@ -363,21 +389,28 @@ impl ColumnBuilders {
     }
 
     /// The columns built so far; the builders start over empty, sized like this batch.
-    pub fn finish(&mut self) -> Vec<ArrayRef> {
-        self.builders
-            .iter_mut()
-            .zip(&self.kinds)
-            .map(|(b, kind)| {
-                let (items, bytes) = (b.items(), b.data_bytes());
-                let array = b.finish();
-                *b = Builder::sized(kind, items, bytes);
-                array
-            })
-            .collect()
-    }
-
-    /// Bytes held, to cut batches before memory grows.
-    pub fn approx_bytes(&self) -> usize {
-        self.builders.iter().map(Builder::approx_bytes).sum()
+    /// `first_row` (1-based) is the batch's first row, for errors: text that is not UTF-8 is
+    /// found here, once per batch.
+    pub fn finish(&mut self, first_row: u64) -> Result<Vec<ArrayRef>, Error> {
+        let mut arrays = Vec::with_capacity(self.builders.len());
+        for (i, b) in self.builders.iter_mut().enumerate() {
+            let (items, bytes) = (b.items(), b.data_bytes());
+            let array = b.finish();
+            *b = Builder::sized(&self.kinds[i], items, bytes);
+            match array {
+                Ok(a) => arrays.push(a),
+                Err((index, detail)) => {
+                    return Err(Error::Decode {
+                        table: self.table.clone(),
+                        detail: format!(
+                            "column {}, row {}: {detail}",
+                            self.names[i],
+                            first_row + index as u64
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(arrays)
     }
 }

@@ -29,6 +29,8 @@ pub struct CopyDecoder {
     header_done: bool,
     finished: bool,
     rows_in_batch: usize,
+    /// Wire bytes of the rows waiting: about what the builders hold, counted for free.
+    bytes_in_batch: usize,
     rows_total: u64,
 }
 
@@ -43,6 +45,7 @@ impl CopyDecoder {
             header_done: false,
             finished: false,
             rows_in_batch: 0,
+            bytes_in_batch: 0,
             rows_total: 0,
         }
     }
@@ -65,8 +68,9 @@ impl CopyDecoder {
         self.rows_in_batch
     }
 
+    /// Bytes of the rows waiting, as they came over the wire (the Arrow form is about as big).
     pub fn buffered_bytes(&self) -> usize {
-        self.columns.approx_bytes()
+        self.bytes_in_batch
     }
 
     /// Whether the rows waiting make a batch: `max_rows` of them, or `MAX_BATCH_BYTES`.
@@ -159,6 +163,7 @@ impl CopyDecoder {
                     p += len as usize;
                 }
             }
+            self.bytes_in_batch += p - pos;
             pos = p;
             self.rows_in_batch += 1;
             self.rows_total += 1;
@@ -171,8 +176,10 @@ impl CopyDecoder {
         if self.rows_in_batch == 0 {
             return Ok(None);
         }
-        let arrays = self.columns.finish();
+        let first_row = self.rows_total - self.rows_in_batch as u64 + 1;
+        let arrays = self.columns.finish(first_row)?;
         self.rows_in_batch = 0;
+        self.bytes_in_batch = 0;
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| self.err(format!("building a batch: {e}")))?;
         Ok(Some(batch))
@@ -327,8 +334,38 @@ mod tests {
             None,
         ]]);
         let mut d = CopyDecoder::new("t", &cols());
-        let e = d.push(&data).unwrap_err().to_string();
-        assert!(e.contains("column name"), "{e}");
+        d.push(&data).unwrap();
+        let e = d.take_batch().unwrap_err().to_string();
+        assert!(e.contains("column name, row 1: text is not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_array_names_its_row_across_batches() {
+        let row = |id: i64, tags: &[Option<&str>]| {
+            vec![
+                Some(id.to_be_bytes().to_vec()),
+                None,
+                Some(text_array(tags)),
+            ]
+        };
+        let mut rows = vec![
+            row(1, &[Some("a")]),
+            row(2, &[Some("b"), Some("c")]),
+            row(3, &[Some("d")]),
+            row(4, &[Some("e"), Some("\u{7f}")]),
+        ];
+        let bad = rows[3][2].as_mut().unwrap();
+        *bad.last_mut().unwrap() = 0xff;
+        let data = encode(&rows);
+        // The first batch is the first two rows; the bad element is in the fourth.
+        let cut = encode(&rows[..2]).len() - 2;
+        let mut d = CopyDecoder::new("t", &cols());
+        d.push(&data[..cut]).unwrap();
+        assert_eq!(d.take_batch().unwrap().unwrap().num_rows(), 2);
+        d.push(&data[cut..]).unwrap();
+        d.finish().unwrap();
+        let e = d.take_batch().unwrap_err().to_string();
+        assert!(e.contains("column tags, row 4: text is not UTF-8"), "{e}");
     }
 
     #[test]

@@ -256,8 +256,13 @@ pub fn inet(b: &[u8]) -> Result<String, DecodeError> {
 }
 
 pub fn jsonb(b: &[u8]) -> Result<&str, DecodeError> {
+    text(jsonb_bytes(b)?)
+}
+
+/// The JSON text of a binary jsonb (version 1), not yet checked to be UTF-8.
+pub fn jsonb_bytes(b: &[u8]) -> Result<&[u8], DecodeError> {
     match b.split_first() {
-        Some((1, rest)) => text(rest),
+        Some((1, rest)) => Ok(rest),
         Some((v, _)) => Err(DecodeError(format!("jsonb: unknown version {v}"))),
         None => Err(DecodeError("jsonb: empty".into())),
     }
