@@ -206,6 +206,10 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
             lake_only = opts.lake_only,
             "run started"
         );
+        // Units copied at once share the CPUs.
+        let mut opts = opts.clone();
+        let at_once = opts.concurrency.clamp(1, units.len().max(1));
+        opts.extract.cpus = (opts.extract.cpus / at_once).max(1);
         let ctx = Arc::new(Ctx {
             pipeline: pipeline.clone(),
             target,

@@ -32,9 +32,11 @@ struct Cli {
     /// record nothing in the ledger (load later with --from-lake). Times the extract alone.
     #[arg(long)]
     lake_only: bool,
-    /// Read each table over this many ctid ranges at once (one connection each).
-    #[arg(long, default_value_t = 1)]
-    parallel: usize,
+    /// Read each table over at most this many ctid ranges at once, one connection each
+    /// (default: one per CPU this process may use, up to 4, and one per 64 MB of table;
+    /// never more than the CPUs).
+    #[arg(long)]
+    parallel: Option<usize>,
     /// Units (tables, dates of a backfill) copied at once.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
@@ -70,7 +72,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     opts.dates = dates;
     opts.from_lake = cli.from_lake;
     opts.lake_only = cli.lake_only;
-    opts.extract.parallel = cli.parallel.max(1);
+    opts.extract.parallel = cli.parallel;
     opts.concurrency = cli.concurrency.max(1);
     opts.task = (cli.task_index, cli.task_count);
     opts.progress_bar = sluice::progress::stderr_is_terminal();
