@@ -25,7 +25,7 @@ test: fmt-check lint stack-up
 test-fast: fmt-check lint
 	cargo nextest run --workspace --lib --no-fail-fast
 
-## bench: pg-copy throughput and memory on generated tables (1M/5M/10M rows); cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events; mart-build on 500 generated marts and a 20-mart diamond
+## bench: pg-copy --lake-only beside DuckDB's Postgres scanner (rows/s, CPU per row, peak memory, output size) on generated 5M/10M-row tables; cdc-sync on 100k and 1M waiting changes; log-ingest on 1M recorded events; mart-build on 500 generated marts and a 20-mart diamond
 bench: stack-up
 	$(WITH_ENV) scripts/bench.sh
 

@@ -1,5 +1,6 @@
-//! `make bench`: pg-copy's Postgres → Parquet-in-lake rate against the ceiling of a plain
-//! single-connection binary COPY, and pg-copy's peak memory, on generated tables; then
+//! `make bench`: `pg-copy --lake-only` (Postgres → Parquet in the lake) against DuckDB's
+//! Postgres scanner and the ceiling of a plain single-connection binary COPY: rate, CPU per
+//! row, peak memory and output size on generated orders-shaped tables (`peers.rs`); then
 //! cdc-sync's decode-and-stage rate against a raw peek of the slot, its end-to-end rate into
 //! the emulator and its peak memory (`cdc.rs`); log-ingest's validation rate against plain JSON
 //! parsing, push throughput and latency, and memory (`events.rs`); mart-build's plan and render
@@ -8,29 +9,21 @@
 //! single-core validation rate, `--only marts-plan` only the 500-mart plan (seconds, no stack).
 //!
 //! Prints `name: value` lines and writes them to `.local/bench/results.json`. Each rate is the
-//! median of three runs measured in this one invocation; every Parquet file is checked (row
-//! count and sum of ids equal Postgres's).
+//! median of three runs measured in this one invocation; every Parquet file of the pg-copy
+//! part is checked (row count and sum of ids equal Postgres's).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use arrow::array::{AsArray, Int64Array};
-use arrow::datatypes::Int64Type;
 use futures::StreamExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pg_copy::Unit;
-use pg_copy::{Counters, ExtractOptions};
-use sluice::config::{LakeLocation, Pipeline};
-use sluice::lake::Lake;
-use sluice::secret::Secret;
 use tokio_postgres::NoTls;
 
 mod cdc;
 mod events;
 mod marts;
+mod peers;
 
 const RUNS: usize = 3;
 
@@ -137,7 +130,23 @@ async fn ensure_doubled(from: &str, huge: &str, rows: i64) -> Result<()> {
 }
 
 /// The ceiling: one connection, `COPY … TO STDOUT (FORMAT binary)`, bytes read and dropped.
+/// The connection and the reading loop share a thread of their own (a current-thread
+/// runtime), the fastest way tokio-postgres reads one connection, as pg-copy reads a range.
 async fn ceiling(table: &str) -> Result<(u64, f64)> {
+    let table = table.to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(read_all(&table)));
+        let _ = tx.send(result);
+    });
+    rx.await.context("the ceiling's thread stopped")?
+}
+
+async fn read_all(table: &str) -> Result<(u64, f64)> {
     let c = pg(&dsn()?).await?;
     let t0 = Instant::now();
     let stream = c
@@ -151,104 +160,9 @@ async fn ceiling(table: &str) -> Result<(u64, f64)> {
     Ok((bytes, t0.elapsed().as_secs_f64()))
 }
 
-fn lake_dir() -> Result<PathBuf> {
-    Ok(PathBuf::from(env("SLUICE_LAKE_DIR")?))
-}
-
-fn unit(table: &str) -> Result<Unit> {
-    let p = Pipeline::parse(
-        &format!(
-            "name: bench\nbigquery: {{ project: p }}\nlake: {{ bucket: b }}\nsources:\n  bench:\n    dsn: {{ env: X }}\n    tables:\n      {table}: {{ mode: full }}\n"
-        ),
-        "bench",
-    )?;
-    Ok(Unit {
-        source: "bench".into(),
-        table: table.into(),
-        config: p.sources["bench"].tables[table].clone(),
-        ds: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("a date"),
-    })
-}
-
-/// In a child process: pg-copy's extract of one table; prints rows, seconds and peak RSS.
-async fn child_extract(table: &str, parallel: usize) -> Result<()> {
-    let lake = Lake::open(
-        &LakeLocation::Local {
-            dir: lake_dir()?,
-            bucket: "sluice-bench".into(),
-        },
-        &sluice::auth::Auth::none(),
-    )?;
-    let opts = ExtractOptions {
-        parallel,
-        ..ExtractOptions::default()
-    };
-    let t0 = Instant::now();
-    let m = pg_copy::extract(
-        &lake,
-        &Secret::new(dsn()?),
-        &sluice::config::Timeouts::default(),
-        &unit(table)?,
-        "bench",
-        opts,
-        Arc::new(Counters::default()),
-    )
-    .await?;
-    let secs = t0.elapsed().as_secs_f64();
-    println!("{} {} {}", m.rows, secs, peak_rss_kib());
-    Ok(())
-}
-
 /// This process's peak resident memory (VmHWM), in KiB.
 fn peak_rss_kib() -> u64 {
     sluice_tests::peak_rss_kib_of("self")
-}
-
-struct Extract {
-    rows: u64,
-    secs: f64,
-    rss_mib: f64,
-}
-
-fn run_child(table: &str, parallel: usize) -> Result<Extract> {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .args(["extract", table, &parallel.to_string()])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "extract of {table} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<&str> = text.split_whitespace().collect();
-    Ok(Extract {
-        rows: f[0].parse()?,
-        secs: f[1].parse()?,
-        rss_mib: f[2].parse::<f64>()? / 1024.0,
-    })
-}
-
-/// Reads every Parquet file of the table's partition: total rows and sum of ids.
-fn verify_files(table: &str) -> Result<(usize, u64, i128)> {
-    let dir = lake_dir()?.join(format!("sluice-bench/raw/bench/{table}/dt=2024-01-01"));
-    let (mut files, mut rows, mut sum) = (0, 0u64, 0i128);
-    for entry in std::fs::read_dir(&dir)? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-            continue;
-        }
-        files += 1;
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path)?)?.build()?;
-        for batch in reader {
-            let batch = batch?;
-            let ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
-            rows += ids.len() as u64;
-            sum += ids.values().iter().map(|v| *v as i128).sum::<i128>();
-        }
-    }
-    Ok((files, rows, sum))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -256,77 +170,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// pg-copy against the COPY ceiling on 5M rows, and its peak memory at 1M, 5M and 10M rows.
-async fn measure_pg_copy(figures: &mut BTreeMap<String, f64>) -> Result<()> {
-    let (big, small, huge) = ("bench_5m", "bench_1m", "bench_10m");
-    ensure_table(big, 5_000_000).await?;
-    ensure_table(small, 1_000_000).await?;
-    ensure_doubled(big, huge, 10_000_000).await?;
-
-    let mut ceiling_rates = vec![];
-    let mut p1_rates = vec![];
-    let mut p2_rates = vec![];
-    let mut p2_rss = vec![];
-    for run in 1..=RUNS {
-        let (bytes, secs) = ceiling(big).await?;
-        ceiling_rates.push(5_000_000.0 / secs);
-        let p1 = run_child(big, 1)?;
-        p1_rates.push(p1.rows as f64 / p1.secs);
-        let p2 = run_child(big, 2)?;
-        p2_rates.push(p2.rows as f64 / p2.secs);
-        p2_rss.push(p2.rss_mib);
-        eprintln!(
-            "bench: run {run}/{RUNS}: ceiling {:.0} rows/s ({:.0} MB), pg-copy --parallel 1 {:.0} rows/s, --parallel 2 {:.0} rows/s, {:.0} MiB",
-            5_000_000.0 / secs,
-            bytes as f64 / 1e6,
-            p1.rows as f64 / p1.secs,
-            p2.rows as f64 / p2.secs,
-            p2.rss_mib
-        );
-    }
-    let (files, rows, sum) = verify_files(big)?;
-    let c = pg(&dsn()?).await?;
-    let row = c
-        .query_one(&format!("SELECT count(*), sum(id)::text FROM {big}"), &[])
-        .await?;
-    let (pg_rows, pg_sum): (i64, String) = (row.get(0), row.get(1));
-    if rows != pg_rows as u64 || sum.to_string() != pg_sum {
-        bail!("Parquet files disagree with Postgres: {rows} rows / id sum {sum} vs {pg_rows} / {pg_sum}");
-    }
-    let small_run = run_child(small, 2)?;
-    let huge_run = run_child(huge, 2)?;
-
-    let ceiling = median(ceiling_rates);
-    let p2 = median(p2_rates);
-    figures.insert("pg_copy_ceiling_rows_per_s".into(), ceiling.round());
-    figures.insert("pg_copy_rows_per_s".into(), p2.round());
-    figures.insert(
-        "pg_copy_parallel1_rows_per_s".into(),
-        median(p1_rates).round(),
-    );
-    figures.insert(
-        "pg_copy_ratio_to_ceiling".into(),
-        (p2 / ceiling * 100.0).round() / 100.0,
-    );
-    figures.insert("pg_copy_peak_rss_mib".into(), median(p2_rss).round());
-    figures.insert(
-        "pg_copy_peak_rss_mib_1m_rows".into(),
-        small_run.rss_mib.round(),
-    );
-    figures.insert(
-        "pg_copy_peak_rss_mib_10m_rows".into(),
-        huge_run.rss_mib.round(),
-    );
-    figures.insert("pg_copy_files_verified".into(), files as f64);
-
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("extract") {
-        return child_extract(&args[2], args[3].parse()?).await;
+    if args.get(1).map(String::as_str) == Some("measure") {
+        return peers::child_measure(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("cdc-run") {
         return cdc::child_run(&args[2]).await;
@@ -360,7 +208,7 @@ async fn main() -> Result<()> {
         bail!("--only {o}: the parts are pg-copy, cdc, events, marts (and events-route, marts-plan: their first halves)");
     }
     if part("pg-copy") {
-        measure_pg_copy(&mut figures).await?;
+        peers::measure_all(&mut figures).await?;
     }
     if part("cdc") {
         cdc::measure(&mut figures).await?;
