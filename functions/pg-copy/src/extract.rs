@@ -216,17 +216,22 @@ pub async fn extract(
         );
     }
     let ranges = ctid_ranges(plan.pages, n);
-    // The leader holds the snapshot open; each range is read on a connection and a thread of
-    // its own inside it (see `copy_range_on_own_thread`).
-    begin_snapshot(&leader, None, &label).await?;
-    let snapshot: String = leader
-        .query_one(
-            &format!("exporting the snapshot of {label}"),
-            "SELECT pg_export_snapshot()",
-            &[],
-        )
-        .await?
-        .get(0);
+    // Each range is read on a connection and a thread of its own (see
+    // `copy_range_on_own_thread`). Several ranges share one snapshot, which the leader exports
+    // and holds open; a single range opens its own.
+    let snapshot: Option<String> = if ranges.len() > 1 {
+        begin_snapshot(&leader, None, &label).await?;
+        let row = leader
+            .query_one(
+                &format!("exporting the snapshot of {label}"),
+                "SELECT pg_export_snapshot()",
+                &[],
+            )
+            .await?;
+        Some(row.get(0))
+    } else {
+        None
+    };
     let schema = sluice::types::arrow_schema(&plan.columns);
     let next_part = Arc::new(AtomicU32::new(0));
     let tasks = ranges.iter().map(|range| {
@@ -251,7 +256,9 @@ pub async fn extract(
         copy_range_on_own_thread(copy, sink, counters.clone())
     });
     let results = futures::future::try_join_all(tasks).await;
-    end_snapshot(&leader).await;
+    if snapshot.is_some() {
+        end_snapshot(&leader).await;
+    }
     let results = results?;
     let mut files = Vec::new();
     let mut rows = 0;

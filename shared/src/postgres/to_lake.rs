@@ -71,8 +71,9 @@ pub struct RangeCopy {
     pub dsn: Secret,
     pub app: &'static str,
     pub timeouts: Timeouts,
-    /// `pg_export_snapshot()` of the connection that holds the snapshot open.
-    pub snapshot: String,
+    /// `pg_export_snapshot()` of the connection that holds the snapshot open; None: the range
+    /// is the whole read and opens a snapshot of its own.
+    pub snapshot: Option<String>,
     /// The table, in errors.
     pub label: String,
     pub select: String,
@@ -123,7 +124,7 @@ async fn read_range(
     counters: &Counters,
 ) -> Result<(u64, DecodeStats)> {
     let conn = connect(&range.source, &range.dsn, range.app, &range.timeouts).await?;
-    begin_snapshot(&conn, Some(&range.snapshot), &range.label).await?;
+    begin_snapshot(&conn, range.snapshot.as_deref(), &range.label).await?;
     let read = read_batches(
         &conn,
         &range.label,
