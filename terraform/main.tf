@@ -6,14 +6,17 @@
 locals {
   deployment_all = jsondecode(file("${path.module}/${var.deployment_file}"))
   d              = local.deployment_all.targets[var.target]
-  project        = local.d.project
+  # Through the plan's workspace guard: the provider and every resource wait for it.
+  project        = module.plan.project
   pipeline_label = lower(replace(local.deployment_all.pipeline, "/[^a-zA-Z0-9_-]/", "-"))
-  image          = "${var.region}-docker.pkg.dev/${local.project}/sluice/sluice:${var.image_tag}"
+  registry       = "${var.region}-docker.pkg.dev/${local.project}"
+  image          = "${local.registry}/sluice/sluice:${var.image_tag}"
   sa_email       = { for k, sa in google_service_account.worker : k => sa.email }
   apis = toset(concat(
     ["run.googleapis.com", "cloudscheduler.googleapis.com", "pubsub.googleapis.com", "bigquery.googleapis.com",
       "bigquerydatatransfer.googleapis.com", "secretmanager.googleapis.com", "artifactregistry.googleapis.com",
-    "storage.googleapis.com", "iam.googleapis.com", "cloudbuild.googleapis.com"],
+      "storage.googleapis.com", "iam.googleapis.com", "cloudbuild.googleapis.com", "logging.googleapis.com",
+    "iamcredentials.googleapis.com", "sts.googleapis.com", "cloudresourcemanager.googleapis.com"],
     var.cloudsql.mode == "connector" ? ["sqladmin.googleapis.com"] : [],
   ))
 }
@@ -26,12 +29,16 @@ check "target_is_in_the_deployment_file" {
 }
 
 module "plan" {
-  source      = "./modules/plan"
-  deployment  = local.d
-  target      = var.target
-  dsn_secrets = var.dsn_secrets
+  source        = "./modules/plan"
+  deployment    = local.d
+  target        = var.target
+  workspace     = terraform.workspace
+  dsn_secrets   = var.dsn_secrets
+  secrets_ready = var.secrets_ready
 
   project_metadata_roles = var.monitor_project_metadata_roles
+  github_repository      = var.github_repository
+  pull_request_base      = try(local.deployment_all.targets.dev, null)
 }
 
 data "google_project" "this" {
@@ -59,20 +66,59 @@ resource "google_artifact_registry_repository" "images" {
   docker_config {
     immutable_tags = true
   }
+  # Every image here is tagged (tags are immutable, one per build), so a keep policy alone deletes
+  # nothing: a keep policy only exempts versions from delete policies. The delete policy takes
+  # every image older than min_age_days; the keep policy, which wins over it, saves the newest
+  # keep_count.
   cleanup_policy_dry_run = false
   cleanup_policies {
-    id     = "keep-recent-releases"
+    id     = "keep-newest"
     action = "KEEP"
     most_recent_versions {
-      keep_count = 20
+      keep_count = var.image_retention.keep_count
     }
   }
   cleanup_policies {
-    id     = "delete-old-untagged"
+    id     = "delete-older"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "${var.image_retention.min_age_days * 86400}s"
+    }
+  }
+  cleanup_policies {
+    id     = "delete-untagged"
     action = "DELETE"
     condition {
       tag_state  = "UNTAGGED"
       older_than = "604800s"
+    }
+  }
+  depends_on = [google_project_service.api]
+}
+
+# BuildKit's registry cache (cloudbuild.yaml: --cache-to type=registry,mode=max) rewrites one tag,
+# `buildcache`, on every build, which the release repository's immutable tags refuse; so the
+# cache has a repository of its own with mutable tags. A replaced cache manifest is untagged and
+# goes after two days.
+resource "google_artifact_registry_repository" "build_cache" {
+  # checkov:skip=CKV_GCP_84:Google-managed encryption, as for the image repository: build cache layers hold code and compiled dependencies, no data.
+  for_each      = local.d.owns_shared ? { sluice-cache = var.region } : {}
+  project       = local.project
+  location      = each.value
+  repository_id = each.key
+  format        = "DOCKER"
+  description   = "BuildKit layer cache of cloudbuild.yaml (mutable tag buildcache); safe to empty"
+  docker_config {
+    immutable_tags = false
+  }
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "delete-replaced-cache"
+    action = "DELETE"
+    condition {
+      tag_state  = "UNTAGGED"
+      older_than = "172800s"
     }
   }
   depends_on = [google_project_service.api]
@@ -237,6 +283,7 @@ module "job" {
   timeout_seconds                 = each.value.timeout_seconds
   max_retries                     = each.value.max_retries
   schedules                       = each.value.schedules
+  paused                          = each.value.paused
   scheduler_service_account_email = local.sa_email["scheduler"]
   cloudsql                        = each.value.postgres ? var.cloudsql : { mode = "none", instance = "", network = "", subnetwork = "" }
   labels                          = { sluice_worker = each.value.worker }
@@ -261,6 +308,7 @@ module "log_ingest" {
   push_service_account_email = each.value.push_service_account
   audience                   = coalesce(each.value.audience, "")
   topic                      = each.value.topic
+  publishers                 = var.event_publishers
   subscription               = each.value.subscription
   dead_letter_topic          = each.value.dead_letter_topic
   dead_letter_subscription   = each.value.dead_letter_subscription

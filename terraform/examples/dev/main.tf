@@ -1,6 +1,7 @@
 # A dev deployment next to production in the same project: names carry -dev, datasets _dev,
 # marts read production's inputs. Postgres is reached over direct VPC egress.
-#   terraform init && terraform apply -var image_tag=$(git rev-parse --short HEAD)
+#   terraform init && terraform workspace select -or-create dev
+#   terraform apply -var image_tag=$(git rev-parse --short HEAD)
 
 variable "image_tag" {
   type        = string

@@ -1,6 +1,8 @@
 # Production for the sample shop pipeline: the Cloud SQL instance through the connector, the
-# DSN in Secret Manager secret `shop-dsn`. Run from this directory:
-#   terraform init && terraform apply -var image_tag=$(git rev-parse --short HEAD)
+# DSN in Secret Manager secret `shop-dsn`. Run from this directory (the root module refuses any
+# workspace but the target's own, and the root's gcs backend does not apply to a called module):
+#   terraform init && terraform workspace select -or-create prod
+#   terraform apply -var image_tag=$(git rev-parse --short HEAD)
 
 variable "image_tag" {
   type        = string

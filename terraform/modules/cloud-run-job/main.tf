@@ -93,6 +93,8 @@ resource "google_cloud_scheduler_job" "run" {
   schedule         = each.value.cron
   time_zone        = each.value.time_zone
   attempt_deadline = "60s"
+  # Created paused while a secret the job reads may still be empty (see var.paused).
+  paused = var.paused
 
   # An execution that failed is visible in ops.runs and alerts; the next schedule runs again.
   retry_config {

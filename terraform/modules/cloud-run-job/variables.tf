@@ -93,6 +93,12 @@ variable "schedules" {
   default = {}
 }
 
+variable "paused" {
+  description = "Create (or keep) this job's Cloud Scheduler jobs paused: the job reads a secret that may have no version yet, and every run would fail until it has one. false resumes them."
+  type        = bool
+  default     = false
+}
+
 variable "scheduler_service_account_email" {
   description = "The account Cloud Scheduler calls jobs:run as; it may run (with overrides) this job only."
   type        = string

@@ -95,12 +95,16 @@ locals {
   # that runs it with its own arguments, task count and timeout. The job is sized for the
   # largest of its schedules (Cloud Run cannot override resources per execution).
   job_workers = toset([for s in values(local.d.schedules) : s.worker])
+  # A job that reads a secret fails on every run until the secret has a version; its schedules
+  # stay paused until var.secrets_ready says the values are in.
+  reads_secret = { for w, spec in local.d.workers : w => length(spec.secrets) + length(spec.dsn_env) > 0 }
   jobs = {
     for w in local.job_workers : w => {
       name            = "${w}${local.suffix}"
       worker          = w
       service_account = w
       postgres        = local.d.workers[w].postgres
+      paused          = local.reads_secret[w] && !var.secrets_ready
       cpu             = tostring(max([for s in values(local.d.schedules) : tonumber(s.cpu) if s.worker == w]...))
       memory          = "${max([for s in values(local.d.schedules) : tonumber(trimsuffix(s.memory, "Gi")) if s.worker == w]...)}Gi"
       timeout_seconds = max([for s in values(local.d.schedules) : s.timeout_seconds if s.worker == w]...)
@@ -129,6 +133,31 @@ locals {
       } if var.project_metadata_roles
     ]...),
   )
+
+  paused_schedules = sort(flatten([for j in values(local.jobs) : keys(j.schedules) if j.paused]))
+
+  # Pull requests (the GitHub workflow's `mart-build run --target pr-<n>`) act as one account
+  # through workload identity federation: they read what the base target's marts read (production
+  # inputs) and write only datasets whose names carry `_pr_` (<dataset>_dev_pr_<n>) in the base
+  # target's project. Created by the target that owns the shared resources.
+  pr_project = try(var.pull_request_base.project, "")
+  # The base target's dataset suffix (`_dev`), from its resource-name suffix (`-dev`).
+  pr_suffix = replace(try(var.pull_request_base.name_suffix, ""), "-", "_")
+  pull_requests = var.github_repository == null || !local.d.owns_shared || local.pr_project == "" ? null : {
+    repository = var.github_repository
+    project    = local.pr_project
+    account_id = "sluice-pull-requests"
+    read_grants = {
+      for ref in try(var.pull_request_base.workers["mart-build"].reads, []) : "pull-requests/${ref}" => {
+        project = split(".", ref)[0], dataset = split(".", ref)[1], role = "roles/bigquery.dataViewer"
+      }
+    }
+    # IAM conditions see a dataset as projects/P/datasets/D and a table as
+    # projects/P/datasets/D/tables/T; both match when D ends in the base target's suffix and
+    # `_pr_<n>` (finance_dev_pr_42), so a production dataset that merely contains `_pr_`
+    # (sales_pr_emea) does not.
+    write_condition = "resource.name.matches('^projects/${local.pr_project}/datasets/[A-Za-z0-9_]+${local.pr_suffix}_pr_[A-Za-z0-9]+(/tables/.+)?$')"
+  }
 }
 
 check "account_ids_fit" {

@@ -43,7 +43,7 @@ output "secrets" {
 }
 
 output "jobs" {
-  description = "Cloud Run jobs, keyed by worker: name, service_account, postgres, cpu, memory, timeout_seconds, max_retries, env, secret_env, and schedules (keyed by scheduler job name: cron, args, task_count, timeout_seconds, description)."
+  description = "Cloud Run jobs, keyed by worker: name, service_account, postgres, paused (its schedules wait for var.secrets_ready), cpu, memory, timeout_seconds, max_retries, env, secret_env, and schedules (keyed by scheduler job name: cron, args, task_count, timeout_seconds, description)."
   value       = local.jobs
 }
 
@@ -59,4 +59,27 @@ output "service" {
 output "project_roles" {
   description = "Project-level roles, keyed account/role: roles/bigquery.jobUser, and for the monitor roles/bigquery.metadataViewer and roles/bigquery.resourceViewer (var.project_metadata_roles)."
   value       = local.project_roles
+}
+
+output "paused_schedules" {
+  description = "Cloud Scheduler jobs created paused because their Cloud Run job reads a secret and var.secrets_ready is false."
+  value       = local.paused_schedules
+}
+
+output "project" {
+  description = "The project this target deploys into, given only when the workspace (state) is the target's own. The root takes its project (provider configuration included) from here, so every plan, a -target one too, passes this guard before it plans anything."
+  value       = var.deployment.project
+  precondition {
+    condition     = var.workspace == var.target
+    error_message = "${var.workspace == "default" ? "No workspace is selected (this is Terraform's `default` state, which no target uses)" : "This is the state of target ${var.workspace}"}, but the plan is for target ${var.target}: every target keeps its own state. Run `terraform workspace select ${var.target}` (the first time: `terraform workspace new ${var.target}`) and plan again."
+  }
+}
+
+output "pull_requests" {
+  description = "The pull-request identity, or null: repository (owner/name), project (where <dataset>_pr_<n> datasets are written), account_id, read_grants (dataViewer on what the base target's marts read, keyed pull-requests/project.dataset) and write_condition (the IAM condition naming `_pr_` datasets)."
+  value       = local.pull_requests
+  precondition {
+    condition     = var.github_repository == null || !local.d.owns_shared || local.pr_project != ""
+    error_message = "github_repository is set, but the deployment file has no dev target for pull-request targets to derive from (pr-123 takes dev's project and inputs): add a dev target to pipeline.yaml and run `make deployment`."
+  }
 }

@@ -23,9 +23,40 @@ variable "target" {
   description = "The pipeline.yaml target: dev, prod, or a pull-request name like pr-123."
   type        = string
   validation {
-    condition     = can(regex("^(dev|prod|pr[-_][a-z0-9]+|[a-z][a-z0-9_-]*)$", var.target))
-    error_message = "target must be a pipeline.yaml target name such as dev, prod or pr-123."
+    condition     = can(regex("^(dev|prod|pr[-_][a-z0-9]+|[a-z][a-z0-9_-]*)$", var.target)) && var.target != "default"
+    error_message = "target must be a pipeline.yaml target name such as dev, prod or pr-123 (not `default`, the name of Terraform's unselected workspace)."
   }
+}
+
+variable "workspace" {
+  description = "The Terraform workspace the root runs in (terraform.workspace). Each target keeps its state in the workspace of its own name, so a plan whose workspace is not its target would plan one target into another's state; output `workspace` refuses it."
+  type        = string
+  validation {
+    condition     = length(var.workspace) > 0
+    error_message = "workspace is the root's terraform.workspace, never empty."
+  }
+}
+
+variable "secrets_ready" {
+  description = "Whether every Secret Manager secret the workers read has a version. While false, the Cloud Scheduler jobs of the Cloud Run jobs that read a secret are created paused (jobs[*].paused), so a job does not fail every few minutes on an empty secret from the first apply."
+  type        = bool
+  default     = false
+}
+
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose pull-request workflow may act as the pull-request account (workload identity federation), or null for none. Only the target that owns the shared resources (prod) creates it."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.github_repository == null || can(regex("^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$", coalesce(var.github_repository, "-")))
+    error_message = "github_repository must be OWNER/NAME, e.g. acme/sluice."
+  }
+}
+
+variable "pull_request_base" {
+  description = "The target of deployment.json that pull-request targets derive from (dev: pr-123 writes <dataset>_dev_pr_123 in dev's project and reads what dev's marts read), or null when the deployment file has none."
+  type        = any
+  default     = null
 }
 
 variable "dsn_secrets" {

@@ -73,6 +73,15 @@ resource "google_pubsub_topic" "events" {
   message_retention_duration = local.retention_one
 }
 
+# The app's publishers: this topic only, never the project, so they cannot read or publish elsewhere.
+resource "google_pubsub_topic_iam_member" "publisher" {
+  for_each = var.publishers
+  project  = var.project
+  topic    = google_pubsub_topic.events.name
+  role     = "roles/pubsub.publisher"
+  member   = each.value
+}
+
 resource "google_pubsub_topic" "dead_letter" {
   # checkov:skip=CKV_GCP_83:Google-managed encryption; messages live at most seven days and a customer-managed key would need a Cloud KMS key ring granted to the Pub/Sub agent.
   project                    = var.project

@@ -60,6 +60,17 @@ variable "topic" {
   type        = string
 }
 
+variable "publishers" {
+  description = "IAM principals that may publish to the events topic (roles/pubsub.publisher on that topic only), e.g. the app's service account."
+  type        = set(string)
+  default     = []
+  validation {
+    # Public members have no `type:` prefix, so the pattern refuses them.
+    condition     = alltrue([for p in var.publishers : can(regex("^(serviceAccount|user|group|principal|principalSet):[^\\s]+$", p))])
+    error_message = "publishers are IAM principals such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com or group:app@example.com; public members are refused."
+  }
+}
+
 variable "subscription" {
   description = "The push subscription."
   type        = string

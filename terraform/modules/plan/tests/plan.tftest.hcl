@@ -3,6 +3,7 @@
 
 variables {
   target      = "prod"
+  workspace   = "prod"
   deployment  = jsondecode(file("../../deployment.json")).targets.prod
   dsn_secrets = { SHOP_DATABASE_URL = "shop-dsn", SLACK_WEBHOOK_URL = "slack-webhook", TEAMS_WEBHOOK_URL = "teams-webhook" }
 }
@@ -113,6 +114,7 @@ run "dev_reads_production_inputs_and_suffixes_names" {
   command = plan
   variables {
     target     = "dev"
+    workspace  = "dev"
     deployment = jsondecode(file("../../deployment.json")).targets.dev
   }
 
@@ -175,4 +177,111 @@ run "a_push_account_outside_the_project_is_refused" {
     })
   }
   expect_failures = [output.service]
+}
+
+# Each target keeps its state in the workspace of its own name: a dev plan in production's state
+# (the workspace the previous apply left selected) must stop before it plans anything.
+run "a_target_planned_into_another_targets_state_is_refused" {
+  command = plan
+  variables {
+    target     = "dev"
+    workspace  = "prod"
+    deployment = jsondecode(file("../../deployment.json")).targets.dev
+  }
+  expect_failures = [output.project]
+}
+
+run "the_default_workspace_belongs_to_no_target" {
+  command = plan
+  variables {
+    workspace = "default"
+  }
+  expect_failures = [output.project]
+}
+
+run "schedules_of_jobs_reading_secrets_wait_for_secrets_ready" {
+  command = plan
+
+  assert {
+    condition     = output.jobs["pg-copy"].paused && output.jobs["cdc-sync"].paused && output.jobs["monitor"].paused && !output.jobs["mart-build"].paused
+    error_message = "jobs that read a DSN or webhook secret start paused; mart-build reads none: ${jsonencode({ for k, j in output.jobs : k => j.paused })}"
+  }
+  assert {
+    condition     = output.paused_schedules == tolist(["cdc-sync-shop", "monitor-check", "monitor-digest", "pg-copy-daily"])
+    error_message = "the paused schedules are listed by name: ${jsonencode(output.paused_schedules)}"
+  }
+}
+
+run "secrets_ready_resumes_every_schedule" {
+  command = plan
+  variables {
+    secrets_ready = true
+  }
+  assert {
+    condition     = alltrue([for j in values(output.jobs) : !j.paused]) && length(output.paused_schedules) == 0
+    error_message = "secrets_ready = true leaves no schedule paused"
+  }
+}
+
+run "pull_requests_read_production_inputs_and_write_only_pr_datasets" {
+  command = plan
+  variables {
+    github_repository = "acme/sluice"
+    pull_request_base = jsondecode(file("../../deployment.json")).targets.dev
+  }
+  assert {
+    condition     = output.pull_requests.repository == "acme/sluice" && output.pull_requests.project == "acme-shop-data"
+    error_message = "the pull-request identity belongs to the repository and writes into dev's project"
+  }
+  assert {
+    condition     = keys(output.pull_requests.read_grants) == ["pull-requests/acme-shop-data.events", "pull-requests/acme-shop-data.ops", "pull-requests/acme-shop-data.shop_raw"] && alltrue([for g in values(output.pull_requests.read_grants) : g.role == "roles/bigquery.dataViewer"])
+    error_message = "pull requests only read what dev's marts read: ${jsonencode(output.pull_requests.read_grants)}"
+  }
+  # The condition's regular expression, tried on the names IAM evaluates (RE2, as CEL's matches()).
+  assert {
+    condition = alltrue([for n in [
+      "projects/acme-shop-data/datasets/finance_dev_pr_42",
+      "projects/acme-shop-data/datasets/ops_dev_pr_42/tables/runs",
+      "projects/acme-shop-data/datasets/sluice_staging_dev_pr_7/tables/stg_x",
+    ] : can(regex(regex("matches\\('(.*)'\\)$", output.pull_requests.write_condition)[0], n))])
+    error_message = "the write condition admits the pull request's own datasets and tables: ${output.pull_requests.write_condition}"
+  }
+  assert {
+    condition = !anytrue([for n in [
+      "projects/acme-shop-data/datasets/finance",
+      "projects/acme-shop-data/datasets/finance_dev",
+      "projects/acme-shop-data/datasets/ops/tables/runs",
+      "projects/acme-shop-data/datasets/shop_raw/tables/users_pr_1",
+      "projects/acme-shop-data/datasets/sales_pr_emea",
+      "projects/acme-shop-data/datasets/sales_pr_emea/tables/t",
+      "projects/acme-shop-data/datasets/finance_dev_pr_42extra/x",
+      "projects/other-project/datasets/finance_dev_pr_42",
+      "projects/acme-shop-data",
+    ] : can(regex(regex("matches\\('(.*)'\\)$", output.pull_requests.write_condition)[0], n))])
+    error_message = "the write condition admits no production, dev or other project's dataset, nor the project itself: ${output.pull_requests.write_condition}"
+  }
+}
+
+run "only_the_target_owning_shared_resources_creates_the_pull_request_identity" {
+  command = plan
+  variables {
+    target            = "dev"
+    workspace         = "dev"
+    deployment        = jsondecode(file("../../deployment.json")).targets.dev
+    github_repository = "acme/sluice"
+    pull_request_base = jsondecode(file("../../deployment.json")).targets.dev
+  }
+  assert {
+    condition     = output.pull_requests == null
+    error_message = "dev shares production's project; production creates the identity once"
+  }
+}
+
+run "pull_requests_need_a_dev_target" {
+  command = plan
+  variables {
+    github_repository = "acme/sluice"
+    pull_request_base = null
+  }
+  expect_failures = [output.pull_requests]
 }
