@@ -4,7 +4,6 @@ owner: "@finance-analyst"
 materialized: partition
 partition_by: day
 runner: scheduled_query
-schedule: "30 4 * * *"
 columns:
   day: Day the payments were made (UTC).
   provider: Payment provider.

@@ -67,27 +67,7 @@ impl Schedule {
         use chrono::{Datelike, Timelike};
         let cron = self.cron();
         let f: Vec<&str> = cron.split_whitespace().collect();
-        let set = |i: usize, lo: u32, hi: u32| -> Vec<bool> {
-            let mut v = vec![false; hi as usize + 1];
-            for part in f[i].split(',') {
-                let (range, step) = part.split_once('/').unwrap_or((part, "1"));
-                let step: u32 = step.parse().unwrap_or(1).max(1);
-                let (a, b) = match range {
-                    "*" => (lo, hi),
-                    r => match r.split_once('-') {
-                        Some((a, b)) => (a.parse().unwrap_or(lo), b.parse().unwrap_or(hi)),
-                        None => {
-                            let a = r.parse().unwrap_or(lo);
-                            (a, if part.contains('/') { hi } else { a })
-                        }
-                    },
-                };
-                for n in (a..=b.min(hi)).step_by(step as usize) {
-                    v[n as usize] = true;
-                }
-            }
-            v
-        };
+        let set = |i: usize, lo: u32, hi: u32| field_set(f[i], lo, hi);
         let (min, hour, dom, mon, mut dow) = (
             set(0, 0, 59),
             set(1, 0, 23),
@@ -130,6 +110,44 @@ impl Schedule {
             Schedule::Cron(c) => c.clone(),
         }
     }
+
+    /// The minutes of the day (0 is midnight, UTC) at which it fires on the days it fires,
+    /// ascending: what its minute and hour fields say; the day fields only choose the days.
+    pub fn times_of_day(&self) -> Vec<u32> {
+        let cron = self.cron();
+        let f: Vec<&str> = cron.split_whitespace().collect();
+        if f.len() != 5 {
+            return vec![];
+        }
+        let (min, hour) = (field_set(f[0], 0, 59), field_set(f[1], 0, 23));
+        (0..24 * 60)
+            .filter(|t| hour[(t / 60) as usize] && min[(t % 60) as usize])
+            .collect()
+    }
+}
+
+/// Which values of `lo..=hi` one cron field (`*`, lists, ranges, `/steps`) selects, indexed by
+/// value.
+fn field_set(field: &str, lo: u32, hi: u32) -> Vec<bool> {
+    let mut v = vec![false; hi as usize + 1];
+    for part in field.split(',') {
+        let (range, step) = part.split_once('/').unwrap_or((part, "1"));
+        let step: u32 = step.parse().unwrap_or(1).max(1);
+        let (a, b) = match range {
+            "*" => (lo, hi),
+            r => match r.split_once('-') {
+                Some((a, b)) => (a.parse().unwrap_or(lo), b.parse().unwrap_or(hi)),
+                None => {
+                    let a = r.parse().unwrap_or(lo);
+                    (a, if part.contains('/') { hi } else { a })
+                }
+            },
+        };
+        for n in (a..=b.min(hi)).step_by(step as usize) {
+            v[n as usize] = true;
+        }
+    }
+    v
 }
 
 #[cfg(test)]
@@ -187,5 +205,20 @@ mod tests {
         assert!(Schedule::parse("0 6 * * mon")
             .unwrap_err()
             .contains("day of week"));
+    }
+
+    #[test]
+    fn times_of_day_come_from_the_minute_and_hour_fields() {
+        let at = |c: &str| Schedule::parse(c).unwrap().times_of_day();
+        assert_eq!(at("daily"), [360]);
+        assert_eq!(at("hourly").len(), 24);
+        assert_eq!(at("hourly")[..2], [15, 75]);
+        assert_eq!(
+            at("30 4,18 * * 1-5"),
+            [270, 1110],
+            "the day fields only choose days"
+        );
+        assert_eq!(at("*/5 * * * *").len(), 288);
+        assert_eq!(at("0 */6 * * *"), [0, 360, 720, 1080]);
     }
 }

@@ -8,8 +8,10 @@
 //! pull-request targets reading production's), what each worker writes, reads and which
 //! secrets it needs, the schedules (each a Cloud Scheduler job that runs its worker's Cloud
 //! Run job with these arguments and task count as overrides: one per pg-copy schedule, large
-//! tables apart, one per CDC source, one per mart schedule), the log-ingest service with its
-//! topics and subscriptions, and the scheduled queries.
+//! tables apart, one per CDC source, one per time marts run at), the log-ingest service with
+//! its topics and subscriptions, and the scheduled queries. The marts' times (mart-build jobs'
+//! crons, scheduled queries' schedules) come from `crate::timing`: after what each mart reads,
+//! or refused with the mart, its input and both times named.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -23,6 +25,7 @@ use sluice::{Error, Result};
 use crate::dag::Dag;
 use crate::header::Runner;
 use crate::render::Placement;
+use crate::timing::Timing;
 
 /// How long one cdc-sync execution may start batches, and its task timeout: it starts every
 /// 5 minutes (`sluice::schedule::CDC_CRON`), stops starting batches at `CDC_MAX_DURATION`, so
@@ -54,6 +57,16 @@ fn schedule_key(s: &Schedule) -> String {
                 .collect();
             format!("cron-{part}")
         }
+    }
+}
+
+/// A mart-build job's time as a resource-name part: `daily-0630` (`30 6 * * *`), `hourly-45`
+/// (`45 * * * *`), else as `schedule_key` writes a cron.
+fn time_key(cron: &str) -> String {
+    match crate::timing::cron_shape(cron) {
+        Some(crate::timing::Shape::Hourly(m)) => format!("hourly-{m:02}"),
+        Some(crate::timing::Shape::Daily(t)) => format!("daily-{:02}{:02}", t / 60, t % 60),
+        None => schedule_key(&Schedule::Cron(cron.into())),
     }
 }
 
@@ -167,8 +180,15 @@ fn ops_tables() -> BTreeMap<String, Value> {
     .collect()
 }
 
-/// The deployment of one target.
-pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Result<Value> {
+/// The deployment of one target; `timings` are the marts' deployed schedules
+/// (`crate::timing::schedules`).
+pub fn target_deployment(
+    p: &Pipeline,
+    dag: &Dag,
+    base: &Path,
+    t: &Target,
+    timings: &BTreeMap<String, Timing>,
+) -> Result<Value> {
     let suffix = name_suffix(t);
     let mut datasets: BTreeMap<String, Value> = BTreeMap::new();
     let mut workers: BTreeMap<&str, Worker> = BTreeMap::new();
@@ -328,9 +348,11 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         });
     }
 
-    // mart-build: one job per schedule of the marts it runs (scheduled queries run in BigQuery).
+    // mart-build: one job per deployed time of the marts it runs (`crate::timing`: after their
+    // inputs; scheduled queries run in BigQuery). Marts at one time share a run, which builds
+    // them in dependency order.
     let placement = Placement::for_target(t);
-    let mut mart_groups: BTreeMap<String, (Schedule, Vec<String>)> = BTreeMap::new();
+    let mut mart_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, m) in &dag.marts {
         let dataset = t.dataset(&m.id.dataset);
         add_dataset(
@@ -347,15 +369,16 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
             w.reads.insert(format!("{project}.{}", placed.dataset));
         }
         if m.header.runner == Runner::MartBuild {
-            let schedule = m.header.schedule.clone().unwrap_or_default();
+            let timing = timings
+                .get(id)
+                .ok_or_else(|| Error::config(format!("no schedule derived for mart {id}")))?;
             mart_groups
-                .entry(schedule.cron())
-                .or_insert_with(|| (schedule, vec![]))
-                .1
+                .entry(timing.cron.clone())
+                .or_default()
                 .push(id.clone());
         }
     }
-    for (cron, (schedule, marts)) in mart_groups {
+    for (cron, marts) in mart_groups {
         let mut args = vec!["run".to_string()];
         args.extend(
             marts
@@ -363,12 +386,12 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
                 .flat_map(|m| ["--select".to_string(), m.clone()]),
         );
         let about = format!(
-            "mart-build {} ({cron}; waits for fresh inputs)",
+            "mart-build {} ({cron}, after their inputs; waits for fresh inputs)",
             marts.join(", ")
         );
         jobs.insert(
             checked_name(
-                format!("mart-build-{}{suffix}", schedule_key(&schedule)),
+                format!("mart-build-{}{suffix}", time_key(&cron)),
                 "mart-build job",
             )?,
             job("mart-build", about, args, cron, 1, 7200, 0, false),
@@ -435,7 +458,7 @@ pub fn target_deployment(p: &Pipeline, dag: &Dag, base: &Path, t: &Target) -> Re
         sluice::config::LakeLocation::Gcs { bucket } => bucket.clone(),
         sluice::config::LakeLocation::Local { bucket, .. } => bucket.clone(),
     };
-    let scheduled = crate::export::scheduled_queries(dag, &placement, &t.location)?;
+    let scheduled = crate::export::scheduled_queries(dag, timings, &placement, &t.location)?;
     Ok(json!({
         "project": t.project,
         "location": t.location,
@@ -464,11 +487,13 @@ pub fn deployment(p: &Pipeline, dag: &Dag, base: &Path, names: &[String]) -> Res
     } else {
         names.to_vec()
     };
+    // Every mart's time, or every refused one named: the same for each target.
+    let timings = crate::timing::schedules(p, dag).checked()?;
     let mut targets = serde_json::Map::new();
     for name in names {
         let t = p.target(&name)?;
-        let d =
-            target_deployment(p, dag, base, &t).map_err(|e| e.within(&format!("target {name}")))?;
+        let d = target_deployment(p, dag, base, &t, &timings)
+            .map_err(|e| e.within(&format!("target {name}")))?;
         targets.insert(name, d);
     }
     Ok(json!({
@@ -640,6 +665,58 @@ targets:
         );
         assert!(t["schedules"].get("pg-copy-hourly-dev-pr-42").is_some());
         assert_eq!(t["owns_shared"], false);
+    }
+
+    /// The EDGES pipeline with marts `m.<name>` of header lines, reading tables.
+    fn with_marts(marts: &[(&str, &str, &str)]) -> Result<Value> {
+        let p = Pipeline::parse(EDGES, "edge.yaml").unwrap();
+        let marts = marts
+            .iter()
+            .map(|(name, header, reads)| {
+                let sql =
+                    format!("/*\ndescription: {name}\n{header}\n*/\nSELECT 1 AS x FROM {reads}");
+                crate::mart::Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name)
+                    .unwrap()
+            })
+            .collect();
+        let dag = Dag::build(marts, &Landed::of(&p, Path::new("."))).unwrap();
+        deployment(&p, &dag, Path::new("."), &["prod".to_string()])
+    }
+
+    #[test]
+    fn mart_build_jobs_and_scheduled_queries_run_after_their_inputs() {
+        let d = with_marts(&[
+            ("a", "", "app.users"),
+            ("b", "", "m.a"),
+            ("h", "schedule: hourly", "app.clicks"),
+            ("q", "runner: scheduled_query", "app.users"),
+        ])
+        .unwrap();
+        let t = &d["targets"]["prod"];
+        let jobs = &t["schedules"];
+        // app.users is copied daily at 06:00, app.clicks hourly at :15; m.b joins m.a's run.
+        let daily = &jobs["mart-build-daily-0630"];
+        assert_eq!(daily["schedule"], "30 6 * * *", "{jobs}");
+        assert_eq!(
+            daily["args"],
+            json!(["run", "--select", "m.a", "--select", "m.b"])
+        );
+        assert_eq!(jobs["mart-build-hourly-45"]["schedule"], "45 * * * *");
+        assert_eq!(t["scheduled_queries"][0]["schedule"], "every day 06:30");
+        let e = with_marts(&[("early", "schedule: \"0 5 * * *\"", "app.users")])
+            .unwrap_err()
+            .into_message();
+        assert!(
+            e.starts_with("marts/m/early.sql: schedule \"0 5 * * *\" runs at 05:00 UTC"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mart_times_become_resource_name_parts() {
+        assert_eq!(time_key("30 6 * * *"), "daily-0630");
+        assert_eq!(time_key("5 * * * *"), "hourly-05");
+        assert_eq!(time_key("0 7 * * 1"), "cron-0-7-x-x-1");
     }
 
     #[test]

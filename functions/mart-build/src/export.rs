@@ -5,9 +5,12 @@
 //! parameters are replaced in the parsed SQL by expressions of them: a daily mart builds
 //! yesterday (`ds = DATE_SUB(@run_date, INTERVAL 1 DAY)`), an hourly one today. A partition mart
 //! writes through a partition decorator in the destination template, so each run replaces
-//! exactly its day.
+//! exactly its day. Each runs at the time `crate::timing` gives it, after what it reads: a
+//! scheduled query has no freshness wait, and `WRITE_TRUNCATE` of a day built too early is
+//! never repaired.
 
 use sluice::{Error, Result};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use serde_json::{json, Value};
@@ -19,6 +22,7 @@ use crate::dag::Dag;
 use crate::header::{Materialized, Runner};
 use crate::mart::{parameter, Mart};
 use crate::render::{placed_query, Placement};
+use crate::timing::Timing;
 use sluice::schedule::Schedule;
 
 /// `@ds`, `@ds_start`, `@ds_end` as expressions of the scheduled query's own parameters, and
@@ -46,25 +50,21 @@ fn date_exprs(schedule: &Schedule) -> ([(&'static str, String); 3], &'static str
     )
 }
 
-/// A Data Transfer schedule (`every day 03:00`, `every 1 hours`) for a mart's schedule.
-pub fn transfer_schedule(s: &Schedule) -> Result<String> {
-    match s {
-        Schedule::Daily => Ok("every day 03:00".into()),
-        Schedule::Hourly => Ok("every 1 hours".into()),
-        Schedule::Cron(c) => {
-            let f: Vec<&str> = c.split_whitespace().collect();
-            let num = |x: &str| x.parse::<u32>().ok();
-            match f.as_slice() {
-                [m, h, "*", "*", "*"] if num(m).is_some() && num(h).is_some() => Ok(format!(
-                    "every day {:02}:{:02}",
-                    num(h).unwrap_or(0),
-                    num(m).unwrap_or(0)
-                )),
-                _ => Err(Error::config(format!(
-                    "schedule `{c}` has no scheduled-query form; use daily, hourly or `M H * * *`"
-                ))),
-            }
+/// The Data Transfer schedule of a mart's deployed time (`crate::timing`): `every day 06:30`
+/// for a cron `30 6 * * *`, `every 1 hours from 00:45 to 23:59` (runs at :45) for `45 * * * *`.
+/// Data Transfer schedules are in UTC, as sluice's crons; other crons have no such form here.
+pub fn transfer_schedule(t: &Timing) -> Result<String> {
+    match crate::timing::cron_shape(&t.cron) {
+        Some(crate::timing::Shape::Hourly(m)) => {
+            Ok(format!("every 1 hours from 00:{m:02} to 23:59"))
         }
+        Some(crate::timing::Shape::Daily(d)) => {
+            Ok(format!("every day {:02}:{:02}", d / 60, d % 60))
+        }
+        None => Err(Error::config(format!(
+            "schedule `{}` has no scheduled-query form; use daily, hourly or `M H * * *`",
+            t.cron
+        ))),
     }
 }
 
@@ -92,8 +92,14 @@ pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<Strin
     Ok(format!("{query:#}"))
 }
 
-/// Every `runner: scheduled_query` mart as a Data Transfer config for Terraform.
-pub fn scheduled_queries(dag: &Dag, placement: &Placement, location: &str) -> Result<Value> {
+/// Every `runner: scheduled_query` mart as a Data Transfer config for Terraform, at the time
+/// `timings` (`crate::timing::schedules`) gives it.
+pub fn scheduled_queries(
+    dag: &Dag,
+    timings: &BTreeMap<String, Timing>,
+    placement: &Placement,
+    location: &str,
+) -> Result<Value> {
     let mut out = vec![];
     for id in dag.order() {
         let m = &dag.marts[id];
@@ -103,6 +109,9 @@ pub fn scheduled_queries(dag: &Dag, placement: &Placement, location: &str) -> Re
         let at = |e: Error| e.within(&m.file.display().to_string());
         let schedule = m.header.schedule.clone().unwrap_or_default();
         let (_, offset) = date_exprs(&schedule);
+        let timing = timings
+            .get(id)
+            .ok_or_else(|| at(Error::config(format!("no schedule derived for mart {id}"))))?;
         let placed = placement.place(dag, &m.id);
         let template = match m.header.materialized {
             Materialized::Partition => format!("{}${{run_time{offset}|\"%Y%m%d\"}}", placed.table),
@@ -116,7 +125,7 @@ pub fn scheduled_queries(dag: &Dag, placement: &Placement, location: &str) -> Re
             "location": location,
             "dataset": placed.dataset,
             "table": placed.table,
-            "schedule": transfer_schedule(&schedule).map_err(at)?,
+            "schedule": transfer_schedule(timing).map_err(at)?,
             "query": scheduled_sql(dag, placement, m).map_err(at)?,
             "destination_table_name_template": template,
             "write_disposition": "WRITE_TRUNCATE",
@@ -135,43 +144,59 @@ mod tests {
     use super::*;
     use crate::dag::Landed;
 
+    fn at(written: Schedule, cron: &str) -> Timing {
+        Timing {
+            written,
+            cron: cron.into(),
+            derived: true,
+            after: None,
+        }
+    }
+
     #[test]
-    fn schedules_become_transfer_schedules() {
+    fn deployed_times_become_transfer_schedules() {
         assert_eq!(
-            transfer_schedule(&Schedule::Daily).unwrap(),
-            "every day 03:00"
+            transfer_schedule(&at(Schedule::Daily, "30 6 * * *")).unwrap(),
+            "every day 06:30"
         );
         assert_eq!(
-            transfer_schedule(&Schedule::Hourly).unwrap(),
-            "every 1 hours"
+            transfer_schedule(&at(Schedule::Hourly, "45 * * * *")).unwrap(),
+            "every 1 hours from 00:45 to 23:59"
         );
         assert_eq!(
-            transfer_schedule(&Schedule::Cron("30 5 * * *".into())).unwrap(),
+            transfer_schedule(&at(Schedule::Cron("30 5 * * *".into()), "30 5 * * *")).unwrap(),
             "every day 05:30"
         );
-        assert!(transfer_schedule(&Schedule::Cron("0 5 * * 1".into()))
-            .unwrap_err()
-            .into_message()
-            .contains("no scheduled-query form"));
+        assert!(
+            transfer_schedule(&at(Schedule::Cron("0 5 * * 1".into()), "0 5 * * 1"))
+                .unwrap_err()
+                .into_message()
+                .contains("no scheduled-query form")
+        );
     }
 
     /// The shop's marts, as the repository holds them.
-    fn shop() -> (Dag, Placement) {
+    fn shop() -> (Dag, Placement, BTreeMap<String, Timing>) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let pipeline = Pipeline::load(&root.join("pipeline.yaml")).unwrap();
         let marts = crate::dag::load_dir(&root.join("marts")).unwrap();
         let dag = Dag::build(marts, &Landed::of(&pipeline, &root)).unwrap();
+        let timings = crate::timing::schedules(&pipeline, &dag).checked().unwrap();
         let p = Placement::for_target(&pipeline.target("prod").unwrap());
-        (dag, p)
+        (dag, p, timings)
     }
 
     #[test]
     fn the_shop_marts_load_and_export() {
-        let (dag, p) = shop();
+        let (dag, p, timings) = shop();
         assert!(dag.marts.len() >= 6, "{:?}", dag.marts.keys());
-        let json = scheduled_queries(&dag, &p, "US").unwrap();
+        let json = scheduled_queries(&dag, &timings, &p, "US").unwrap();
         let q = &json[0];
         assert_eq!(q["key"], "finance__payments_by_provider");
+        assert_eq!(
+            q["schedule"], "every day 06:30",
+            "30 minutes after pg-copy's 06:00 copy of shop_raw.payments"
+        );
         assert_eq!(
             q["destination_table_name_template"],
             "payments_by_provider${run_time-24h|\"%Y%m%d\"}"

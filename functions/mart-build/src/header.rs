@@ -89,7 +89,8 @@ pub struct Header {
     /// Key columns of a `merge` mart.
     #[serde(default)]
     pub unique_key: Names,
-    /// `daily` (default), `hourly`, or a cron expression.
+    /// `daily` (default), `hourly`, or a cron expression. `daily` and `hourly` are timed after
+    /// the mart's inputs, a cron is checked against them (`crate::timing`).
     #[serde(default)]
     pub schedule: Option<Schedule>,
     #[serde(default)]

@@ -10,8 +10,9 @@
 //!   `run/freshness` (the wait for inputs), `run/record` (ledger and `ops.dq_results`),
 //!   `run/result` (what a run reports). `params` holds the `@ds` parameters; `sql` every
 //!   statement mart-build writes, as pure functions.
-//! - `fixtures` runs a mart's unit tests on given rows; `export` writes the scheduled-query
-//!   configs Terraform reads.
+//! - `fixtures` runs a mart's unit tests on given rows; `timing` says when each mart runs
+//!   (after what it reads); `export` writes the scheduled-query configs Terraform reads, and
+//!   `deployment` everything Terraform deploys.
 //!
 //! The face below is what `main` and the tests use.
 
@@ -26,6 +27,7 @@ mod params;
 mod render;
 mod run;
 mod sql;
+pub mod timing;
 
 pub use dag::{load_dir, producer, Dag, Landed, Producer};
 pub use deployment::deployment;
@@ -36,3 +38,4 @@ pub use mart::{Mart, TableName};
 pub use render::placed_query;
 pub use render::Placement;
 pub use run::{run, CheckKind, CheckResult, MartResult, Options, Outcome, Summary};
+pub use timing::{schedules, Schedules, Timing};

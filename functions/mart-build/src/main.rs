@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The marts in run order, as text and as a Mermaid flowchart.
+    /// The marts in run order, when each runs (after its inputs), and a Mermaid flowchart.
     Plan {
         /// `mart`, `mart+` (and downstream), `+mart` (and upstream); repeatable.
         #[arg(long)]
@@ -124,6 +124,12 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Plan { select } => {
             let selected: BTreeSet<String> = dag.select(&select)?;
             print!("{}", dag.plan_text(&selected));
+            let schedules = mart_build::schedules(&pipeline, &dag);
+            println!(
+                "\nwhen each runs (UTC; at least {} minutes after each input, or in one run with its upstream mart):",
+                mart_build::timing::MARGIN_MINUTES
+            );
+            print!("{}", schedules.text(&dag, &selected));
             println!("\n```mermaid\n{}```", dag.plan_mermaid(&selected));
         }
         Command::Render { mart, ds } => {
@@ -195,8 +201,13 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::ExportScheduledQueries => {
             let t = pipeline.target(cli.common.target()?)?;
-            let json =
-                mart_build::scheduled_queries(&dag, &Placement::for_target(&t), &t.location)?;
+            let timings = mart_build::schedules(&pipeline, &dag).checked()?;
+            let json = mart_build::scheduled_queries(
+                &dag,
+                &timings,
+                &Placement::for_target(&t),
+                &t.location,
+            )?;
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::ExportDeployment {

@@ -1,7 +1,8 @@
 //! What pipeline.yaml and `marts/` declare: every table the pipeline lands or builds, with
 //! its producer, owner, description, schedule and freshness SLA, and every scheduled unit of
 //! work (what the heartbeat expects in `ops.runs`). Names come from `sluice::catalog` and the
-//! mart DAG, so the monitor sees the tables the workers write.
+//! mart DAG, so the monitor sees the tables the workers write; marts' times from
+//! `mart_build::timing`, so it expects each mart when the deployment runs it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -185,9 +186,16 @@ impl Declared {
                 });
             }
         }
-        for m in dag.marts.values() {
+        // A mart runs when the deployment starts it: at the time derived from its inputs, not
+        // at what its header says, or every mart would look missed (`mart_build::timing`). A
+        // mart whose time is refused cannot be deployed; it keeps its header's schedule here.
+        let timings = mart_build::schedules(p, dag).marts;
+        for (id, m) in &dag.marts {
             let h = &m.header;
-            let schedule = h.schedule.clone().unwrap_or_default();
+            let schedule = timings
+                .get(id)
+                .map(|t| t.schedule())
+                .unwrap_or_else(|| h.schedule.clone().unwrap_or_default());
             d.tables.push(Table {
                 dataset: m.id.dataset.clone(),
                 table: m.id.table.clone(),
@@ -322,5 +330,48 @@ mod tests {
             Some("bo")
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn marts_are_expected_when_the_deployment_runs_them() {
+        let p = Pipeline::parse(
+            "name: t\nbigquery: { project: p }\nlake: { bucket: b }\n\
+             sources:\n  shop:\n    dsn: { env: X }\n    tables:\n      clicks: { mode: incremental, watermark_column: at, schedule: hourly }\n",
+            "t",
+        )
+        .unwrap();
+        let dir = std::env::temp_dir();
+        let mart = |name: &str, header: &str| {
+            let sql = format!("/*\ndescription: d\n{header}\n*/\nSELECT 1 AS x FROM shop.clicks");
+            mart_build::Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name)
+                .unwrap()
+        };
+        let marts = vec![mart("daily", ""), mart("hourly", "schedule: hourly")];
+        let dag = Dag::build(marts, &mart_build::Landed::of(&p, &dir)).unwrap();
+        let d = Declared::of(&p, &dir, &dag);
+        // The copy runs hourly at :15: the daily mart after the first one past midnight.
+        let units: Vec<(String, Schedule)> = d
+            .units
+            .iter()
+            .filter(|u| u.worker == Worker::MartBuild)
+            .map(|u| (u.label(), u.schedule.clone()))
+            .collect();
+        assert_eq!(
+            units,
+            [
+                (
+                    "mart-build m.daily".into(),
+                    Schedule::Cron("45 0 * * *".into())
+                ),
+                (
+                    "mart-build m.hourly".into(),
+                    Schedule::Cron("45 * * * *".into())
+                ),
+            ]
+        );
+        assert_eq!(
+            d.table("m", "daily").and_then(|t| t.cron.as_deref()),
+            Some("45 0 * * *")
+        );
     }
 }
