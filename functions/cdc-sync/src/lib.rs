@@ -137,7 +137,9 @@ pub struct Summary {
     pub last_lsn: Option<String>,
 }
 
-/// Creates the publication and slot of every CDC source (or one), idempotently.
+/// Creates the publication and slot of every CDC source (or one), idempotently; adopts a
+/// publication the tables' owner made. A role without the rights fails naming what it lacks,
+/// with the SQL for whoever has them.
 pub async fn init(
     pipeline: &Pipeline,
     target_name: &str,
@@ -148,7 +150,7 @@ pub async fn init(
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
         let dsn = resolve_dsn(target.dsn_ref(name, source), &target).await?;
         let conn = connect(name, &dsn, "sluice-cdc-sync", &target.timeouts).await?;
-        let report = slot::init(&conn, cdc, &cdc.publication(name), &cdc.slot(name)).await?;
+        let report = slot::init(&conn, name, cdc).await?;
         if report.slot_created {
             // A new slot starts a new stream: replicas made from an older one need new
             // snapshots, which the next run takes for every table without state.

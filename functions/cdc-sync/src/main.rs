@@ -31,8 +31,9 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check wal_level and permissions, then create the publication and the pgoutput slot
-    /// (idempotent; prints what it created).
+    /// Check wal_level and the role's rights, then create (or adopt) the publication and the
+    /// pgoutput slot (idempotent; prints what it did). What the role lacks fails the command,
+    /// with the SQL for the tables' owner or an admin to run first.
     Init {
         #[command(flatten)]
         common: Common,
@@ -92,6 +93,8 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
             for (source, r) in cdc_sync::init(&pipeline, &target, common.source.as_deref()).await? {
                 let publication = if r.publication_created {
                     "created"
+                } else if r.publication_adopted {
+                    "exists (adopted)"
                 } else {
                     "exists"
                 };
