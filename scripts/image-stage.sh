@@ -5,6 +5,7 @@
 #
 #   STAGE/usr/local/bin/{pg-copy,cdc-sync,log-ingest,mart-build,monitor}   stripped
 #   STAGE/etc/sluice/{pipeline.yaml,schemas/,marts/}                 the pipeline definition
+#   STAGE/etc/sluice/certs/                                           databases' CA certificates (sslrootcert)
 #
 # Used by the Dockerfile's builder stage (BIN_DIR=target/image) and by the offline image check
 # (scripts/deploy-check.sh image, BIN_DIR=target/debug), so both images hold the same files.
@@ -23,6 +24,6 @@ for w in "${WORKERS[@]}"; do
   if command -v strip >/dev/null; then strip --strip-debug "$stage/usr/local/bin/$w"; fi
 done
 install -m 0644 "$ROOT/pipeline.yaml" "$stage/etc/sluice/pipeline.yaml"
-cp -R "$ROOT/schemas" "$ROOT/marts" "$stage/etc/sluice/"
+cp -R "$ROOT/schemas" "$ROOT/marts" "$ROOT/certs" "$stage/etc/sluice/"
 # Read-only for the runtime user: the image holds code and definitions, never state.
 chmod -R a+rX,go-w "$stage"

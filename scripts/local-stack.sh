@@ -219,6 +219,7 @@ cmd_env() {
   cat <<EOF
 export SLUICE_PG_HOST=127.0.0.1
 export SLUICE_PG_PORT=$PG_PORT
+export SLUICE_PG_BIN=$PG_BIN
 export SLUICE_PG_URL='postgres://postgres@127.0.0.1:$PG_PORT/postgres'
 export SLUICE_BQ_PROJECT=$PROJECT
 export SLUICE_BQ_ENDPOINT=http://127.0.0.1:$BQ_PORT

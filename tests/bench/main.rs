@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use tokio_postgres::NoTls;
 
 mod cdc;
 mod events;
@@ -39,8 +38,11 @@ fn dsn() -> Result<String> {
     ))
 }
 
+/// A client over the DSN's sslmode, as the workers connect.
 async fn pg(dsn: &str) -> Result<tokio_postgres::Client> {
-    let (c, conn) = tokio_postgres::connect(dsn, NoTls)
+    let (config, tls) = sluice::postgres::tls::config(dsn).map_err(anyhow::Error::msg)?;
+    let (c, conn) = config
+        .connect(tls)
         .await
         .with_context(|| format!("connecting to {dsn}"))?;
     tokio::spawn(conn);

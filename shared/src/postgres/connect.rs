@@ -6,6 +6,8 @@
 //! accepts the connection and never answers would hang a worker. So the whole connect is
 //! bounded here, TCP keepalives notice a dead peer, and `PgConnection`'s statements and streams
 //! each get `timeouts.statement` to answer (for a stream: for each next part of its answer).
+//! TLS follows the DSN's `sslmode` (see `tls`): a certificate the mode refuses, or a server
+//! that refuses the mode, fails at once with what was checked, and is not retried.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,13 +16,15 @@ use std::time::Duration;
 
 use futures::Stream;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 use crate::config::Timeouts;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::secs;
 use crate::retry;
 use crate::secret::Secret;
+
+use super::tls::{self, TlsSettings};
 
 /// A live connection; the driver task ends when this is dropped. Statements go through its
 /// methods, each bounded by `timeouts.statement` and named by `what` in errors.
@@ -30,6 +34,9 @@ pub struct PgConnection {
     /// `host:port/db as user`, never the password.
     endpoint: String,
     statement: Duration,
+    tls: TlsSettings,
+    /// The DSN's first host: a name, an address or a socket directory.
+    host: String,
 }
 
 impl Drop for PgConnection {
@@ -46,11 +53,10 @@ pub async fn connect(
     app: &str,
     timeouts: &Timeouts,
 ) -> Result<PgConnection> {
-    let mut config: tokio_postgres::Config = dsn.expose().parse().map_err(|e| {
-        Error::config(format!(
-            "source {label}: the connection string is not valid ({e}); expected postgres://user:password@host:port/db"
-        ))
-    })?;
+    let (mut config, tls) =
+        tls::parse(dsn.expose()).map_err(|m| Error::config(format!("source {label}: {m}")))?;
+    let connector =
+        tls::connector(&tls).map_err(|m| Error::config(format!("source {label}: {m}")))?;
     config
         .application_name(app)
         .connect_timeout(timeouts.connect)
@@ -69,12 +75,16 @@ pub async fn connect(
         .max(config.get_hostaddrs().len())
         .max(1) as u32;
     let context = format!("connecting to source {label} at {endpoint}");
+    let host = first_host(&config);
     retry::transient(&context, || {
         let config = config.clone();
         let context = context.clone();
         let endpoint = endpoint.clone();
+        let connector = connector.clone();
+        let tls = tls.clone();
+        let host = host.clone();
         async move {
-            let connected = tokio::time::timeout(timeouts.connect * hosts, config.connect(NoTls))
+            let connected = tokio::time::timeout(timeouts.connect * hosts, config.connect(connector))
                 .await
                 .map_err(|_| Error::Postgres {
                     context: context.clone(),
@@ -96,8 +106,15 @@ pub async fn connect(
                         kind: ErrorKind::Unanswered,
                         source: Some(e),
                     }
+                } else if let Some(message) = tls::explain(&e, &tls, &host) {
+                    Error::Postgres {
+                        context: context.clone(),
+                        message,
+                        kind: ErrorKind::Permanent,
+                        source: Some(e),
+                    }
                 } else {
-                    Error::postgres(context.clone(), e)
+                    refused_without_tls(Error::postgres(context.clone(), e), &tls)
                 }
             })?;
             let lost = endpoint.clone();
@@ -111,10 +128,34 @@ pub async fn connect(
                 driver,
                 endpoint,
                 statement: timeouts.statement,
+                tls,
+                host,
             })
         }
     })
     .await
+}
+
+/// A server whose pg_hba.conf admits only TLS (`hostssl`) refuses a client that did not ask
+/// for it with "no encryption": say which setting to change.
+fn refused_without_tls(e: Error, tls: &TlsSettings) -> Error {
+    match e {
+        Error::Postgres {
+            context,
+            message,
+            kind,
+            source,
+        } if message.contains("no encryption") => Error::Postgres {
+            context,
+            message: format!(
+                "{message}: the server accepts this connection only over TLS, and sslmode={} did not use it (set sslmode=require or stronger in the DSN)",
+                tls.mode.as_str()
+            ),
+            kind,
+            source,
+        },
+        e => e,
+    }
 }
 
 /// A socket-level timeout (tokio-postgres' `connect_timeout`) somewhere in the error's causes.
@@ -137,6 +178,16 @@ impl PgConnection {
     /// `host:port/db as user`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The DSN's first host: a name, an address or a socket directory.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The TLS settings the connection was opened with.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
     }
 
     fn unanswered(&self, what: &str) -> Error {
@@ -270,19 +321,23 @@ where
     }
 }
 
-/// `host:port/db as user`, never the password.
-fn describe(c: &tokio_postgres::Config) -> String {
-    let host = c
-        .get_hosts()
+/// The first host of the DSN: a name, an address or a socket directory.
+fn first_host(c: &tokio_postgres::Config) -> String {
+    c.get_hosts()
         .first()
         .map(|h| match h {
             tokio_postgres::config::Host::Tcp(s) => s.clone(),
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         })
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `host:port/db as user`, never the password.
+fn describe(c: &tokio_postgres::Config) -> String {
     let port = c.get_ports().first().copied().unwrap_or(5432);
     format!(
-        "{host}:{port}/{} as {}",
+        "{}:{port}/{} as {}",
+        first_host(c),
         c.get_dbname().unwrap_or("?"),
         c.get_user().unwrap_or("?")
     )

@@ -1,10 +1,13 @@
-//! Postgres helpers: connecting, reading the catalog, and decoding binary COPY.
+//! Postgres helpers: connecting (over TLS as the DSN's sslmode says), reading the catalog, and
+//! decoding binary COPY.
 
 pub mod batch;
 pub mod catalog;
 pub mod connect;
 pub mod copy;
 pub mod pgoutput;
+pub mod replication;
+pub mod tls;
 pub mod to_lake;
 pub mod wire;
 
