@@ -25,7 +25,7 @@ mod schema;
 mod service;
 mod writer;
 
-pub use auth::Verifier;
+pub use auth::{Platform, Verifier};
 pub use event::{Incoming, Reason, Routed, Router, Via};
 pub use pull::{run as pull, subscription_name, PullOptions, PullReport};
 pub use replay::{parse_since, run as replay, ReplayFilter, ReplayReport};

@@ -114,7 +114,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 })?;
                 let v = log_ingest::Verifier::new(push);
                 let n = v.preload().await?;
-                tracing::info!(keys = n, "checking push tokens");
+                tracing::info!(keys = n, platform = ?v.platform(), "checking push tokens");
                 Some(Arc::new(v))
             } else {
                 tracing::warn!(

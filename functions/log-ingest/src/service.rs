@@ -46,10 +46,7 @@ fn refuse(status: StatusCode, why: String) -> Response {
 
 async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(v) = &s.verifier {
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok());
-        match v.verify(auth).await {
+        match v.verify(v.token_header(&headers)).await {
             Ok(()) => {}
             Err(Refused::Missing) => {
                 return refuse(
