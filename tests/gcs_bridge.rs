@@ -3,7 +3,8 @@
 //! object_store writes through GCS's XML API (PUT object, XML multipart upload), which
 //! fake-gcs-server does not implement; it reads, lists and deletes fine. This bridge answers
 //! those writes itself, storing through fake-gcs-server's JSON upload API, and passes every
-//! other request through unchanged.
+//! other request through unchanged. The object's content type is the upload's `Content-Type`
+//! (for a multipart upload, the one its initiating request gave), as in GCS's XML API.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-/// Parts of multipart uploads in flight, by upload id: (part number, bytes).
-type Uploads = Arc<Mutex<HashMap<String, Vec<(usize, Bytes)>>>>;
+/// Multipart uploads in flight, by upload id: the content type and the (part number, bytes).
+type Uploads = Arc<Mutex<HashMap<String, (Option<String>, Vec<(usize, Bytes)>)>>>;
 
 #[derive(Clone)]
 struct Bridge {
@@ -65,14 +66,21 @@ fn bucket_object(uri: &Uri) -> Option<(String, String)> {
 }
 
 impl Bridge {
-    async fn upload(&self, bucket: &str, name: &str, body: Bytes) -> Response {
-        let r = self
+    async fn upload(
+        &self,
+        bucket: &str,
+        name: &str,
+        content_type: Option<String>,
+        body: Bytes,
+    ) -> Response {
+        let mut req = self
             .http
             .post(format!("{}/upload/storage/v1/b/{bucket}/o", self.upstream))
-            .query(&[("uploadType", "media"), ("name", name)])
-            .body(body)
-            .send()
-            .await;
+            .query(&[("uploadType", "media"), ("name", name)]);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let r = req.body(body).send().await;
         match r {
             Ok(r) if r.status().is_success() => {
                 let v: serde_json::Value = r.json().await.unwrap_or_default();
@@ -127,18 +135,22 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let q = query(&uri);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let target = bucket_object(&uri)
         .filter(|_| !uri.path().starts_with("/storage/") && !uri.path().starts_with("/upload/"));
     match (&method, target) {
         (&Method::PUT, Some((bucket, name))) if !q.contains_key("uploadId") => {
-            b.upload(&bucket, &name, body).await
+            b.upload(&bucket, &name, content_type, body).await
         }
         (&Method::POST, Some(_)) if q.contains_key("uploads") => {
             let id = uuid::Uuid::new_v4().simple().to_string();
             b.uploads
                 .lock()
                 .expect("not poisoned")
-                .insert(id.clone(), vec![]);
+                .insert(id.clone(), (content_type, vec![]));
             let xml = format!("<InitiateMultipartUploadResult><UploadId>{id}</UploadId></InitiateMultipartUploadResult>");
             (StatusCode::OK, xml).into_response()
         }
@@ -149,7 +161,7 @@ async fn handle(
                 .unwrap_or(0);
             let id = q.get("uploadId").cloned().unwrap_or_default();
             match b.uploads.lock().expect("not poisoned").get_mut(&id) {
-                Some(parts) => parts.push((n, body)),
+                Some((_, parts)) => parts.push((n, body)),
                 None => return (StatusCode::NOT_FOUND, "no such upload").into_response(),
             }
             (StatusCode::OK, [("ETag", format!("\"part-{n}\""))], "").into_response()
@@ -160,12 +172,12 @@ async fn handle(
                 .lock()
                 .expect("not poisoned")
                 .remove(&q["uploadId"]);
-            let Some(mut parts) = parts else {
+            let Some((content_type, mut parts)) = parts else {
                 return (StatusCode::NOT_FOUND, "no such upload").into_response();
             };
             parts.sort_by_key(|(n, _)| *n);
             let whole: Vec<u8> = parts.into_iter().flat_map(|(_, p)| p.to_vec()).collect();
-            let r = b.upload(&bucket, &name, whole.into()).await;
+            let r = b.upload(&bucket, &name, content_type, whole.into()).await;
             if !r.status().is_success() {
                 return r;
             }

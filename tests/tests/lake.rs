@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice::config::LakeLocation;
@@ -134,4 +135,55 @@ async fn gcs_lake_against_fake_gcs_server() {
     let stack = Stack::from_env();
     let lake = fake_gcs_lake(&stack).await;
     conformance(&lake).await;
+}
+
+/// GCS keeps the content type an upload gives, and serves the object with it: the status page
+/// must be `text/html` to open in a browser (`application/octet-stream`, what GCS stores when
+/// the upload says nothing, downloads it), manifests JSON, data files Parquet. Both ways of
+/// writing are checked: one request (`put`) and a multipart upload (`writer`).
+#[tokio::test]
+async fn gcs_objects_carry_the_content_type_they_are_opened_with() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::from_env();
+    let lake = fake_gcs_lake(&stack).await;
+    let page = Path::from(monitor::page::PAGE_PATH);
+    lake.put(
+        &page,
+        Bytes::from_static(b"<!doctype html><title>status</title>"),
+    )
+    .await
+    .unwrap();
+    lake.put(
+        &Path::from("raw/s/t/dt=2024-05-01/_manifest.json"),
+        Bytes::from_static(b"{}"),
+    )
+    .await
+    .unwrap();
+    let mut w = lake.writer(&Path::from("raw/s/t/dt=2024-05-01/part-00000.parquet"));
+    w.write_all(&vec![7u8; 6 * 1024 * 1024]).await.unwrap();
+    w.shutdown().await.unwrap();
+    let http = reqwest::Client::new();
+    for (name, want) in [
+        (monitor::page::PAGE_PATH, "text/html; charset=utf-8"),
+        ("raw/s/t/dt=2024-05-01/_manifest.json", "application/json"),
+        (
+            "raw/s/t/dt=2024-05-01/part-00000.parquet",
+            "application/vnd.apache.parquet",
+        ),
+    ] {
+        let meta: serde_json::Value = http
+            .get(format!(
+                "{}/storage/v1/b/{}/o/{}",
+                stack.gcs_endpoint,
+                lake.bucket(),
+                name.replace('/', "%2F")
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(meta["contentType"], want, "{name}: {meta}");
+    }
 }

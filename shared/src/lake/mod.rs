@@ -12,7 +12,9 @@ use object_store::buffered::BufWriter;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    Attribute, Attributes, ObjectMeta, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
+};
 
 use crate::auth::Auth;
 use crate::config::LakeLocation;
@@ -56,6 +58,8 @@ impl object_store::CredentialProvider for Tokens {
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     bucket: String,
+    /// The store keeps a content type per object (GCS does; a local directory cannot).
+    typed: bool,
 }
 
 impl std::fmt::Debug for Lake {
@@ -78,7 +82,10 @@ impl Lake {
                 let fs = LocalFileSystem::new_with_prefix(&root)
                     .map_err(|e| Error::lake(format!("opening {}", root.display()), e))?
                     .with_automatic_cleanup(true);
-                Ok(Lake::with_store(Arc::new(fs), bucket))
+                Ok(Lake {
+                    typed: false,
+                    ..Lake::with_store(Arc::new(fs), bucket)
+                })
             }
             LakeLocation::Gcs { bucket } => {
                 let gcs = GoogleCloudStorageBuilder::new()
@@ -91,12 +98,25 @@ impl Lake {
         }
     }
 
-    /// A lake over any object store (tests use this for fake-gcs-server).
+    /// A lake over any object store that keeps content types (tests use this for
+    /// fake-gcs-server).
     pub fn with_store(store: Arc<dyn ObjectStore>, bucket: &str) -> Lake {
         Lake {
             store,
             bucket: bucket.to_string(),
+            typed: true,
         }
+    }
+
+    /// The object's content type, by its name (`path::content_type`), where the store keeps
+    /// one: a browser shows the status page instead of downloading it, and the console
+    /// previews JSON.
+    fn attributes(&self, path: &Path) -> Attributes {
+        let mut a = Attributes::new();
+        if let Some(t) = path::content_type(path).filter(|_| self.typed) {
+            a.insert(Attribute::ContentType, t.into());
+        }
+        a
     }
 
     pub fn bucket(&self) -> &str {
@@ -109,8 +129,12 @@ impl Lake {
     }
 
     pub async fn put(&self, path: &Path, data: Bytes) -> Result<()> {
+        let opts = PutOptions {
+            attributes: self.attributes(path),
+            ..Default::default()
+        };
         self.store
-            .put(path, PutPayload::from(data))
+            .put_opts(path, PutPayload::from(data), opts)
             .await
             .map(|_| ())
             .map_err(|e| Error::lake(format!("writing {}", self.gs_uri(path)), e))
@@ -179,5 +203,6 @@ impl Lake {
     pub fn writer(&self, path: &Path) -> BufWriter {
         BufWriter::with_capacity(self.store.clone(), path.clone(), 5 * 1024 * 1024)
             .with_max_concurrency(2)
+            .with_attributes(self.attributes(path))
     }
 }

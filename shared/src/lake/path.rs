@@ -17,9 +17,40 @@ pub fn manifest(partition: &Path) -> Path {
     partition.clone().join("_manifest.json")
 }
 
+/// The content type an object is stored with, by its extension: what a browser or the
+/// console needs to show it rather than download it. GCS stores what the upload says
+/// (`application/octet-stream` when it says nothing).
+pub fn content_type(path: &Path) -> Option<&'static str> {
+    Some(match path.extension()? {
+        "html" => "text/html; charset=utf-8",
+        "json" => "application/json",
+        "parquet" => "application/vnd.apache.parquet",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "csv" => "text/csv; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_people_open_have_their_content_type() {
+        let t = |p: &str| content_type(&Path::from(p));
+        assert_eq!(t("status/index.html"), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            t("raw/s/t/dt=2024-05-01/_manifest.json"),
+            Some("application/json")
+        );
+        assert_eq!(
+            t("raw/s/t/dt=2024-05-01/part-00000.parquet"),
+            Some("application/vnd.apache.parquet")
+        );
+        assert_eq!(t("raw/s/t/noext"), None);
+    }
 
     #[test]
     fn layout() {
