@@ -5,7 +5,8 @@
 # shop with cdc-sync (snapshot, then a stream of changes) and compares the replicas; posts a
 # day of app events to log-ingest as Pub/Sub push would; builds the marts with mart-build; and
 # watches it all with monitor: a tripped fail condition and a missed run posted to a local
-# webhook receiver as Slack and Teams messages, the recovery, the digest and the status page.
+# webhook receiver as Slack and Teams messages, the recovery, the digest and the status page;
+# `monitor doctor` before (what is missing) and after (all there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
@@ -26,6 +27,10 @@ psql "$SHOP_DATABASE_URL" -X -c "SELECT relname AS table, n_live_tup AS rows FRO
 say "building the workers"
 cargo build -p pg-copy -p cdc-sync -p log-ingest -p mart-build -p monitor
 cargo build -p sluice-tests --bin webhook-sink
+
+say "monitor doctor   (what the deployment still lacks: here the slot, which cdc-sync init makes below, and the webhook URLs, set for the monitor)"
+./target/debug/monitor --target local --log-format json doctor 2>>.local/demo-monitor.log ||
+  echo "    (doctor exits non-zero while any line is ✗; the end of the demo runs it again)"
 
 from=$(date -u -d '3 days ago' +%F)
 to=$(date -u -d 'yesterday' +%F)
@@ -167,6 +172,9 @@ monitor check --now "$(date -u -d '+50 min' +%FT%TZ)"
 show_messages
 kill "$sink" 2>/dev/null || true
 trap - EXIT
+
+say "monitor doctor   (everything the pipeline needs is there now: exits 0)"
+./target/debug/monitor --target local --log-format json doctor 2>>.local/demo-monitor.log
 
 page=.local/lake/sluice-lake/status/index.html
 if command -v chromium >/dev/null; then

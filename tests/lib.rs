@@ -215,36 +215,83 @@ impl Drop for TestEnv {
         let db = self.db.clone();
         let id = self.id.clone();
         let bucket = self.lake_bucket_dir();
-        // Clean up on a thread of its own: Drop may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok((c, conn)) = tokio_postgres::connect(&stack.dsn("postgres"), NoTls).await
-                {
-                    tokio::spawn(conn);
-                    // A database with a replication slot cannot be dropped.
-                    let _ = c
-                        .execute(
-                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
-                            &[&db],
-                        )
-                        .await;
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .await;
+        cleanup(async move {
+            if let Some(c) = stack.admin().await {
+                // A database with a replication slot cannot be dropped.
+                let _ = c
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                        &[&db],
+                    )
+                    .await;
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .await;
+            }
+            if let Ok(bq) = BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project) {
+                for ds in ["src", "src_replica", "ops", "sluice_staging", "events", "m"] {
+                    let _ = bq.delete_dataset(&format!("{ds}_t{id}")).await;
                 }
-                if let Ok(bq) = BigQuery::emulator(&stack.bq_endpoint, &stack.bq_project) {
-                    for ds in ["src", "src_replica", "ops", "sluice_staging", "events", "m"] {
-                        let _ = bq.delete_dataset(&format!("{ds}_t{id}")).await;
-                    }
-                }
-            });
+            }
             let _ = std::fs::remove_dir_all(bucket);
-        })
-        .join();
+        });
+    }
+}
+
+/// Runs SQL and waits until its WAL is flushed: logical decoding reads only flushed WAL, and
+/// the local server commits asynchronously (synchronous_commit=off). The WAL writer flushes
+/// only up to the last asynchronous commit and whole pages, so WAL written after the commit
+/// (a running-xacts record, say) can wait on an idle server indefinitely: a small synchronous
+/// commit after the SQL flushes everything before it.
+pub async fn write_flushed(env: &TestEnv, sql: &str) {
+    env.sql(sql).await;
+    let lsn: String = env
+        .pg
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    env.sql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT")
+        .await;
+    for _ in 0..500 {
+        let done: bool = env
+            .pg
+            .query_one(
+                "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn",
+                &[&lsn],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("WAL not flushed past {lsn} after 10 s");
+}
+
+/// Runs clean-up work to its end on a runtime of its own thread: `Drop` may run inside the
+/// test's runtime, which cannot be blocked on.
+pub fn cleanup(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work)
+    })
+    .join();
+}
+
+impl Stack {
+    /// The superuser's connection to the stack's `postgres` database, if it answers.
+    pub async fn admin(&self) -> Option<Client> {
+        let (c, conn) = tokio_postgres::connect(&self.dsn("postgres"), NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        Some(c)
     }
 }
 
@@ -258,8 +305,11 @@ async fn connect(dsn: &str) -> Client {
     c
 }
 
+pub mod cloud_run;
 pub mod faults;
 pub mod gcs_bridge;
+pub mod limited;
+pub mod pg_tls;
 pub mod tokens;
 pub mod webhooks;
 
@@ -322,6 +372,21 @@ pub async fn spawn_log_ingest(
     exe: &std::path::Path,
     config: &std::path::Path,
 ) -> std::io::Result<(tokio::process::Child, String)> {
+    spawn_log_ingest_with(exe, config, &[], None).await
+}
+
+/// Like `spawn_log_ingest`, with environment variables set (`K_SERVICE`, as Cloud Run sets
+/// it) and its log lines written to `log`.
+pub async fn spawn_log_ingest_with(
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    envs: &[(&str, &str)],
+    log: Option<&std::path::Path>,
+) -> std::io::Result<(tokio::process::Child, String)> {
+    let stderr = match log {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path)?),
+        None => std::process::Stdio::inherit(),
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -339,7 +404,9 @@ pub async fn spawn_log_ingest(
         .arg(port.to_string())
         .arg("--config")
         .arg(config)
+        .envs(envs.iter().copied())
         .stdout(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()?;
     let url = format!("http://127.0.0.1:{port}/");
     let http = reqwest::Client::new();

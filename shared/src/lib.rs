@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod google;
 pub mod http;
 pub mod lake;
 pub mod ledger;

@@ -1,75 +1,113 @@
 //! Reading a secret (a source's DSN) from Secret Manager, through the official
-//! `google-cloud-secretmanager-v1` crate, as the target's credentials (`crate::auth`).
+//! `google-cloud-secretmanager-v1` crate, as the target's credentials (`crate::auth`); and
+//! counting a secret's enabled versions without reading them (`monitor doctor`).
 
 use crate::auth::Auth;
 use crate::config::Target;
 use crate::error::{Error, Result};
+use crate::google;
 use crate::secret::Secret;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
-/// Fetches `projects/P/secrets/S[/versions/V]` (the latest version when none is named), each
-/// attempt bounded by the target's request timeout.
-pub async fn access(name: &str, target: &Target) -> Result<Secret> {
-    let err = |m: String| Error::Secret {
-        name: name.to_string(),
-        message: m,
-    };
-    let resource = if name.contains("/versions/") {
-        name.to_string()
-    } else {
-        format!("{name}/versions/latest")
-    };
+/// A client for the target's Secret Manager endpoint, as its principal.
+async fn client(
+    target: &Target,
+    auth: &Auth,
+    err: &dyn Fn(String) -> Error,
+) -> Result<SecretManagerService> {
     crate::install_crypto();
-    let auth = Auth::for_target(target);
     let mut builder = SecretManagerService::builder()
         .with_credentials(auth.credentials().await?)
         .with_attempt_timeout(target.timeouts.request);
     if let Some(endpoint) = &target.secret_manager_endpoint {
         builder = builder.with_endpoint(endpoint.clone());
     }
-    let client = builder
+    builder
         .build()
         .await
-        .map_err(|e| err(format!("building the client: {e}")))?;
-    // The whole call, its own retries included, within three attempts' time.
-    let limit = target.timeouts.request * 3;
+        .map_err(|e| err(format!("building the client: {e}")))
+}
+
+/// Awaits a call within three attempts' time (its own retries included), and says a refusal
+/// with who was refused and the role that `needs` names.
+async fn answer<T>(
+    call: impl std::future::Future<Output = google_cloud_secretmanager_v1::Result<T>>,
+    target: &Target,
+    auth: &Auth,
+    needs: &str,
+    err: &dyn Fn(String) -> Error,
+) -> Result<std::result::Result<T, google_cloud_gax::error::Error>> {
+    let answer = google::bounded(target.timeouts.request, call)
+        .await
+        .map_err(|m| err(format!("Secret Manager: {m}")))?;
+    match answer {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if google::refused(&e) => Err(err(format!(
+            "{} (as {}; it needs {needs})",
+            google::describe(&e),
+            auth.principal().await
+        ))),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+fn error_for(name: &str) -> impl Fn(String) -> Error + '_ {
+    move |m: String| Error::Secret {
+        name: name.to_string(),
+        message: m,
+    }
+}
+
+/// Fetches `projects/P/secrets/S[/versions/V]` (the latest version when none is named), each
+/// attempt bounded by the target's request timeout.
+pub async fn access(name: &str, target: &Target) -> Result<Secret> {
+    let err = error_for(name);
+    let resource = if name.contains("/versions/") {
+        name.to_string()
+    } else {
+        format!("{name}/versions/latest")
+    };
+    let auth = Auth::for_target(target);
+    let client = client(target, &auth, &err).await?;
     let call = client.access_secret_version().set_name(&resource).send();
-    let answer = match tokio::time::timeout(limit, call).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            return Err(err(format!(
-                "Secret Manager did not answer within {} (3 × timeouts.request of the target)",
-                crate::http::secs(limit)
-            )))
-        }
-    };
-    let version = match answer {
-        Ok(v) => v,
-        Err(e) => {
-            let refused = matches!(e.http_status_code(), Some(401 | 403))
-                || e.status().is_some_and(|s| {
-                    matches!(
-                        s.code,
-                        google_cloud_gax::error::rpc::Code::PermissionDenied
-                            | google_cloud_gax::error::rpc::Code::Unauthenticated
-                    )
-                });
-            let said = match e.status() {
-                Some(s) => format!("{:?}: {}", s.code, s.message),
-                None => e.to_string(),
-            };
-            return Err(err(if refused {
-                format!(
-                    "{said} (as {}; it needs roles/secretmanager.secretAccessor on the secret)",
-                    auth.principal().await
-                )
-            } else {
-                said
-            }));
-        }
-    };
+    let version = answer(
+        call,
+        target,
+        &auth,
+        "roles/secretmanager.secretAccessor on the secret",
+        &err,
+    )
+    .await?
+    .map_err(|e| err(google::describe(&e)))?;
     let data = version.payload.map(|p| p.data).unwrap_or_default();
     String::from_utf8(data.to_vec())
         .map(|s| Secret::new(s.trim_end().to_string()))
         .map_err(|_| err("payload is not UTF-8".into()))
+}
+
+/// How many enabled versions `projects/P/secrets/S` has (none: the secret is there but
+/// empty), without reading any; `None` when the secret itself does not exist.
+pub async fn enabled_versions(name: &str, target: &Target) -> Result<Option<usize>> {
+    let err = error_for(name);
+    let parent = name.split("/versions/").next().unwrap_or(name);
+    let auth = Auth::for_target(target);
+    let client = client(target, &auth, &err).await?;
+    let call = client
+        .list_secret_versions()
+        .set_parent(parent)
+        .set_filter("state:ENABLED")
+        .send();
+    match answer(
+        call,
+        target,
+        &auth,
+        "secretmanager.versions.list, e.g. roles/secretmanager.viewer",
+        &err,
+    )
+    .await?
+    {
+        Ok(list) => Ok(Some(list.versions.len())),
+        Err(e) if google::not_found(&e) => Ok(None),
+        Err(e) => Err(err(google::describe(&e))),
+    }
 }

@@ -7,40 +7,7 @@
 use cdc_sync::{CrashPoint, Options, Summary};
 use rand::{Rng, SeedableRng};
 use sluice::config::Pipeline;
-use sluice_tests::TestEnv;
-
-/// Runs SQL and waits until its WAL is flushed: logical decoding reads only flushed WAL, and
-/// the local server commits asynchronously (synchronous_commit=off). The WAL writer flushes
-/// only up to the last asynchronous commit and whole pages, so WAL written after the commit
-/// (a running-xacts record, say) can wait on an idle server indefinitely: a small synchronous
-/// commit after the SQL flushes everything before it.
-async fn write(env: &TestEnv, sql: &str) {
-    env.sql(sql).await;
-    let lsn: String = env
-        .pg
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    env.sql("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT")
-        .await;
-    for _ in 0..500 {
-        let done: bool = env
-            .pg
-            .query_one(
-                "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn",
-                &[&lsn],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if done {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("WAL not flushed past {lsn} after 10 s");
-}
+use sluice_tests::{write_flushed as write, TestEnv};
 
 async fn init(p: &Pipeline) {
     cdc_sync::init(p, "local", None)

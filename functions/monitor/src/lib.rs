@@ -7,6 +7,7 @@
 //!   staleness, DQ, dead-letter rate, CDC lag and WAL, counts that do not add up.
 //! - `alerts`: incident state in `ops.alerts` (dedup, repeats, recoveries, quiet periods);
 //!   `message` renders one model as Slack Block Kit and a Teams Adaptive Card; `webhook` posts.
+//! - `doctor`: what a deployment still lacks, one line per need (`monitor doctor`).
 //! - `digest`: the daily message; `views`: the SQL views for the console and Looker Studio
 //!   (`views/ops/*.sql`, each with its unit tests); `page`: the status page; `looker`: the
 //!   Linking API URL.
@@ -16,6 +17,7 @@
 pub mod alerts;
 pub mod declared;
 pub mod digest;
+pub mod doctor;
 pub mod findings;
 pub mod looker;
 pub mod message;

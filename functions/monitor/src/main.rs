@@ -71,6 +71,15 @@ enum Command {
     },
     /// Print, as JSON, the Slack and Teams messages the current findings would send.
     Preview,
+    /// Check what the target's deployment still lacks, one line per need: credentials and the
+    /// principal, datasets, ops tables, the lake, the workers' roles, the image Cloud Run
+    /// runs, each secret's versions, each source over its TLS mode (wal_level, slot,
+    /// publication, rights, retained WAL) and each alert channel's URL. Exits non-zero on any ✗.
+    Doctor {
+        /// The region Terraform deployed Cloud Run into (its `region` variable).
+        #[arg(long, default_value = "us-central1")]
+        region: String,
+    },
     /// Write every cloud target's view queries for Terraform (terraform/views.json), which
     /// creates the views where the monitor may not.
     ExportViews {
@@ -132,6 +141,25 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let m = monitor::Monitor::open(pipeline, &base, &marts, cli.common.target()?)?;
+    if let Command::Doctor { region } = &cli.command {
+        println!(
+            "sluice doctor: target {} (project {})",
+            m.target.name, m.target.project
+        );
+        let opts = monitor::doctor::Options {
+            region: region.clone(),
+        };
+        let report = monitor::doctor::doctor(&m, &base, &opts).await?;
+        for c in &report.checks {
+            println!("{c}");
+        }
+        println!("{}", report.summary());
+        return Ok(if report.count(monitor::doctor::Mark::Fail) > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let span = tracing::info_span!("monitor", run_id = %m.run_id, target = %m.target.name);
     let _g = span.enter();
     match cli.command {
@@ -285,7 +313,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Command::LookerUrl { .. } | Command::ExportViews { .. } => {}
+        Command::LookerUrl { .. } | Command::ExportViews { .. } | Command::Doctor { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,17 @@ impl BigQuery {
             .map(|_| ())
     }
 
+    /// The dataset resource (with its `access` entries where the caller may read them), or
+    /// None if it does not exist.
+    pub async fn get_dataset(&self, dataset: &str) -> Result<Option<Value>> {
+        let ctx = format!("reading dataset {dataset}");
+        let path = format!("/datasets/{dataset}");
+        let (status, v) = self
+            .answered(reqwest::Method::GET, &path, None, &ctx, &[404])
+            .await?;
+        Ok((status != 404).then_some(v))
+    }
+
     /// The table resource, or None if it does not exist.
     pub async fn get_table(&self, dataset: &str, table: &str) -> Result<Option<Value>> {
         let ctx = format!("reading table {dataset}.{table}");

@@ -34,6 +34,14 @@ pub struct TargetConfig {
     /// Secret Manager's endpoint: a regional or private one (default: Google's).
     #[serde(default)]
     pub secret_manager_endpoint: Option<String>,
+    /// The Cloud Run Admin API's endpoint, which `monitor doctor` asks what is deployed: a
+    /// private one (default: Google's).
+    #[serde(default)]
+    pub run_endpoint: Option<String>,
+    /// The Resource Manager API's endpoint, which `monitor doctor` asks for the project's IAM
+    /// policy: a private one (default: Google's).
+    #[serde(default)]
+    pub resource_manager_endpoint: Option<String>,
     /// The bucket name that BigQuery load jobs use for a local lake directory (`gs://<name>/…`).
     #[serde(default)]
     pub lake_bucket: Option<String>,
@@ -132,6 +140,8 @@ pub struct Target {
     pub bigquery_endpoint: Option<String>,
     pub storage_write_endpoint: Option<String>,
     pub secret_manager_endpoint: Option<String>,
+    pub run_endpoint: Option<String>,
+    pub resource_manager_endpoint: Option<String>,
     pub dataset_suffix: String,
     pub lake: LakeLocation,
     pub no_auth: bool,
@@ -241,6 +251,8 @@ impl Pipeline {
             bigquery_endpoint,
             storage_write_endpoint,
             secret_manager_endpoint: config.secret_manager_endpoint,
+            run_endpoint: config.run_endpoint,
+            resource_manager_endpoint: config.resource_manager_endpoint,
             dataset_suffix: suffix,
             lake,
             no_auth: config.no_auth,
