@@ -163,10 +163,10 @@ impl TlsPostgres {
         TlsPostgres { dir, port, bin }
     }
 
-    /// Writes the CA (or any PEM) next to the cluster and returns its path.
-    pub fn write_pem(&self, name: &str, pem: &str) -> PathBuf {
+    /// Writes a file (a CA, a pipeline.yaml) next to the cluster and returns its path.
+    pub fn write_file(&self, name: &str, pem: &str) -> PathBuf {
         let path = self.dir.join(name);
-        std::fs::write(&path, pem).expect("write a PEM file");
+        std::fs::write(&path, pem).expect("write a file next to the cluster");
         path
     }
 

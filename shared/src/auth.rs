@@ -269,17 +269,15 @@ async fn metadata_email(timeouts: &Timeouts) -> Option<String> {
 }
 
 /// An error with its causes, each once.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::error::causes(e).fold(e.to_string(), |message, s| {
         let s_text = s.to_string();
-        if !message.contains(&s_text) {
-            message = format!("{message}: {s_text}");
+        if message.contains(&s_text) {
+            message
+        } else {
+            format!("{message}: {s_text}")
         }
-        source = s.source();
-    }
-    message
+    })
 }
 
 #[cfg(test)]

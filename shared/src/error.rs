@@ -236,13 +236,20 @@ fn classify_postgres(e: &tokio_postgres::Error) -> (ErrorKind, String) {
     }
     // Connection-level errors (refused, reset, timed out) have no DbError; tokio-postgres
     // puts the io error underneath.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    (ErrorKind::Transient, message)
+    (ErrorKind::Transient, with_causes(e))
+}
+
+/// The errors under `e`, nearest first (not `e` itself).
+pub fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(e.source(), |s| s.source())
+}
+
+/// `e` and every cause under it, as one line (`what: why: why`): client crates keep the
+/// cause (refused, reset, a certificate) out of their own message.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    causes(e).fold(e.to_string(), |m, s| format!("{m}: {s}"))
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

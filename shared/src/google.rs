@@ -7,17 +7,13 @@ use std::time::Duration;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::error::Error;
 
-/// How long a whole call may take, its own retries included: three attempts' time.
-pub fn limit(request: Duration) -> Duration {
-    request * 3
-}
-
-/// Awaits `call` for at most `limit(request)`; the error says which timeout ran out.
+/// Awaits `call` for at most three attempts' time (its own retries included); the error says
+/// which timeout ran out.
 pub async fn bounded<T>(
     request: Duration,
     call: impl std::future::Future<Output = T>,
 ) -> Result<T, String> {
-    let limit = limit(request);
+    let limit = request * 3;
     tokio::time::timeout(limit, call).await.map_err(|_| {
         format!(
             "no answer within {} (3 × timeouts.request of the target)",

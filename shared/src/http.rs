@@ -40,13 +40,7 @@ pub fn describe(e: &reqwest::Error, timeouts: &Timeouts) -> String {
         };
     }
     // reqwest's own message hides the cause (refused, reset, DNS) in its sources.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    message
+    crate::error::with_causes(e)
 }
 
 /// `10 s`, `1.5 s`, `250 ms`.

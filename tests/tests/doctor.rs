@@ -30,25 +30,41 @@ impl Doctor {
     }
 }
 
-/// Runs `monitor doctor --target local` on `yaml` with extra environment variables.
-async fn doctor(env: &TestEnv, yaml: &str, vars: &[(&str, String)]) -> Doctor {
+impl From<std::process::Output> for Doctor {
+    fn from(out: std::process::Output) -> Doctor {
+        Doctor {
+            ok: out.status.success(),
+            out: String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        }
+    }
+}
+
+/// The test's own directory (schemas, pipeline.yaml), made if need be.
+fn test_dir(env: &TestEnv) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sluice-doctor-{}", env.id));
     std::fs::create_dir_all(&dir).unwrap();
-    let config: PathBuf = dir.join("pipeline.yaml");
+    dir
+}
+
+/// `yaml` written as the test's pipeline.yaml.
+fn config_file(env: &TestEnv, yaml: &str) -> PathBuf {
+    let config = test_dir(env).join("pipeline.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let out = tokio::process::Command::new(binary("monitor"))
+    config
+}
+
+/// Runs `monitor doctor --target local` on `yaml` with extra environment variables.
+async fn doctor(env: &TestEnv, yaml: &str, vars: &[(&str, String)]) -> Doctor {
+    tokio::process::Command::new(binary("monitor"))
         .args(["--target", "local", "--log-format", "json", "--config"])
-        .arg(&config)
+        .arg(config_file(env, yaml))
         .arg("doctor")
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .await
-        .expect("monitor runs");
-    Doctor {
-        ok: out.status.success(),
-        out: String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr),
-    }
+        .expect("monitor runs")
+        .into()
 }
 
 const CHANNELS: &str = "alerts:\n  channels:\n    data-alerts: { kind: slack, url: { env: SLUICE_TEST_SLACK_URL } }\n  default: [data-alerts]\n";
@@ -376,8 +392,7 @@ async fn on_a_cloud_target_doctor_reads_what_terraform_deployed() {
         .to_string(),
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("sluice-doctor-{}", env.id));
-    let schemas = dir.join("schemas");
+    let schemas = test_dir(&env).join("schemas");
     std::fs::create_dir_all(&schemas).unwrap();
     std::fs::write(
         schemas.join("click.json"),
@@ -393,11 +408,9 @@ async fn on_a_cloud_target_doctor_reads_what_terraform_deployed() {
         lake = env.stack.lake_dir.display(),
         id = env.id,
     );
-    let config = dir.join("pipeline.yaml");
-    std::fs::write(&config, yaml).unwrap();
     let out = tokio::process::Command::new(binary("monitor"))
         .args(["--target", "prod", "--log-format", "json", "--config"])
-        .arg(&config)
+        .arg(config_file(&env, &yaml))
         .args(["doctor", "--region", "europe-west3"])
         .env("GOOGLE_APPLICATION_CREDENTIALS", &adc)
         .env("HOME", &home)
@@ -407,11 +420,7 @@ async fn on_a_cloud_target_doctor_reads_what_terraform_deployed() {
         .output()
         .await
         .unwrap();
-    let d = Doctor {
-        ok: out.status.success(),
-        out: String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr),
-    };
+    let d = Doctor::from(out);
     assert!(!d.ok, "{}", d.out);
     d.assert_line("✓", "credentials", "user credentials");
     d.assert_line("✓", &format!("dataset {}", env.dataset("src")), "exists");
@@ -476,16 +485,8 @@ async fn a_role_without_the_rights_init_needs_is_named_with_the_sql_to_run() {
     env.sql(&format!("GRANT SELECT ON items TO {}", t.role))
         .await;
     let yaml = env.pipeline_yaml("items: { mode: full }", Some("tables: [items]"), "");
-    let dir = std::env::temp_dir().join(format!("sluice-doctor-{}", env.id));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("pipeline.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    let out = t.cli("monitor", &config, "doctor").await;
-    let d = Doctor {
-        ok: out.status.success(),
-        out: String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr),
-    };
+    let out = t.cli("monitor", &config_file(env, &yaml), "doctor").await;
+    let d = Doctor::from(out);
     assert!(!d.ok, "{}", d.out);
     d.assert_line("✓", "source src tables", "items readable");
     assert!(

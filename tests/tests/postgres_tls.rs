@@ -17,7 +17,7 @@ use sluice_tests::{binary, TestEnv};
 async fn server(env: &TestEnv) -> (TlsPostgres, std::path::PathBuf) {
     let certs = certs("sluice test CA", &["localhost"]);
     let pg = TlsPostgres::start(&certs);
-    let ca = pg.write_pem("ca.pem", &certs.ca_pem);
+    let ca = pg.write_file("ca.pem", &certs.ca_pem);
     pg.psql("postgres", &format!("CREATE DATABASE {}", env.db));
     pg.psql(
         &env.db,
@@ -107,7 +107,7 @@ async fn copy_with(
     options: &str,
 ) -> (bool, String, Duration) {
     let yaml = env.pipeline_yaml("items: { mode: full }", None, "");
-    let file = pg.write_pem("pipeline.yaml", &yaml);
+    let file = pg.write_file("pipeline.yaml", &yaml);
     let started = Instant::now();
     let out = tokio::process::Command::new(binary("pg-copy"))
         .args(["--target", "local", "--log-format", "human", "--config"])
@@ -138,7 +138,7 @@ async fn a_wrong_host_name_an_unknown_ca_and_no_tls_each_fail_at_once_saying_why
     let env = TestEnv::new().await;
     let (pg, ca) = server(&env).await;
     let other = certs("another CA", &["localhost"]);
-    let other_ca = pg.write_pem("other-ca.pem", &other.ca_pem);
+    let other_ca = pg.write_file("other-ca.pem", &other.ca_pem);
     let limit = Duration::from_secs(20);
 
     // The certificate names localhost, not 127.0.0.1: verify-full refuses, verify-ca (which

@@ -277,17 +277,8 @@ fn hours(ms: u64) -> String {
 
 /// The lake can be listed with the target's credentials.
 async fn lake(r: &mut Report, t: &Target) {
-    let (what, opened) = match &t.lake {
-        sluice::config::LakeLocation::Gcs { bucket } => (
-            format!("lake gs://{bucket}"),
-            sluice::lake::Lake::open(&t.lake, &t.auth),
-        ),
-        sluice::config::LakeLocation::Local { dir, bucket } => (
-            format!("lake {}", dir.join(bucket).display()),
-            sluice::lake::Lake::open(&t.lake, &t.auth),
-        ),
-    };
-    let listed = match opened {
+    let what = format!("lake {}", crate::page::lake_uri(&t.lake));
+    let listed = match sluice::lake::Lake::open(&t.lake, &t.auth) {
         Ok(lake) => lake.list(&object_store::path::Path::from("status")).await,
         Err(e) => Err(e),
     };
@@ -695,8 +686,8 @@ async fn service_invokers(
     }
 }
 
-/// Where each secret of the pipeline is, checked; returns the references resolved to a
-/// place the sources' checks can read the DSN from.
+/// Where each secret of the pipeline is (sources' DSNs, alert channels' URLs), checked;
+/// returns, per source, where its DSN can be read from here (`None`: nowhere).
 async fn secrets(
     r: &mut Report,
     p: &Pipeline,
@@ -704,103 +695,110 @@ async fn secrets(
     deployed: &Deployed,
     usable: bool,
 ) -> BTreeMap<String, Option<DsnRef>> {
-    // Every secret reference, with what it is for.
-    let mut refs: Vec<(String, DsnRef)> = vec![];
+    let mut readable = BTreeMap::new();
     for (name, source) in &p.sources {
-        refs.push((
-            format!("source {name}'s DSN"),
-            t.dsn_ref(name, source).clone(),
-        ));
+        let what = format!("source {name}'s DSN");
+        let dsn = secret_line(r, t, deployed, usable, &what, t.dsn_ref(name, source)).await;
+        readable.insert(name.clone(), dsn);
     }
     if let Some(a) = &p.alerts {
         for (name, c) in &a.channels {
-            refs.push((format!("alerts channel {name}'s URL"), c.url.clone()));
+            let what = format!("alerts channel {name}'s URL");
+            secret_line(r, t, deployed, usable, &what, &c.url).await;
         }
     }
-    let mut resolved = BTreeMap::new();
-    for (what, dsn) in refs {
-        let (secret, via) = match &dsn {
-            DsnRef::Secret(s) => (Some(s.clone()), String::new()),
-            DsnRef::Env(var) => {
-                if std::env::var(var).is_ok_and(|v| !v.is_empty()) {
-                    r.add(Mark::Ok, &what, format!("{var} is set here"));
-                    resolved.insert(what, Some(dsn.clone()));
-                    continue;
-                }
-                match deployed.secret_env.get(var) {
-                    Some(s) => (Some(s.clone()), format!(" ({var} of the Cloud Run jobs)")),
-                    None if t.no_auth => {
-                        r.add(
-                            Mark::Fail,
-                            &what,
-                            format!("{var} is not set — export {var}=… before running the workers"),
-                        );
-                        resolved.insert(what, None);
-                        continue;
-                    }
-                    None => {
-                        r.add(
-                            Mark::Fail,
-                            &what,
-                            format!(
-                                "no Cloud Run job reads {var} from a secret, and it is not set here — terraform apply -var 'dsn_secrets={{{var}=\"<secret id>\"}}'"
-                            ),
-                        );
-                        resolved.insert(what, None);
-                        continue;
-                    }
-                }
+    readable
+}
+
+/// One line about where `what` comes from: a variable set here, or a secret (named in
+/// pipeline.yaml, or the one a Cloud Run job reads the variable from) with an enabled version.
+/// Returns where the value can be read from here, if anywhere.
+async fn secret_line(
+    r: &mut Report,
+    t: &Target,
+    deployed: &Deployed,
+    usable: bool,
+    what: &str,
+    dsn: &DsnRef,
+) -> Option<DsnRef> {
+    let (secret, via) = match dsn {
+        DsnRef::Secret(s) => (s.clone(), String::new()),
+        DsnRef::Env(var) if std::env::var(var).is_ok_and(|v| !v.is_empty()) => {
+            r.add(Mark::Ok, what, format!("{var} is set here"));
+            return Some(dsn.clone());
+        }
+        DsnRef::Env(var) => match deployed.secret_env.get(var) {
+            Some(s) => (s.clone(), format!(" ({var} of the Cloud Run jobs)")),
+            None if t.no_auth => {
+                r.add(
+                    Mark::Fail,
+                    what,
+                    format!("{var} is not set — export {var}=… before running the workers"),
+                );
+                return None;
             }
-        };
-        let Some(secret) = secret else { continue };
-        if !usable {
+            None => {
+                r.add(
+                    Mark::Fail,
+                    what,
+                    format!(
+                        "no Cloud Run job reads {var} from a secret, and it is not set here — add {var} = \"<secret id>\" to dsn_secrets in {}.tfvars, then {}",
+                        t.name,
+                        apply_hint(&t.name)
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    if !usable {
+        r.add(
+            Mark::Skip,
+            what,
+            format!("secret {secret}{via}: no credentials to read it"),
+        );
+        return None;
+    }
+    let short = secret.rsplit('/').next().unwrap_or(&secret).to_string();
+    match sluice::secret_manager::enabled_versions(&secret, t).await {
+        Ok(Some(0)) => {
             r.add(
-                Mark::Skip,
-                &what,
-                format!("secret {secret}{via}: no credentials to read it"),
+                Mark::Fail,
+                what,
+                format!(
+                    "secret {secret}{via} has no version yet — printf '%s' '<value>' | gcloud secrets versions add {short} --data-file=-"
+                ),
             );
-            resolved.insert(what, None);
-            continue;
+            None
         }
-        let short = secret.rsplit('/').next().unwrap_or(&secret).to_string();
-        match sluice::secret_manager::enabled_versions(&secret, t).await {
-            Ok(Some(0)) => {
-                r.add(
-                    Mark::Fail,
-                    &what,
-                    format!(
-                        "secret {secret}{via} has no version yet — printf '%s' '<value>' | gcloud secrets versions add {short} --data-file=-"
-                    ),
-                );
-                resolved.insert(what, None);
-            }
-            Ok(Some(n)) => {
-                r.add(
-                    Mark::Ok,
-                    &what,
-                    format!(
-                        "secret {secret}{via} has {n} enabled version{}",
-                        if n == 1 { "" } else { "s" }
-                    ),
-                );
-                resolved.insert(what, Some(DsnRef::Secret(secret)));
-            }
-            Ok(None) => {
-                r.add(
-                    Mark::Fail,
-                    &what,
-                    format!("secret {secret}{via} does not exist — terraform apply creates it (dsn_secrets)"),
-                );
-                resolved.insert(what, None);
-            }
-            Err(e) => {
-                r.add(Mark::Skip, &what, e.into_message());
-                // The workers only need to read it; try that.
-                resolved.insert(what, Some(DsnRef::Secret(secret)));
-            }
+        Ok(Some(n)) => {
+            r.add(
+                Mark::Ok,
+                what,
+                format!(
+                    "secret {secret}{via} has {n} enabled version{}",
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
+            Some(DsnRef::Secret(secret))
+        }
+        Ok(None) => {
+            r.add(
+                Mark::Fail,
+                what,
+                format!(
+                    "secret {secret}{via} does not exist — {} creates it (dsn_secrets)",
+                    apply_hint(&t.name)
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            r.add(Mark::Skip, what, e.into_message());
+            // The workers only need to read it; try that.
+            Some(DsnRef::Secret(secret))
         }
     }
-    resolved
 }
 
 /// Each source: reachable over its TLS mode, and what its tables and CDC need.
@@ -812,7 +810,7 @@ async fn sources(
 ) {
     for (name, source) in &p.sources {
         let what = format!("source {name}");
-        let Some(Some(dsn)) = resolved.get(&format!("source {name}'s DSN")) else {
+        let Some(Some(dsn)) = resolved.get(name) else {
             r.add(
                 Mark::Skip,
                 &what,

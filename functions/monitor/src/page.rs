@@ -510,7 +510,8 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>) -> Result<PageData> {
     })
 }
 
-fn lake_uri(l: &LakeLocation) -> String {
+/// Where the lake is, as people write it: `gs://bucket` or the local directory.
+pub(crate) fn lake_uri(l: &LakeLocation) -> String {
     match l {
         LakeLocation::Gcs { bucket } => format!("gs://{bucket}"),
         LakeLocation::Local { dir, bucket } => dir.join(bucket).display().to_string(),

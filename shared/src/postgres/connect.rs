@@ -160,16 +160,10 @@ fn refused_without_tls(e: Error, tls: &TlsSettings) -> Error {
 
 /// A socket-level timeout (tokio-postgres' `connect_timeout`) somewhere in the error's causes.
 fn timed_out(e: &tokio_postgres::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.downcast_ref::<std::io::Error>()
+    crate::error::causes(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    })
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

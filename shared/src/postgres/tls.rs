@@ -450,8 +450,7 @@ impl ServerCertVerifier for Verifier {
 /// The rustls error somewhere under a connection error, said for a person: what the
 /// certificate check found and which setting decides it.
 pub fn explain(e: &tokio_postgres::Error, s: &TlsSettings, host: &str) -> Option<String> {
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
+    for err in crate::error::causes(e) {
         // An io::Error's `source()` skips the error it wraps: look at that one too.
         let inner = err
             .downcast_ref::<std::io::Error>()
@@ -462,15 +461,8 @@ pub fn explain(e: &tokio_postgres::Error, s: &TlsSettings, host: &str) -> Option
                 return Some(explain_rustls(r, s, host));
             }
         }
-        source = err.source();
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    if text.contains("server does not support TLS") {
+    if crate::error::with_causes(e).contains("server does not support TLS") {
         return Some(format!(
             "the server does not offer TLS, and sslmode={} requires it (turn ssl on in the server, or lower sslmode)",
             s.mode.as_str()
