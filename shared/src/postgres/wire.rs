@@ -240,7 +240,15 @@ pub fn inet(b: &[u8]) -> Result<String, DecodeError> {
         (3, 16) => {
             let mut a = [0u8; 16];
             a.copy_from_slice(addr);
-            (Ipv6Addr::from(a).to_string(), 128)
+            // Postgres writes an IPv4-compatible address (96 zero bits, then a word that is
+            // not zero) with its IPv4 part dotted, as it does IPv4-mapped ones; Rust only the
+            // mapped ones.
+            let text = if a[..12].iter().all(|&x| x == 0) && (a[12], a[13]) != (0, 0) {
+                format!("::{}", Ipv4Addr::new(a[12], a[13], a[14], a[15]))
+            } else {
+                Ipv6Addr::from(a).to_string()
+            };
+            (text, 128)
         }
         _ => {
             return Err(DecodeError(format!(
@@ -653,6 +661,18 @@ mod tests {
         let mut v6 = vec![3, 64, 0, 16];
         v6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(inet(&v6).unwrap(), "2001:db8::1/64");
+        // As Postgres prints them: IPv4-compatible and IPv4-mapped dotted, `::1` and `::102`
+        // (a zero word before the last) not.
+        let v6 = |last: [u8; 6]| {
+            let mut b = vec![3, 128, 0, 16];
+            b.extend([0u8; 10]);
+            b.extend(last);
+            inet(&b).unwrap()
+        };
+        assert_eq!(v6([0, 0, 1, 2, 3, 4]), "::1.2.3.4");
+        assert_eq!(v6([0xff, 0xff, 1, 2, 3, 4]), "::ffff:1.2.3.4");
+        assert_eq!(v6([0, 0, 0, 0, 0, 1]), "::1");
+        assert_eq!(v6([0, 0, 0, 0, 1, 2]), "::102");
         assert_eq!(float(&0.1f32.to_be_bytes()).unwrap(), 0.1);
         assert!(float(&f32::NAN.to_be_bytes()).unwrap().is_nan());
         assert_eq!(
