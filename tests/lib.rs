@@ -305,6 +305,7 @@ async fn connect(dsn: &str) -> Client {
     c
 }
 
+pub mod cdc;
 pub mod cloud_run;
 pub mod faults;
 pub mod gcs_bridge;

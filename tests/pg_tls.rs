@@ -1,7 +1,9 @@
 //! A PostgreSQL server that speaks only TLS, as managed Postgres does with "require SSL": a
 //! cluster of the test's own (initdb), `ssl = on` with a server certificate signed by a CA the
 //! test makes, and a `pg_hba.conf` of `hostssl` lines only, so a client that does not ask for
-//! TLS is refused by the server itself. Stopped and deleted on drop.
+//! TLS is refused by the server itself. Stopped and deleted on drop. `start_plain` makes the
+//! same cluster without TLS, for server-wide settings a test must not impose on the shared
+//! server (a small `max_slot_wal_keep_size` invalidates slots).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,6 +79,17 @@ impl TlsPostgres {
     /// initdb, certificates in place, started on a free port of 127.0.0.1 with logical
     /// decoding on. The PostgreSQL binaries are `SLUICE_PG_BIN`'s (scripts/local-stack.sh env).
     pub fn start(certs: &Certs) -> TlsPostgres {
+        TlsPostgres::start_with(Some(certs), "")
+    }
+
+    /// A cluster of the test's own without TLS (plain `host … trust`), with `extra` lines
+    /// added to postgresql.conf: for settings a test must not impose on the shared server,
+    /// such as a small `max_slot_wal_keep_size`.
+    pub fn start_plain(extra: &str) -> TlsPostgres {
+        TlsPostgres::start_with(None, extra)
+    }
+
+    fn start_with(certs: Option<&Certs>, extra: &str) -> TlsPostgres {
         let bin = PathBuf::from(std::env::var("SLUICE_PG_BIN").unwrap_or_else(|_| {
             panic!(
                 "SLUICE_PG_BIN is not set: eval \"$(scripts/local-stack.sh env)\" (make test does)"
@@ -109,10 +122,12 @@ impl TlsPostgres {
             "UTF8",
         ]);
         run(init, "initdb");
-        for (name, text) in [
-            ("server.crt", &certs.server_cert_pem),
-            ("server.key", &certs.server_key_pem),
-        ] {
+        for (name, text) in certs.iter().flat_map(|c| {
+            [
+                ("server.crt", &c.server_cert_pem),
+                ("server.key", &c.server_key_pem),
+            ]
+        }) {
             std::fs::write(data.join(name), text).expect("write the certificate");
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -120,15 +135,20 @@ impl TlsPostgres {
             .expect("a free port")
             .port();
         // Every TCP connection must use TLS; the socket (for the harness) is trusted.
+        let host = if certs.is_some() { "hostssl" } else { "host" };
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            format!("local all all trust\n{host} all all 127.0.0.1/32 trust\n{host} all all ::1/128 trust\n"),
         )
         .expect("pg_hba.conf");
+        let ssl = if certs.is_some() {
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
-             wal_level = logical\nmax_replication_slots = 8\nmax_wal_senders = 8\nfsync = off\n",
+             {ssl}wal_level = logical\nmax_replication_slots = 8\nmax_wal_senders = 8\nfsync = off\n{extra}\n",
             dir.display()
         );
         let mut pgconf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap_or_default();
@@ -144,14 +164,16 @@ impl TlsPostgres {
                 "chown the cluster",
             );
         }
-        run(
-            {
-                let mut c = Command::new("chmod");
-                c.arg("0600").arg(data.join("server.key"));
-                c
-            },
-            "chmod the server key",
-        );
+        if certs.is_some() {
+            run(
+                {
+                    let mut c = Command::new("chmod");
+                    c.arg("0600").arg(data.join("server.key"));
+                    c
+                },
+                "chmod the server key",
+            );
+        }
         let mut start = as_postgres(&bin.join("pg_ctl"));
         start
             .arg("-D")

@@ -4,28 +4,11 @@
 //! values are checked against Postgres in its own tests) copies the source tables next to the
 //! replicas, and every column of every row is compared in BigQuery.
 
-use cdc_sync::{CrashPoint, Options, Summary};
+use cdc_sync::CrashPoint;
 use rand::{Rng, SeedableRng};
 use sluice::config::Pipeline;
+use sluice_tests::cdc::{init, sync, sync_with};
 use sluice_tests::{write_flushed as write, TestEnv};
-
-async fn init(p: &Pipeline) {
-    cdc_sync::init(p, "local", None)
-        .await
-        .expect("cdc-sync init");
-}
-
-async fn sync(p: &Pipeline) -> Summary {
-    cdc_sync::run(p, &Options::new("local"))
-        .await
-        .expect("cdc-sync run")
-}
-
-async fn sync_with(p: &Pipeline, f: impl FnOnce(&mut Options)) -> sluice::Result<Summary> {
-    let mut o = Options::new("local");
-    f(&mut o);
-    cdc_sync::run(p, &o).await
-}
 
 /// Copies `table` with pg-copy into `src` and compares it with its replica: every column of
 /// every live row (`_sluice_deleted` rows do not count as live).
@@ -517,6 +500,7 @@ async fn crash_between_any_two_steps_then_rerun_gives_the_same_replica() {
         Some(CrashPoint::AfterLoad),
         None,
         Some(CrashPoint::AfterMerge),
+        Some(CrashPoint::PositionRecorded),
         None,
     ];
     for round in 0..8 {
@@ -614,6 +598,14 @@ async fn crash_between_any_two_steps_then_rerun_gives_the_same_replica() {
         ))
         .await;
     assert_eq!(bq.get(0, "s"), Some(pg_sum.to_string().as_str()));
+    // And `status` proves every replica equal by content.
+    let checked = cdc_sync::check(&p, "local", None, &[])
+        .await
+        .expect("status");
+    for t in &checked[0].tables {
+        assert_eq!(t.verdict, cdc_sync::Verdict::Equal, "{}", t.table);
+    }
+    assert_eq!(checked[0].tables.len(), 4);
 }
 
 /// A table of 20,000 rows, `name`, with a few types.
@@ -855,10 +847,11 @@ async fn an_invalidated_slot_names_the_recovery_and_a_new_slot_snapshots_again()
     .await;
     let e = sync_with(&p, |_| {}).await.unwrap_err().to_string();
     assert!(
-        e.contains("does not exist") && e.contains("cdc-sync init"),
+        e.contains("slot-missing") && e.contains("does not exist") && e.contains("resync --all"),
         "{e}"
     );
-    // A new slot means a new stream: the next run snapshots every table again.
+    // `init` makes a new slot, which means a new stream: the next run snapshots every table
+    // again (`resync --all` does the same at once).
     init(&p).await;
     let s = sync(&p).await;
     assert_eq!(s.snapshots, vec![("public.t".to_string(), 2)]);

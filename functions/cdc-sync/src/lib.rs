@@ -4,7 +4,10 @@
 //! decoded, written as Parquet to `cdc/<source>/<table>/<from>-<to>.parquet`, loaded into a
 //! staging table, MERGEd into the replica (latest change per key, only if newer than the row's
 //! `_sluice_lsn`), and only then is the slot advanced. A crash between any two steps followed by
-//! a rerun gives the same replica. Tables new to the publication are snapshotted first.
+//! a rerun gives the same replica. Tables new to the publication are snapshotted first. Before
+//! reading anything a run checks that the slot continues the stream the replicas came from
+//! (`continuity`), and a caught-up run moves the slot to the server's flushed position even
+//! when the published tables were idle, so retained WAL stays bounded.
 
 //! Where things live: `source` opens a source for a run (connections, sink, recorder);
 //! `stream` reads the slot in bounded batches; `sync` drives a run (snapshots of new tables,
@@ -12,11 +15,13 @@
 //! table through the lake; `changes` collects one table's changes of a batch; `layout` says
 //! the columns of staged changes, replicas and history tables; `sql` writes the MERGE;
 //! `apply` (the `Sink`) brings replicas up to date; `tables` reads a table's shape and its
-//! state in the lake; `slot` administers publications and slots; `status` compares sources
-//! with their replicas.
+//! state in the lake; `slot` administers publications and slots; `continuity` remembers each
+//! source's stream and names its breaks; `status` compares sources with their replicas, by
+//! content through `verify`.
 
 mod apply;
 mod changes;
+mod continuity;
 mod layout;
 mod slot;
 mod snapshot;
@@ -26,10 +31,13 @@ mod status;
 mod stream;
 mod sync;
 mod tables;
+mod verify;
 
+pub use continuity::Break;
 pub use slot::{InitReport, SlotHealth};
-pub use status::{status, TableStatus};
+pub use status::{check, status, SourceStatus, TableStatus, Verdict};
 pub use sync::decode_and_stage;
+pub use verify::{Difference, Found, Queries};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +46,7 @@ use std::time::Duration;
 use sluice::catalog;
 use sluice::config::{resolve_dsn, Pipeline};
 use sluice::lake::Lake;
-use sluice::ledger::new_run_id;
+use sluice::ledger::{self, new_run_id};
 use sluice::postgres::connect;
 use sluice::progress::Progress;
 use sluice::{Error, Result};
@@ -55,6 +63,8 @@ pub enum CrashPoint {
     AfterLoad,
     /// After the MERGE, before the slot advances.
     AfterMerge,
+    /// The new position is remembered in the lake; the slot has not advanced yet.
+    PositionRecorded,
     /// A snapshot's Parquet files are in the lake.
     SnapshotInLake,
     /// The replica table exists (created, or its columns brought up to date).
@@ -151,7 +161,7 @@ pub async fn init(
         let dsn = resolve_dsn(target.dsn_ref(name, source), &target).await?;
         let conn = connect(name, &dsn, "sluice-cdc-sync", &target.timeouts).await?;
         let report = slot::init(&conn, name, cdc).await?;
-        if report.slot_created {
+        if let Some(lsn) = report.slot_lsn.as_deref().filter(|_| report.slot_created) {
             // A new slot starts a new stream: replicas made from an older one need new
             // snapshots, which the next run takes for every table without state.
             let lake = Lake::open(&target.lake, &target.auth)?;
@@ -159,6 +169,12 @@ pub async fn init(
             if forgotten > 0 {
                 tracing::info!(source = %name, tables = forgotten, "new slot: every table will be snapshotted again");
             }
+            let at = lsn
+                .parse()
+                .map_err(|e: sluice::postgres::pgoutput::DecodeError| {
+                    Error::config(format!("slot {} created at {lsn}: {}", cdc.slot(name), e.0))
+                })?;
+            continuity::start(&conn, &lake, name, &cdc.slot(name), at, "init").await?;
         }
         out.push((name.clone(), report));
     }
@@ -185,7 +201,10 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Redoes the snapshot of some tables (or all with `all`), replacing their replicas.
+/// Redoes the snapshot of some tables (or all with `all`), replacing their replicas. After a
+/// break in a source's continuity (`continuity::Break`) only `all` will do: a slot that is
+/// gone or invalidated is replaced first, every table is snapshotted from the slot's
+/// position, and the stream is remembered anew; the ledger says why the resync ran.
 pub async fn resync(
     pipeline: &Pipeline,
     target_name: &str,
@@ -197,7 +216,28 @@ pub async fn resync(
     let run_id = new_run_id();
     let mut out = vec![];
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
+        let started = chrono::Utc::now();
         let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
+        let cause = continuity::diagnose(&ctx).await?;
+        if let Some(b) = &cause {
+            if !all {
+                return Err(Error::config(format!(
+                    "source {name}: {}: every table needs a new snapshot; run `cdc-sync resync --all --source {name}`",
+                    b.case()
+                )));
+            }
+            tracing::warn!(source = %name, case = b.case(), "resyncing every table after a break in continuity");
+            // A slot that is gone or unusable is replaced (with the publication, if a restored
+            // database lacks it).
+            let row = slot::read(&ctx.stream, &ctx.slot).await?;
+            if row.as_ref().is_some_and(|r| r.invalidated().is_some()) {
+                slot::drop_slot(&ctx.stream, &ctx.slot).await?;
+            }
+            if row.is_none_or(|r| r.invalidated().is_some()) {
+                let r = slot::init(&ctx.stream, name, cdc).await?;
+                tracing::info!(source = %name, slot = %ctx.slot, at = r.slot_lsn.as_deref().unwrap_or(""), "new replication slot");
+            }
+        }
         let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
         let wanted: Vec<(String, String)> = if all {
             published.clone()
@@ -221,6 +261,7 @@ pub async fn resync(
                 move || current.lock().map(|c| c.clone()).unwrap_or_default(),
             )
         };
+        let mut done = vec![];
         for (s, t) in wanted {
             if let Ok(mut c) = current.lock() {
                 *c = format!("{s}.{t}");
@@ -232,9 +273,73 @@ pub async fn resync(
                 info.qualified(),
                 state.snapshot_rows
             )));
-            out.push((info.qualified(), state.snapshot_rows));
+            done.push((info.qualified(), state.snapshot_rows));
         }
         progress.finish();
+        let why = cause.as_ref().map_or("requested", Break::case);
+        if cause.is_some()
+            || continuity::read_state(&ctx.sink.lake, name)
+                .await?
+                .is_none()
+        {
+            // Every replica now starts at the slot's position: the stream continues from it.
+            let at = slot::health(&ctx.stream, &ctx.slot).await?.confirmed_flush;
+            continuity::start(&ctx.catalog, &ctx.sink.lake, name, &ctx.slot, at, why).await?;
+        }
+        let rows = done.iter().map(|(_, n)| n).sum();
+        ctx.record(ledger::RunRecord {
+            rows_in: rows,
+            rows_loaded: rows,
+            ..ctx.ledger_row(
+                started,
+                serde_json::json!({"kind": "resync", "cause": why, "tables": done.iter().map(|(t, _)| t).collect::<Vec<_>>()}),
+            )
+        })
+        .await?;
+        out.extend(done);
+    }
+    Ok(out)
+}
+
+/// Stops replicating tables that left the publication: their replicas stay as they are and
+/// no run reads or checks them again. A table still in the publication is refused (the next
+/// run would snapshot it again: that is `resync`).
+pub async fn forget(
+    pipeline: &Pipeline,
+    target_name: &str,
+    only: Option<&str>,
+    tables: &[String],
+) -> Result<Vec<String>> {
+    let target = pipeline.target(target_name)?;
+    let run_id = new_run_id();
+    let mut out = vec![];
+    for (name, source, cdc) in cdc_sources(pipeline, only)? {
+        let started = chrono::Utc::now();
+        let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
+        let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
+        let mut forgotten = vec![];
+        for t in tables {
+            let (s, t) = catalog::qualify(t);
+            if published.contains(&(s.clone(), t.clone())) {
+                return Err(Error::config(format!(
+                    "{s}.{t} is still in publication {} of source {name}: drop it from the publication first (ALTER PUBLICATION {} DROP TABLE {s}.{t}), or rebuild its replica with `cdc-sync resync --table {s}.{t}`",
+                    ctx.publication, ctx.publication
+                )));
+            }
+            if tables::forget(&ctx.sink.lake, name, &catalog::replica_table(&s, &t)).await? {
+                forgotten.push(format!("{s}.{t}"));
+            }
+        }
+        if !forgotten.is_empty() {
+            ctx.record(ledger::RunRecord {
+                ..ctx.ledger_row(
+                    started,
+                    serde_json::json!({"kind": "forget", "tables": forgotten}),
+                )
+            })
+            .await?;
+        }
+        out.extend(forgotten);
     }
     Ok(out)
 }

@@ -56,12 +56,19 @@ enum Command {
         #[arg(long)]
         batch_changes: Option<u32>,
     },
-    /// The slot's health and, per table, rows in Postgres against live rows in the replica.
+    /// The slot's health and, per table, its replica compared with Postgres by content (bucket
+    /// checksums on both sides, narrowed down to the differing keys), as of one consistent
+    /// point; tables with changes not yet merged are reported as pending. Fails when a replica
+    /// differs.
     Status {
         #[command(flatten)]
         common: Common,
+        /// Only these tables (`table` or `schema.table`); repeat for more.
+        #[arg(long = "table")]
+        tables: Vec<String>,
     },
-    /// Rebuild replicas from a fresh snapshot (after a primary key or type change).
+    /// Rebuild replicas from a fresh snapshot: after a primary key or type change (`--table`),
+    /// or after a break in continuity that stopped `run` (`--all`: a lost slot is replaced).
     Resync {
         #[command(flatten)]
         common: Common,
@@ -72,6 +79,15 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Stop replicating tables that left the publication (or were dropped): their replicas
+    /// stay as they are, and runs no longer stop on them.
+    Forget {
+        #[command(flatten)]
+        common: Common,
+        /// Tables to forget (`table` or `schema.table`); repeat for more.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,8 +95,9 @@ fn main() -> ExitCode {
     let common = match &cli.command {
         Command::Init { common }
         | Command::Run { common, .. }
-        | Command::Status { common }
-        | Command::Resync { common, .. } => common,
+        | Command::Status { common, .. }
+        | Command::Resync { common, .. }
+        | Command::Forget { common, .. } => common,
     };
     telemetry::init(common.args.log_format());
     run_main("cdc-sync", try_main(cli))
@@ -140,45 +157,19 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
                 s.run_id
             );
         }
-        Command::Status { common } => {
+        Command::Status { common, tables } => {
             let (pipeline, target) = load(&common)?;
-            let mut differ = 0;
-            for (source, health, tables) in
-                cdc_sync::status(&pipeline, &target, common.source.as_deref()).await?
-            {
-                println!(
-                    "source {source}: slot at {}, retaining {:.1} MiB of WAL",
-                    health.confirmed_flush,
-                    health.retained_wal_bytes as f64 / (1024.0 * 1024.0)
-                );
-                println!(
-                    "{:<32} {:>10} {:>10}  {:<7} last synced",
-                    "table", "postgres", "replica", "match"
-                );
-                for t in tables {
-                    let (replica, same) = match t.replica_rows {
-                        None => ("-".to_string(), "no replica yet".to_string()),
-                        Some(n) if t.append_only => (n.to_string(), "history".into()),
-                        Some(n) => {
-                            let ok = n as i64 == t.postgres_rows;
-                            if !ok {
-                                differ += 1;
-                            }
-                            (n.to_string(), if ok { "yes" } else { "NO" }.into())
-                        }
-                    };
-                    println!(
-                        "{:<32} {:>10} {:>10}  {:<7} {}",
-                        t.table,
-                        t.postgres_rows,
-                        replica,
-                        same,
-                        t.last_synced.unwrap_or_default()
-                    );
+            let sources =
+                cdc_sync::check(&pipeline, &target, common.source.as_deref(), &tables).await?;
+            let mut problems = vec![];
+            for s in &sources {
+                for line in s.lines() {
+                    println!("{line}");
                 }
+                problems.extend(s.problems());
             }
-            if differ > 0 {
-                anyhow::bail!("{differ} replicas differ in row count from Postgres (changes not yet synced, or run `cdc-sync resync`)");
+            if !problems.is_empty() {
+                anyhow::bail!("{}", problems.join("; "));
             }
         }
         Command::Resync {
@@ -191,6 +182,17 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
                 cdc_sync::resync(&pipeline, &target, common.source.as_deref(), &tables, all).await?
             {
                 println!("resynced {t}: {rows} rows");
+            }
+        }
+        Command::Forget { common, tables } => {
+            let (pipeline, target) = load(&common)?;
+            let forgotten =
+                cdc_sync::forget(&pipeline, &target, common.source.as_deref(), &tables).await?;
+            for t in &forgotten {
+                println!("forgot {t}: its replica stays as it is; runs no longer read it");
+            }
+            if forgotten.is_empty() {
+                println!("no replicated table of those names: nothing to forget");
             }
         }
     }

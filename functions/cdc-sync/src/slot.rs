@@ -4,7 +4,7 @@
 use sluice::config::CdcConfig;
 use sluice::error::ErrorKind;
 use sluice::postgres::pgoutput::Lsn;
-use sluice::postgres::replication::{Assessment, Facts, PublicationStep, Wanted};
+use sluice::postgres::replication::{Assessment, Facts, PublicationStep, Wanted, CURRENT_WAL_LSN};
 use sluice::postgres::PgConnection;
 use sluice::{Error, Result};
 
@@ -131,63 +131,143 @@ pub async fn publication_tables(
 #[derive(Debug, Clone, Copy)]
 pub struct SlotHealth {
     pub confirmed_flush: Lsn,
-    /// `pg_current_wal_lsn() - confirmed_flush_lsn`.
+    /// WAL Postgres keeps for the slot: from its `restart_lsn` to the server's current
+    /// position (what `max_slot_wal_keep_size` measures), not from `confirmed_flush_lsn`.
     pub retained_wal_bytes: i64,
 }
 
-/// Reads the slot; a missing or invalidated slot is a clear error with the recovery command.
-pub async fn health(conn: &PgConnection, slot: &str) -> Result<SlotHealth> {
-    let ctx = "checking the replication slot";
+/// A slot as `pg_replication_slots` shows it, read through `to_jsonb` so the columns later
+/// versions added (`conflicting` in 16, `invalidation_reason` in 17) are read where they exist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlotRow {
+    pub plugin: Option<String>,
+    /// The slot belongs to the database we are connected to.
+    pub same_database: bool,
+    pub confirmed_flush: Option<Lsn>,
+    pub wal_status: Option<String>,
+    /// Postgres 16+: invalidated by a recovery conflict on a standby.
+    pub conflicting: Option<bool>,
+    /// Postgres 17+: why the slot was invalidated.
+    pub invalidation_reason: Option<String>,
+    pub retained_wal_bytes: i64,
+}
+
+impl SlotRow {
+    /// Why Postgres no longer keeps what the slot needs, if it does not.
+    pub fn invalidated(&self) -> Option<String> {
+        if let Some(r) = &self.invalidation_reason {
+            return Some(format!("invalidation_reason {r}"));
+        }
+        if self.conflicting == Some(true) {
+            return Some("a recovery conflict on the standby".into());
+        }
+        if self.wal_status.as_deref() == Some("lost") {
+            return Some(
+                "wal_status lost: the server removed WAL the slot still needed, see max_slot_wal_keep_size"
+                    .into(),
+            );
+        }
+        if self.confirmed_flush.is_none() {
+            return Some("it has no confirmed position".into());
+        }
+        None
+    }
+}
+
+/// Reads the slot, if it exists.
+pub async fn read(conn: &PgConnection, slot: &str) -> Result<Option<SlotRow>> {
     let row = conn
         .query_opt(
-            ctx,
-            "SELECT confirmed_flush_lsn::text, wal_status,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
-                    database::text = current_database()
-             FROM pg_replication_slots WHERE slot_name = $1",
+            "checking the replication slot",
+            &format!(
+                "SELECT to_jsonb(s)::text, s.database::text = current_database(),
+                        pg_wal_lsn_diff({CURRENT_WAL_LSN}, s.restart_lsn)::int8
+                 FROM pg_replication_slots s WHERE s.slot_name = $1"
+            ),
             &[&slot],
         )
         .await?;
-    let Some(row) = row else {
+    let Some(row) = row else { return Ok(None) };
+    let (j, same, retained): (String, Option<bool>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2));
+    let j: serde_json::Value = serde_json::from_str(&j)
+        .map_err(|e| permanent("checking the replication slot", e.to_string()))?;
+    let text = |k: &str| j[k].as_str().map(String::from);
+    Ok(Some(SlotRow {
+        plugin: text("plugin"),
+        same_database: same == Some(true),
+        confirmed_flush: text("confirmed_flush_lsn").and_then(|l| l.parse().ok()),
+        wal_status: text("wal_status"),
+        conflicting: j["conflicting"].as_bool(),
+        invalidation_reason: text("invalidation_reason"),
+        retained_wal_bytes: retained.unwrap_or(0),
+    }))
+}
+
+/// Reads the slot; a missing or invalidated slot is a clear error with the recovery command
+/// (a run checks this first, with the ledger, in `continuity`).
+pub async fn health(conn: &PgConnection, slot: &str) -> Result<SlotHealth> {
+    let ctx = "checking the replication slot";
+    let Some(row) = read(conn, slot).await? else {
         return Err(permanent(
             ctx,
             format!("replication slot {slot} does not exist; run `cdc-sync init` to create it (then the first run snapshots every table)"),
         ));
     };
-    let (lsn, wal_status, retained, same_db): (
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<bool>,
-    ) = (row.get(0), row.get(1), row.get(2), row.get(3));
-    if same_db != Some(true) {
+    if !row.same_database {
         return Err(permanent(
             ctx,
             format!("replication slot {slot} belongs to another database"),
         ));
     }
-    if wal_status.as_deref() == Some("lost") || lsn.is_none() {
+    if let Some(why) = row.invalidated() {
         return Err(permanent(
             ctx,
-            format!(
-                "replication slot {slot} was invalidated (the server removed WAL it still needed, see max_slot_wal_keep_size); \
-                 recover with: SELECT pg_drop_replication_slot('{slot}'); then `cdc-sync init` and `cdc-sync resync --all`"
-            ),
+            format!("replication slot {slot} was invalidated ({why}); run `cdc-sync resync --all` to replace it and snapshot every table"),
         ));
     }
-    let confirmed_flush = lsn
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e: sluice::postgres::pgoutput::DecodeError| permanent(ctx, e.0))?;
     Ok(SlotHealth {
-        confirmed_flush,
-        retained_wal_bytes: retained.unwrap_or(0),
+        confirmed_flush: row.confirmed_flush.unwrap_or_default(),
+        retained_wal_bytes: row.retained_wal_bytes,
     })
+}
+
+/// The server's current WAL position (`CURRENT_WAL_LSN`).
+pub async fn wal_position(conn: &PgConnection) -> Result<Lsn> {
+    let r = conn
+        .query_one(
+            "reading the server's WAL position",
+            &format!("SELECT {CURRENT_WAL_LSN}::text"),
+            &[],
+        )
+        .await?;
+    let text: String = r.get(0);
+    text.parse()
+        .map_err(|e: sluice::postgres::pgoutput::DecodeError| {
+            permanent("reading the server's WAL position", e.0)
+        })
+}
+
+/// Drops a slot Postgres invalidated, so `init` can make a new one.
+pub async fn drop_slot(conn: &PgConnection, slot: &str) -> Result<()> {
+    conn.query_one(
+        &format!("dropping replication slot {slot}"),
+        "SELECT pg_drop_replication_slot($1)::text",
+        &[&slot],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The query that reads up to `$2` changes (whole transactions) without consuming them.
 pub const PEEK_SQL: &str = "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
      'proto_version', '1', 'publication_names', $3, 'binary', 'true')";
+
+/// The query that reads up to `$3` rows of the changes committed before `$2`, without
+/// consuming them.
+pub const PEEK_UPTO_SQL: &str =
+    "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+     'proto_version', '1', 'publication_names', $4, 'binary', 'true')";
 
 /// Moves the slot past everything up to `lsn`: Postgres may then recycle that WAL.
 pub async fn advance(conn: &PgConnection, slot: &str, lsn: Lsn) -> Result<()> {

@@ -17,7 +17,7 @@ use tokio_postgres::RowStream;
 use crate::changes::{Position, TableChanges};
 use crate::source::SourceCtx;
 use crate::tables::TableInfo;
-use crate::{slot, tables};
+use crate::{continuity, slot, tables, CrashPoint};
 
 /// One batch read from the slot.
 pub(crate) struct Batch {
@@ -44,6 +44,8 @@ struct BatchReader<'c> {
     max: u64,
     /// The peek's rows have all been read: a finished RowStream must not be polled again.
     ended: bool,
+    /// Rows (messages) read: Postgres counts these, not changes, against a peek's limit.
+    rows: u64,
 }
 
 impl<'c> BatchReader<'c> {
@@ -55,6 +57,7 @@ impl<'c> BatchReader<'c> {
             batch: Batch::starting_at(from),
             max: max.max(1) as u64,
             ended: false,
+            rows: 0,
         }
     }
 
@@ -166,6 +169,7 @@ impl<'c> BatchReader<'c> {
             let next = rows.try_next().await;
             match next.map_err(|e| slot::explain_active(e, &self.ctx.slot))? {
                 Some(r) => {
+                    self.rows += 1;
                     if let Some(b) = self.push(r.get(0), types).await? {
                         return Ok(Some(b));
                     }
@@ -205,8 +209,8 @@ impl Batch {
     }
 }
 
-/// Opens a peek of up to `cap` changes (whole transactions) from the slot's position; the
-/// rows stream as the caller reads them.
+/// Opens a peek of up to `cap` rows (messages, in whole transactions) from the slot's
+/// position; the rows stream as the caller reads them.
 async fn peek<'c>(ctx: &'c SourceCtx<'c>, cap: u64) -> Result<Answer<RowStream>> {
     let cap = cap.min(i32::MAX as u64) as i32;
     ctx.stream
@@ -250,26 +254,31 @@ pub(crate) struct Peeked {
     pub more: bool,
 }
 
-/// Reads one peek of at most `max` × `BATCHES_PER_PEEK` changes in batches of about `max`,
-/// hands each batch to `handle` in order (it returns false to stop after that batch), then
-/// advances the slot past the last batch handed on. A handler's error returns at once,
-/// without advancing: the rerun reads the same batches again.
+/// Reads one peek of at most `max` × `BATCHES_PER_PEEK` rows in batches of about `max`
+/// changes, hands each batch to `handle` in order (it returns false to stop after that batch),
+/// then advances the slot past the last batch handed on — or, when the peek read everything
+/// committed (it was not full) and nothing stopped it, up to the server's WAL position taken
+/// before the peek: every transaction committed before it was in the peek, so the slot
+/// moves on (and Postgres recycles the WAL) even while the published tables are idle and
+/// others churn. The position is remembered (`continuity::advanced`) before the slot moves.
+/// A handler's error returns at once, without advancing: the rerun reads the same batches.
 pub(crate) async fn for_each_batch(
     ctx: &SourceCtx<'_>,
     max: u32,
     types: &mut HashMap<u32, PgType>,
+    crash: Option<CrashPoint>,
     mut handle: impl AsyncFnMut(Batch) -> Result<bool>,
 ) -> Result<Peeked> {
     let health = slot::health(&ctx.stream, &ctx.slot).await?;
+    let horizon = slot::wal_position(&ctx.stream).await?;
     let cap = max.max(1) as u64 * BATCHES_PER_PEEK;
     let mut last: Option<Lsn> = None;
-    let mut read = 0u64;
     let mut stopped = false;
+    let rows;
     {
-        let mut rows = peek(ctx, cap).await?;
+        let mut stream = peek(ctx, cap).await?;
         let mut reader = BatchReader::new(ctx, health.confirmed_flush, max);
-        while let Some(batch) = reader.next_batch(&mut rows, types).await? {
-            read += batch.changes;
+        while let Some(batch) = reader.next_batch(&mut stream, types).await? {
             let to = batch.to;
             let go_on = handle(batch).await?;
             last = to.or(last);
@@ -278,14 +287,94 @@ pub(crate) async fn for_each_batch(
                 break;
             }
         }
+        rows = reader.rows;
     }
+    let more = rows >= cap;
+    let caught_up = !stopped && !more;
+    let to = if caught_up {
+        last.max(Some(horizon))
+    } else {
+        last
+    };
     // Only now, with every batch of the peek handled, may Postgres forget them.
-    if let Some(to) = last {
+    let to = to.filter(|&t| t > health.confirmed_flush);
+    if let Some(to) = to {
+        continuity::advanced(ctx, to).await?;
+        crate::crash_at(crash, CrashPoint::PositionRecorded)?;
         slot::advance(&ctx.stream, &ctx.slot, to).await?;
     }
     Ok(Peeked {
-        advanced_to: last,
+        advanced_to: to,
         stopped,
-        more: read >= cap,
+        more,
     })
+}
+
+/// Changes committed before a position that the replicas do not hold yet.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pending {
+    /// `schema.table` → changes.
+    pub tables: BTreeMap<String, u64>,
+    /// False when the peek hit its cap: every table may have more.
+    pub complete: bool,
+}
+
+/// Counts, per table, the changes committed before `upto` that the slot still holds (read
+/// with a peek of at most `cap` rows; nothing is consumed). A peek reads only flushed WAL:
+/// with asynchronous commit, commits before `upto` reach the disk within a few WAL-writer
+/// rounds, so this waits (up to 3 s) for the flush to pass `upto` first.
+pub(crate) async fn pending_tables(ctx: &SourceCtx<'_>, upto: Lsn, cap: u64) -> Result<Pending> {
+    let waited = std::time::Instant::now();
+    while slot::wal_position(&ctx.stream).await? < upto
+        && waited.elapsed() < std::time::Duration::from_secs(3)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cap = cap.clamp(1, i32::MAX as u64) as i32;
+    let mut rows = ctx
+        .stream
+        .query_stream(
+            &format!("reading slot {}", ctx.slot),
+            slot::PEEK_UPTO_SQL,
+            &[&ctx.slot, &upto.to_string(), &cap, &ctx.publication],
+        )
+        .await
+        .map_err(|e| slot::explain_active(e, &ctx.slot))?;
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut out = Pending::default();
+    let mut read = 0u64;
+    let mut count = |names: &HashMap<u32, String>, rel: u32| {
+        let name = names
+            .get(&rel)
+            .cloned()
+            .unwrap_or_else(|| format!("relation {rel}"));
+        *out.tables.entry(name).or_default() += 1;
+    };
+    while let Some(r) = rows
+        .try_next()
+        .await
+        .map_err(|e| slot::explain_active(e, &ctx.slot))?
+    {
+        read += 1;
+        let msg = pgoutput::decode(r.get(0)).map_err(|e| Error::Decode {
+            table: format!("slot {}", ctx.slot),
+            detail: e.0,
+        })?;
+        match msg {
+            Message::Relation(rel) => {
+                names.insert(rel.id, format!("{}.{}", rel.schema, rel.name));
+            }
+            Message::Insert { relation, .. }
+            | Message::Update { relation, .. }
+            | Message::Delete { relation, .. } => count(&names, relation),
+            Message::Truncate { relations, .. } => {
+                for rel in relations {
+                    count(&names, rel);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.complete = read < cap as u64;
+    Ok(out)
 }

@@ -18,7 +18,7 @@ use crate::apply::Applied;
 use crate::source::{cdc_sources, source_ctx, SourceCtx};
 use crate::stream::{for_each_batch, Batch};
 use crate::tables::TableInfo;
-use crate::{slot, snapshot, tables, CrashPoint, Options, Summary};
+use crate::{continuity, slot, snapshot, tables, CrashPoint, Options, Summary};
 
 /// Snapshots a table at the slot's current position and records it in the ledger.
 pub(crate) async fn take_snapshot(
@@ -79,7 +79,7 @@ pub async fn decode_and_stage(
     let (mut changes, mut bytes) = (0, 0);
     loop {
         // Each batch is staged before reading on, as `run` applies it.
-        let peeked = for_each_batch(&ctx, batch_changes, &mut types, async |b: Batch| {
+        let peeked = for_each_batch(&ctx, batch_changes, &mut types, None, async |b: Batch| {
             bytes += stage_batch(&ctx, &b).await?;
             changes += b.changes;
             Ok(true)
@@ -131,18 +131,11 @@ pub(crate) async fn sync_source(
 ) -> Result<()> {
     let started = Instant::now();
     let run_started = chrono::Utc::now();
-    let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
-    let health = slot::health(&ctx.stream, &ctx.slot).await?;
-    summary.retained_wal_bytes = health.retained_wal_bytes;
-    let warn_bytes = ctx.cdc.retained_wal_warn_mib as i64 * 1024 * 1024;
-    if health.retained_wal_bytes > warn_bytes {
-        tracing::warn!(
-            slot = %ctx.slot,
-            retained_mib = health.retained_wal_bytes / (1024 * 1024),
-            threshold_mib = ctx.cdc.retained_wal_warn_mib,
-            "the slot retains a lot of WAL: runs are falling behind"
-        );
-    }
+    // Before anything is read or merged: is this the stream the replicas came from?
+    let published = continuity::check(ctx).await?;
+    summary.retained_wal_bytes = slot::health(&ctx.stream, &ctx.slot)
+        .await?
+        .retained_wal_bytes;
     let mut crash = opts.crash;
     for (s, t) in &published {
         snapshot_if_new(ctx, s, t, summary, crash).await?;
@@ -163,7 +156,9 @@ pub(crate) async fn sync_source(
             break;
         }
         let mut batch_started = chrono::Utc::now();
-        let peeked = for_each_batch(ctx, max, &mut types, async |batch: Batch| {
+        // A crash asked for at the advance applies to the first peek only, like the others.
+        let crash_at_advance = crash;
+        let peeked = for_each_batch(ctx, max, &mut types, crash_at_advance, async |batch: Batch| {
             let to = batch.to.expect("a finished batch ends at a commit");
             if summary.batches == 0 {
                 summary.lag_seconds = batch
@@ -218,6 +213,18 @@ pub(crate) async fn sync_source(
         }
     }
     progress.finish();
+    // The WAL the slot holds back once the run has moved it.
+    let health = slot::health(&ctx.stream, &ctx.slot).await?;
+    summary.retained_wal_bytes = health.retained_wal_bytes;
+    let warn_bytes = ctx.cdc.retained_wal_warn_mib as i64 * 1024 * 1024;
+    if health.retained_wal_bytes > warn_bytes {
+        tracing::warn!(
+            slot = %ctx.slot,
+            retained_mib = health.retained_wal_bytes / (1024 * 1024),
+            threshold_mib = ctx.cdc.retained_wal_warn_mib,
+            "the slot retains a lot of WAL: runs are falling behind, or a long transaction is open"
+        );
+    }
     record_health(ctx, summary, run_started).await
 }
 

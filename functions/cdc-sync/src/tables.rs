@@ -243,13 +243,46 @@ pub async fn write_state(lake: &Lake, source: &str, bq_name: &str, s: &TableStat
     lake.put(&state_path(source, bq_name), body.into()).await
 }
 
+/// The (schema, table) of every table of a source with a replica (a state in the lake),
+/// but those of `published` (whose replicas' names are not even looked up).
+pub async fn replicated_besides(
+    lake: &Lake,
+    source: &str,
+    published: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    let known: std::collections::HashSet<String> = published
+        .iter()
+        .map(|(s, t)| catalog::replica_table(s, t))
+        .collect();
+    let mut out = vec![];
+    for folder in lake.folders(&Path::from(format!("cdc/{source}"))).await? {
+        let Some(bq_name) = folder.filename().filter(|n| !known.contains(*n)) else {
+            continue;
+        };
+        if let Some(s) = read_state(lake, source, bq_name).await? {
+            out.push((s.schema, s.table));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Forgets one table: its replica stays as it is, no run touches it again.
+pub async fn forget(lake: &Lake, source: &str, bq_name: &str) -> Result<bool> {
+    let p = state_path(source, bq_name);
+    if lake.get_opt(&p).await?.is_none() {
+        return Ok(false);
+    }
+    lake.delete(&p).await?;
+    Ok(true)
+}
+
 /// Deletes the state of every table of a source; returns how many there were.
 pub async fn forget_all(lake: &Lake, source: &str) -> Result<usize> {
     let mut n = 0;
-    for o in lake.list(&Path::from(format!("cdc/{source}"))).await? {
-        if o.location.filename() == Some("_table.json") {
-            lake.delete(&o.location).await?;
-            n += 1;
+    for folder in lake.folders(&Path::from(format!("cdc/{source}"))).await? {
+        if let Some(bq_name) = folder.filename() {
+            n += usize::from(forget(lake, source, bq_name).await?);
         }
     }
     Ok(n)

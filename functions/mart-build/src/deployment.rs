@@ -302,6 +302,26 @@ pub fn target_deployment(
                 false,
             ),
         );
+        // The replicas compared with the source by content; a difference fails the job's
+        // ledger row, which the monitor alerts on.
+        if let Some(verify) = &cdc.verify {
+            jobs.insert(
+                checked_name(
+                    format!("cdc-sync-verify-{}{suffix}", name.replace('_', "-")),
+                    "cdc-sync verify job",
+                )?,
+                job(
+                    "cdc-sync",
+                    format!("cdc-sync status of source `{name}`: every replica of {} compared with Postgres by content", cdc.slot(name)),
+                    ["status", "--source", name].map(String::from).to_vec(),
+                    verify.cron(),
+                    1,
+                    3600,
+                    0,
+                    false,
+                ),
+            );
+        }
     }
 
     // log-ingest: a service behind a push subscription, its topic and dead-letter topic.
@@ -529,7 +549,7 @@ sources:
     dsn: { env: BILLING_DSN }
     dataset: billing_copy
     tables: {}
-    cdc: { schemas: [billing], dataset: billing_live }
+    cdc: { schemas: [billing], dataset: billing_live, verify: '30 2 * * 0' }
 targets:
   local: { no_auth: true, project: p-local }
   dev: { dataset_suffix: _dev }
@@ -565,6 +585,8 @@ targets:
             [
                 "cdc-sync-app",
                 "cdc-sync-billing",
+                "cdc-sync-verify-app",
+                "cdc-sync-verify-billing",
                 "monitor-check",
                 "monitor-digest",
                 "pg-copy-daily",
@@ -573,6 +595,13 @@ targets:
             ]
         );
         assert_eq!(jobs["monitor-check"]["schedule"], "*/10 * * * *");
+        // Replicas are compared by content daily, or as the source says.
+        assert_eq!(jobs["cdc-sync-verify-app"]["schedule"], "0 6 * * *");
+        assert_eq!(jobs["cdc-sync-verify-billing"]["schedule"], "30 2 * * 0");
+        assert_eq!(
+            jobs["cdc-sync-verify-billing"]["args"],
+            json!(["status", "--source", "billing"])
+        );
         assert_eq!(
             (
                 &jobs["monitor-digest"]["schedule"],

@@ -1037,8 +1037,7 @@ async fn retained_wal(conn: &PgConnection, slot: &str, warn_mib: u64) -> (Mark, 
     let row = conn
         .query_one(
             "reading the slot's retained WAL",
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
-             FROM pg_replication_slots WHERE slot_name = $1",
+            &sluice::postgres::replication::retained_wal_sql(),
             &[&slot],
         )
         .await;

@@ -135,11 +135,14 @@ pub fn last_runs_sql(runs: &str) -> String {
     )
 }
 
+/// When each unit last started and last succeeded: what freshness and missed runs count.
+/// cdc-sync's `status` checks (`details.kind = "verify"`) load nothing, so they are left out.
 pub fn unit_times_sql(runs: &str) -> String {
     format!(
         "SELECT worker, source, table_name, MAX(started_at) AS last_started,\n\
          MAX(IF(status = 'success' AND (worker != 'log-ingest' OR rows_loaded > 0), finished_at, NULL)) AS last_success\n\
-         FROM {runs} WHERE started_at >= @history AND started_at <= @now GROUP BY worker, source, table_name"
+         FROM {runs} WHERE started_at >= @history AND started_at <= @now AND IFNULL(JSON_VALUE(details, '$.kind'), '') != 'verify'\n\
+         GROUP BY worker, source, table_name"
     )
 }
 

@@ -141,6 +141,25 @@ pub struct CdcConfig {
     /// (or the schema) gives them.
     #[serde(default)]
     pub per_table: BTreeMap<String, TableMeta>,
+    /// When `cdc-sync status` compares every replica with its source by content (a job of
+    /// its own, alerting through the ledger): `daily` (default, 06:00), `hourly`, a cron, or
+    /// `off`.
+    #[serde(default = "default_verify", deserialize_with = "verify_schedule")]
+    pub verify: Option<Schedule>,
+}
+
+fn default_verify() -> Option<Schedule> {
+    Some(Schedule::Daily)
+}
+
+fn verify_schedule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Schedule>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim() == "off" {
+        return Ok(None);
+    }
+    Schedule::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// How deletes and truncates reach a replica.

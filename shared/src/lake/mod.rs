@@ -177,6 +177,19 @@ impl Lake {
         Ok(v)
     }
 
+    /// The folders directly under `prefix` (one listing call with a delimiter, however many
+    /// objects they hold).
+    pub async fn folders(&self, prefix: &Path) -> Result<Vec<Path>> {
+        let r = self
+            .store
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| Error::lake(format!("listing {}", self.gs_uri(prefix)), e))?;
+        let mut v = r.common_prefixes;
+        v.sort();
+        Ok(v)
+    }
+
     /// Deletes one object; a missing one is not an error.
     pub async fn delete(&self, path: &Path) -> Result<()> {
         match self.store.delete(path).await {

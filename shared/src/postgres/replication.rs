@@ -23,6 +23,20 @@ use crate::catalog::qualify;
 use crate::config::CdcConfig;
 use crate::error::Result;
 
+/// The end of the WAL logical decoding can read now: the flushed position on a primary (a
+/// peek reads no further, and with asynchronous commit the written position may be ahead of
+/// it), the replayed one on a standby (where logical decoding also works from Postgres 16).
+pub const CURRENT_WAL_LSN: &str = "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+     ELSE pg_current_wal_flush_lsn() END)";
+
+/// The WAL Postgres keeps for slot `$1`, in bytes: from its `restart_lsn` (what
+/// `max_slot_wal_keep_size` measures) to the current position. NULL when the slot has none.
+pub fn retained_wal_sql() -> String {
+    format!(
+        "SELECT pg_wal_lsn_diff({CURRENT_WAL_LSN}, restart_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1"
+    )
+}
+
 /// What a source's `cdc:` block asks of its database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {

@@ -207,7 +207,7 @@ run "schedules_of_jobs_reading_secrets_wait_for_secrets_ready" {
     error_message = "jobs that read a DSN or webhook secret start paused; mart-build reads none: ${jsonencode({ for k, j in output.jobs : k => j.paused })}"
   }
   assert {
-    condition     = output.paused_schedules == tolist(["cdc-sync-shop", "monitor-check", "monitor-digest", "pg-copy-daily"])
+    condition     = output.paused_schedules == tolist(["cdc-sync-shop", "cdc-sync-verify-shop", "monitor-check", "monitor-digest", "pg-copy-daily"])
     error_message = "the paused schedules are listed by name: ${jsonencode(output.paused_schedules)}"
   }
 }
