@@ -57,7 +57,7 @@ SQL
 say "cdc-sync run   (streams the changes; users gains its new column on its own)"
 ./target/debug/cdc-sync run --target local --log-format human
 
-say "cdc-sync status   (rows in Postgres against live rows in each replica)"
+say "cdc-sync status   (each replica compared with Postgres by content, as of one consistent point)"
 ./target/debug/cdc-sync status --target local
 
 say "log-ingest serve   (the Pub/Sub push endpoint; the demo posts yesterday's app events as Pub/Sub would, 2% of them malformed)"
