@@ -35,12 +35,14 @@ impl Scenario {
         format!("sluice_cdcbench_{}", self.label)
     }
 
+    /// Each database has a lake bucket of its own: the lake remembers which database a
+    /// source's stream comes from, and two databases under one source are a stop.
     pub fn pipeline(&self) -> Result<Pipeline> {
         std::env::set_var("SLUICE_CDC_BENCH_DSN", self.dsn()?);
         let yaml = format!(
             "name: bench\nbigquery: {{ project: {project} }}\nlake: {{ bucket: sluice-bench }}\n\
              sources:\n  cdcbench:\n    dsn: {{ env: SLUICE_CDC_BENCH_DSN }}\n    cdc:\n      tables: [c1, c2, c3]\n      slot: {slot}\n      publication: {slot}\n      dataset: cdcbench_{label}\n      deletes: hard\n\
-             targets:\n  local: {{ project: {project}, lake_bucket: sluice-bench, no_auth: true }}\n",
+             targets:\n  local: {{ project: {project}, lake_bucket: sluice-bench-{label}, no_auth: true }}\n",
             project = env("SLUICE_BQ_PROJECT")?,
             slot = self.slot(),
             label = self.label,
