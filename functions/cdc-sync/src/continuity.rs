@@ -220,19 +220,19 @@ pub async fn origin(conn: &PgConnection) -> Result<Origin> {
     })
 }
 
-/// Starts remembering a stream at `position` (after `init` made the slot, after a resync, or
-/// for a source set up before sluice remembered streams).
+/// Starts remembering a stream of the database `origin` at `position` (after `init` made the
+/// slot, after a resync, or for a source set up before sluice remembered streams).
 pub async fn start(
-    conn: &PgConnection,
     lake: &Lake,
     source: &str,
     slot: &str,
+    origin: Origin,
     position: Lsn,
     started_by: &str,
 ) -> Result<()> {
     let state = StreamState {
         slot: slot.to_string(),
-        origin: origin(conn).await?,
+        origin,
         position: position.to_string(),
         updated_at: chrono::Utc::now().to_rfc3339(),
         started_by: started_by.to_string(),
@@ -248,28 +248,45 @@ pub async fn advanced(ctx: &SourceCtx<'_>, to: Lsn) -> Result<()> {
     }
     let lake = &ctx.sink.lake;
     let Some(mut state) = read_state(lake, &ctx.name).await? else {
-        return start(&ctx.catalog, lake, &ctx.name, &ctx.slot, to, "adopted").await;
+        let now = origin(&ctx.catalog).await?;
+        return start(lake, &ctx.name, &ctx.slot, now, to, "adopted").await;
     };
     state.position = to.to_string();
     state.updated_at = chrono::Utc::now().to_rfc3339();
     write_state(lake, &ctx.name, &state).await
 }
 
-/// What a source's check found: nothing wrong, or the break.
-pub async fn diagnose(ctx: &SourceCtx<'_>) -> Result<Option<Break>> {
-    let recorded = read_state(&ctx.sink.lake, &ctx.name).await?;
-    let now = origin(&ctx.stream).await?;
-    let row = slot::read(&ctx.stream, &ctx.slot).await?;
-    Ok(assess(recorded.as_ref(), &now, row.as_ref()))
+/// What the lake remembers of a source's stream, and what its database and slot show now:
+/// read once, and judged by `verdict`.
+pub struct Observed {
+    pub recorded: Option<StreamState>,
+    pub origin: Origin,
+    pub slot: Option<SlotRow>,
 }
 
-/// Checks a source before a run reads anything and returns the tables its publication
-/// covers: a break is recorded in the ledger (so the monitor alerts) and returned as a
+impl Observed {
+    pub async fn read(ctx: &SourceCtx<'_>) -> Result<Observed> {
+        Ok(Observed {
+            recorded: read_state(&ctx.sink.lake, &ctx.name).await?,
+            origin: origin(&ctx.stream).await?,
+            slot: slot::read(&ctx.stream, &ctx.slot).await?,
+        })
+    }
+
+    /// The source-wide break, if any.
+    pub fn verdict(&self) -> Option<Break> {
+        assess(self.recorded.as_ref(), &self.origin, self.slot.as_ref())
+    }
+}
+
+/// Checks a source before a run reads anything and returns the tables its publication covers
+/// and its slot: a break is recorded in the ledger (so the monitor alerts) and returned as a
 /// permanent error naming the case and the recovery. A source without a remembered stream
 /// starts remembering it at the slot's position.
-pub async fn check(ctx: &SourceCtx<'_>) -> Result<Vec<(String, String)>> {
+pub async fn check(ctx: &SourceCtx<'_>) -> Result<(Vec<(String, String)>, SlotRow)> {
     let started = chrono::Utc::now();
-    let mut found = diagnose(ctx).await?;
+    let observed = Observed::read(ctx).await?;
+    let mut found = observed.verdict();
     let mut published = vec![];
     if found.is_none() {
         published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
@@ -292,20 +309,15 @@ pub async fn check(ctx: &SourceCtx<'_>) -> Result<Vec<(String, String)>> {
         }
     }
     let Some(b) = found else {
-        if read_state(&ctx.sink.lake, &ctx.name).await?.is_none() {
-            let at = slot::health(&ctx.stream, &ctx.slot).await?.confirmed_flush;
+        // No break: the slot is there and valid, unless the source was never set up.
+        let row = observed.slot.ok_or_else(|| slot::missing(&ctx.slot))?;
+        if observed.recorded.is_none() {
+            let at = row.confirmed_flush.unwrap_or_default();
             tracing::info!(source = %ctx.name, position = %at, "remembering the stream from the slot's position");
-            start(
-                &ctx.catalog,
-                &ctx.sink.lake,
-                &ctx.name,
-                &ctx.slot,
-                at,
-                "adopted",
-            )
-            .await?;
+            let (lake, name) = (&ctx.sink.lake, &ctx.name);
+            start(lake, name, &ctx.slot, observed.origin, at, "adopted").await?;
         }
-        return Ok(published);
+        return Ok((published, row));
     };
     let message = b.message(&ctx.name, &ctx.slot, &ctx.publication);
     let error = Error::Postgres {
@@ -351,7 +363,6 @@ mod tests {
 
     fn slot_at(lsn: &str) -> SlotRow {
         SlotRow {
-            plugin: Some("pgoutput".into()),
             same_database: true,
             confirmed_flush: Some(lsn.parse().unwrap()),
             wal_status: Some("reserved".into()),

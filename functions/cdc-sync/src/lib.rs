@@ -174,7 +174,8 @@ pub async fn init(
                 .map_err(|e: sluice::postgres::pgoutput::DecodeError| {
                     Error::config(format!("slot {} created at {lsn}: {}", cdc.slot(name), e.0))
                 })?;
-            continuity::start(&conn, &lake, name, &cdc.slot(name), at, "init").await?;
+            let origin = continuity::origin(&conn).await?;
+            continuity::start(&lake, name, &cdc.slot(name), origin, at, "init").await?;
         }
         out.push((name.clone(), report));
     }
@@ -218,7 +219,8 @@ pub async fn resync(
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
         let started = chrono::Utc::now();
         let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
-        let cause = continuity::diagnose(&ctx).await?;
+        let observed = continuity::Observed::read(&ctx).await?;
+        let cause = observed.verdict();
         if let Some(b) = &cause {
             if !all {
                 return Err(Error::config(format!(
@@ -229,8 +231,8 @@ pub async fn resync(
             tracing::warn!(source = %name, case = b.case(), "resyncing every table after a break in continuity");
             // A slot that is gone or unusable is replaced (with the publication, if a restored
             // database lacks it).
-            let row = slot::read(&ctx.stream, &ctx.slot).await?;
-            if row.as_ref().is_some_and(|r| r.invalidated().is_some()) {
+            let row = observed.slot.as_ref();
+            if row.is_some_and(|r| r.invalidated().is_some()) {
                 slot::drop_slot(&ctx.stream, &ctx.slot).await?;
             }
             if row.is_none_or(|r| r.invalidated().is_some()) {
@@ -277,14 +279,11 @@ pub async fn resync(
         }
         progress.finish();
         let why = cause.as_ref().map_or("requested", Break::case);
-        if cause.is_some()
-            || continuity::read_state(&ctx.sink.lake, name)
-                .await?
-                .is_none()
-        {
+        if cause.is_some() || observed.recorded.is_none() {
             // Every replica now starts at the slot's position: the stream continues from it.
             let at = slot::health(&ctx.stream, &ctx.slot).await?.confirmed_flush;
-            continuity::start(&ctx.catalog, &ctx.sink.lake, name, &ctx.slot, at, why).await?;
+            let lake = &ctx.sink.lake;
+            continuity::start(lake, name, &ctx.slot, observed.origin, at, why).await?;
         }
         let rows = done.iter().map(|(_, n)| n).sum();
         ctx.record(ledger::RunRecord {

@@ -4,7 +4,9 @@
 use sluice::config::CdcConfig;
 use sluice::error::ErrorKind;
 use sluice::postgres::pgoutput::Lsn;
-use sluice::postgres::replication::{Assessment, Facts, PublicationStep, Wanted, CURRENT_WAL_LSN};
+use sluice::postgres::replication::{
+    retained_wal, Assessment, Facts, PublicationStep, Wanted, CURRENT_WAL_LSN,
+};
 use sluice::postgres::PgConnection;
 use sluice::{Error, Result};
 
@@ -140,7 +142,6 @@ pub struct SlotHealth {
 /// versions added (`conflicting` in 16, `invalidation_reason` in 17) are read where they exist.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SlotRow {
-    pub plugin: Option<String>,
     /// The slot belongs to the database we are connected to.
     pub same_database: bool,
     pub confirmed_flush: Option<Lsn>,
@@ -180,9 +181,9 @@ pub async fn read(conn: &PgConnection, slot: &str) -> Result<Option<SlotRow>> {
         .query_opt(
             "checking the replication slot",
             &format!(
-                "SELECT to_jsonb(s)::text, s.database::text = current_database(),
-                        pg_wal_lsn_diff({CURRENT_WAL_LSN}, s.restart_lsn)::int8
-                 FROM pg_replication_slots s WHERE s.slot_name = $1"
+                "SELECT to_jsonb(s)::text, s.database::text = current_database(), {}
+                 FROM pg_replication_slots s WHERE s.slot_name = $1",
+                retained_wal("s")
             ),
             &[&slot],
         )
@@ -194,7 +195,6 @@ pub async fn read(conn: &PgConnection, slot: &str) -> Result<Option<SlotRow>> {
         .map_err(|e| permanent("checking the replication slot", e.to_string()))?;
     let text = |k: &str| j[k].as_str().map(String::from);
     Ok(Some(SlotRow {
-        plugin: text("plugin"),
         same_database: same == Some(true),
         confirmed_flush: text("confirmed_flush_lsn").and_then(|l| l.parse().ok()),
         wal_status: text("wal_status"),
@@ -209,10 +209,7 @@ pub async fn read(conn: &PgConnection, slot: &str) -> Result<Option<SlotRow>> {
 pub async fn health(conn: &PgConnection, slot: &str) -> Result<SlotHealth> {
     let ctx = "checking the replication slot";
     let Some(row) = read(conn, slot).await? else {
-        return Err(permanent(
-            ctx,
-            format!("replication slot {slot} does not exist; run `cdc-sync init` to create it (then the first run snapshots every table)"),
-        ));
+        return Err(missing(slot));
     };
     if !row.same_database {
         return Err(permanent(
@@ -230,6 +227,14 @@ pub async fn health(conn: &PgConnection, slot: &str) -> Result<SlotHealth> {
         confirmed_flush: row.confirmed_flush.unwrap_or_default(),
         retained_wal_bytes: row.retained_wal_bytes,
     })
+}
+
+/// A source whose slot was never made: `init` makes it.
+pub fn missing(slot: &str) -> Error {
+    permanent(
+        "checking the replication slot",
+        format!("replication slot {slot} does not exist; run `cdc-sync init` to create it (then the first run snapshots every table)"),
+    )
 }
 
 /// The server's current WAL position (`CURRENT_WAL_LSN`).
@@ -259,13 +264,9 @@ pub async fn drop_slot(conn: &PgConnection, slot: &str) -> Result<()> {
     Ok(())
 }
 
-/// The query that reads up to `$2` changes (whole transactions) without consuming them.
-pub const PEEK_SQL: &str = "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-     'proto_version', '1', 'publication_names', $3, 'binary', 'true')";
-
-/// The query that reads up to `$3` rows of the changes committed before `$2`, without
-/// consuming them.
-pub const PEEK_UPTO_SQL: &str =
+/// The query that reads up to `$3` rows (whole transactions) of the changes committed before
+/// `$2` (NULL: all), without consuming them.
+pub const PEEK_SQL: &str =
     "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
      'proto_version', '1', 'publication_names', $4, 'binary', 'true')";
 

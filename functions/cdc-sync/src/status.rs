@@ -272,7 +272,7 @@ pub async fn check(
         let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
         // A source whose stream broke is reported as such: its replicas are not what the
         // slot continues, and its pending changes cannot be read.
-        if let Some(b) = continuity::diagnose(&ctx).await? {
+        if let Some(b) = continuity::Observed::read(&ctx).await?.verdict() {
             out.push(SourceStatus {
                 source: name.clone(),
                 health: slot::SlotHealth {

@@ -210,14 +210,20 @@ impl Batch {
 }
 
 /// Opens a peek of up to `cap` rows (messages, in whole transactions) from the slot's
-/// position; the rows stream as the caller reads them.
-async fn peek<'c>(ctx: &'c SourceCtx<'c>, cap: u64) -> Result<Answer<RowStream>> {
-    let cap = cap.min(i32::MAX as u64) as i32;
+/// position, of the transactions committed before `upto` (None: all); the rows stream as the
+/// caller reads them.
+async fn peek<'c>(
+    ctx: &'c SourceCtx<'c>,
+    upto: Option<Lsn>,
+    cap: u64,
+) -> Result<Answer<RowStream>> {
+    let cap = cap.clamp(1, i32::MAX as u64) as i32;
+    let upto = upto.map(|l| l.to_string());
     ctx.stream
         .query_stream(
             &format!("reading slot {}", ctx.slot),
             slot::PEEK_SQL,
-            &[&ctx.slot, &cap, &ctx.publication],
+            &[&ctx.slot, &upto, &cap, &ctx.publication],
         )
         .await
         .map_err(|e| slot::explain_active(e, &ctx.slot))
@@ -276,7 +282,7 @@ pub(crate) async fn for_each_batch(
     let mut stopped = false;
     let rows;
     {
-        let mut stream = peek(ctx, cap).await?;
+        let mut stream = peek(ctx, None, cap).await?;
         let mut reader = BatchReader::new(ctx, health.confirmed_flush, max);
         while let Some(batch) = reader.next_batch(&mut stream, types).await? {
             let to = batch.to;
@@ -330,16 +336,7 @@ pub(crate) async fn pending_tables(ctx: &SourceCtx<'_>, upto: Lsn, cap: u64) -> 
     {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let cap = cap.clamp(1, i32::MAX as u64) as i32;
-    let mut rows = ctx
-        .stream
-        .query_stream(
-            &format!("reading slot {}", ctx.slot),
-            slot::PEEK_UPTO_SQL,
-            &[&ctx.slot, &upto.to_string(), &cap, &ctx.publication],
-        )
-        .await
-        .map_err(|e| slot::explain_active(e, &ctx.slot))?;
+    let mut rows = peek(ctx, Some(upto), cap).await?;
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut out = Pending::default();
     let mut read = 0u64;
@@ -375,6 +372,6 @@ pub(crate) async fn pending_tables(ctx: &SourceCtx<'_>, upto: Lsn, cap: u64) -> 
             _ => {}
         }
     }
-    out.complete = read < cap as u64;
+    out.complete = read < cap;
     Ok(out)
 }

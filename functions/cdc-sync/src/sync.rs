@@ -132,10 +132,8 @@ pub(crate) async fn sync_source(
     let started = Instant::now();
     let run_started = chrono::Utc::now();
     // Before anything is read or merged: is this the stream the replicas came from?
-    let published = continuity::check(ctx).await?;
-    summary.retained_wal_bytes = slot::health(&ctx.stream, &ctx.slot)
-        .await?
-        .retained_wal_bytes;
+    let (published, slot_row) = continuity::check(ctx).await?;
+    summary.retained_wal_bytes = slot_row.retained_wal_bytes;
     let mut crash = opts.crash;
     for (s, t) in &published {
         snapshot_if_new(ctx, s, t, summary, crash).await?;

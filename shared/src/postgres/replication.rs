@@ -29,11 +29,18 @@ use crate::error::Result;
 pub const CURRENT_WAL_LSN: &str = "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
      ELSE pg_current_wal_flush_lsn() END)";
 
-/// The WAL Postgres keeps for slot `$1`, in bytes: from its `restart_lsn` (what
-/// `max_slot_wal_keep_size` measures) to the current position. NULL when the slot has none.
+/// The WAL Postgres keeps for a slot, in bytes, over `pg_replication_slots` (as `slots`): from
+/// its `restart_lsn` (what `max_slot_wal_keep_size` measures) to the current position. NULL
+/// when the slot has none.
+pub fn retained_wal(slots: &str) -> String {
+    format!("pg_wal_lsn_diff({CURRENT_WAL_LSN}, {slots}.restart_lsn)::int8")
+}
+
+/// The WAL Postgres keeps for slot `$1` (`retained_wal`).
 pub fn retained_wal_sql() -> String {
     format!(
-        "SELECT pg_wal_lsn_diff({CURRENT_WAL_LSN}, restart_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1"
+        "SELECT {} FROM pg_replication_slots s WHERE s.slot_name = $1",
+        retained_wal("s")
     )
 }
 
