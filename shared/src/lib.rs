@@ -9,6 +9,8 @@
 //! - `lake`: paths, the Parquet writer, manifests. `postgres`: bounded connections, binary
 //!   COPY and pgoutput decoding, the snapshot → Parquet loop (`to_lake`). `types`: the
 //!   Postgres → BigQuery type mapping.
+//! - `marts` (feature `marts`): the mart model; `deployment` (same feature): what Terraform
+//!   deploys per target, derived from the pipeline and its marts.
 //! - `error` (transient / permanent / unanswered), `retry` (named policies), `time`,
 //!   `schedule`, `http`, `secret` and `secret_manager`.
 
@@ -17,11 +19,15 @@ pub mod bigquery;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "marts")]
+pub mod deployment;
 pub mod error;
 pub mod google;
 pub mod http;
 pub mod lake;
 pub mod ledger;
+#[cfg(feature = "marts")]
+pub mod marts;
 pub mod ops;
 pub mod postgres;
 pub mod progress;

@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::NaiveDate;
-use mart_build::Placement;
-use mart_build::{load_dir, Dag, Landed};
 use mart_build::{Options, Summary};
 use sluice::bigquery::BigQuery;
 use sluice::config::Pipeline;
+use sluice::marts::Placement;
+use sluice::marts::{load_dir, Dag, Landed};
 
 use crate::{env, median, RUNS};
 

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mart_build::{CheckKind, MartResult, Options, Outcome, Summary};
-use mart_build::{Dag, Landed};
 use sluice::config::Pipeline;
 use sluice::ledger::{Ledger, RunRecord, Status, Worker};
+use sluice::marts::{Dag, Landed};
 use sluice_tests::{binary, d, TestEnv};
 
 /// The pipeline of these tests: source `src` lands `orders` (incremental) and `users` (full).
@@ -31,7 +31,10 @@ impl Marts {
     }
 
     fn dag(&self, p: &Pipeline) -> sluice::Result<Dag> {
-        Dag::build(mart_build::load_dir(&self.dir)?, &Landed::of(p, &self.dir))
+        Dag::build(
+            sluice::marts::load_dir(&self.dir)?,
+            &Landed::of(p, &self.dir),
+        )
     }
 }
 
@@ -834,11 +837,11 @@ async fn a_mart_reads_the_replica_of_a_table_outside_the_public_schema() {
     );
     let dag = marts.dag(&p).expect("the replica is a known input");
     assert!(matches!(
-        mart_build::producer(
+        sluice::marts::producer(
             &dag.inputs,
-            &mart_build::TableName::parse("src_replica.billing__invoices").unwrap()
+            &sluice::marts::TableName::parse("src_replica.billing__invoices").unwrap()
         ),
-        Some(mart_build::Producer::Cdc { .. })
+        Some(sluice::marts::Producer::Cdc { .. })
     ));
     let s = run_marts(&p, &marts, "local", &["2024-05-01"], |_| {}).await;
     assert_built(&s);

@@ -546,9 +546,9 @@ async fn land_orders(env: &TestEnv, user: &str) {
 async fn build_daily(s: &Setup) -> mart_build::Summary {
     let p = sluice::config::Pipeline::load(&s.dir.join("pipeline.yaml")).unwrap();
     let marts = s.dir.join("marts");
-    let dag = mart_build::Dag::build(
-        mart_build::load_dir(&marts).unwrap(),
-        &mart_build::Landed::of(&p, &s.dir),
+    let dag = sluice::marts::Dag::build(
+        sluice::marts::load_dir(&marts).unwrap(),
+        &sluice::marts::Landed::of(&p, &s.dir),
     )
     .unwrap();
     let mut o = mart_build::Options::new("local", vec![d("2024-05-01")]);

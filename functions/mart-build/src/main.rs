@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mart_build::Placement;
-use mart_build::{Dag, Landed};
+use sluice::marts::Placement;
+use sluice::marts::{Dag, Landed};
 
 use sluice::cli::{parse_date, run_main, CommonArgs, DateArgs};
 use sluice::config::Pipeline;
@@ -113,7 +113,7 @@ fn load(cli: &Cli) -> Result<(Pipeline, Dag)> {
     let pipeline = cli.common.pipeline()?;
     let base = cli.common.pipeline_dir();
     let dir = cli.marts.clone().unwrap_or_else(|| base.join("marts"));
-    let marts = mart_build::load_dir(&dir)?;
+    let marts = sluice::marts::load_dir(&dir)?;
     let dag = Dag::build(marts, &Landed::of(&pipeline, &base))?;
     Ok((pipeline, dag))
 }
@@ -124,10 +124,10 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Plan { select } => {
             let selected: BTreeSet<String> = dag.select(&select)?;
             print!("{}", dag.plan_text(&selected));
-            let schedules = mart_build::schedules(&pipeline, &dag);
+            let schedules = sluice::marts::schedules(&pipeline, &dag);
             println!(
                 "\nwhen each runs (UTC; at least {} minutes after each input, or in one run with its upstream mart):",
-                mart_build::timing::MARGIN_MINUTES
+                sluice::marts::MARGIN_MINUTES
             );
             print!("{}", schedules.text(&dag, &selected));
             println!("\n```mermaid\n{}```", dag.plan_mermaid(&selected));
@@ -176,7 +176,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
                 .filter(|m| chosen.contains(*m))
                 .cloned()
                 .collect();
-            let (results, untested) = mart_build::run_fixtures(&bq, &dag, &selected).await?;
+            let (results, untested) = sluice::marts::run_fixtures(&bq, &dag, &selected).await?;
             for r in &results {
                 match &r.failure {
                     None => println!("ok    {}: {}", r.mart, r.case),
@@ -186,7 +186,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             for m in &untested {
                 println!(
                     "--    {m}: no unit tests ({})",
-                    mart_build::fixture_file(&dag.marts[m]).display()
+                    sluice::marts::fixture_file(&dag.marts[m]).display()
                 );
             }
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
@@ -201,8 +201,8 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::ExportScheduledQueries => {
             let t = pipeline.target(cli.common.target()?)?;
-            let timings = mart_build::schedules(&pipeline, &dag).checked()?;
-            let json = mart_build::scheduled_queries(
+            let timings = sluice::marts::schedules(&pipeline, &dag).checked()?;
+            let json = sluice::deployment::scheduled_queries(
                 &dag,
                 &timings,
                 &Placement::for_target(&t),
@@ -215,8 +215,12 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             out,
             check,
         } => {
-            let json =
-                mart_build::deployment(&pipeline, &dag, &cli.common.pipeline_dir(), &targets)?;
+            let json = sluice::deployment::deployment(
+                &pipeline,
+                &dag,
+                &cli.common.pipeline_dir(),
+                &targets,
+            )?;
             let text = serde_json::to_string_pretty(&json)? + "\n";
             if let Some(file) = check {
                 let old = std::fs::read_to_string(&file).unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use sluice::bigquery::sql::ident;
 
-use crate::checks::Check;
+use sluice::marts::Check;
 
 /// Column of the check query holding the built rows.
 pub const ROWS: &str = "_rows";
@@ -116,7 +116,7 @@ pub fn create_view(target: &str, select: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{Check, Rule};
+    use sluice::marts::{Check, Rule};
 
     fn check(expression: &str) -> Check {
         Check {

@@ -2,16 +2,16 @@
 //! its producer, owner, description, schedule and freshness SLA, and every scheduled unit of
 //! work (what the heartbeat expects in `ops.runs`). Names come from `sluice::catalog` and the
 //! mart DAG, so the monitor sees the tables the workers write; marts' times from
-//! `mart_build::timing`, so it expects each mart when the deployment runs it.
+//! `sluice::marts`, so it expects each mart when the deployment runs it.
 
 use std::path::Path;
 use std::time::Duration;
 
-use mart_build::{Dag, Runner};
 use serde_json::{json, Value};
 use sluice::catalog;
 use sluice::config::{owner_key, Freshness, Pipeline, Schedule, TableMeta, Target};
 use sluice::ledger::Worker;
+use sluice::marts::{Dag, Runner};
 
 /// A table the pipeline lands or builds.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,9 +187,9 @@ impl Declared {
             }
         }
         // A mart runs when the deployment starts it: at the time derived from its inputs, not
-        // at what its header says, or every mart would look missed (`mart_build::timing`). A
+        // at what its header says, or every mart would look missed (`sluice::marts`). A
         // mart whose time is refused cannot be deployed; it keeps its header's schedule here.
-        let timings = mart_build::schedules(p, dag).marts;
+        let timings = sluice::marts::schedules(p, dag).marts;
         for (id, m) in &dag.marts {
             let h = &m.header;
             let schedule = timings
@@ -300,7 +300,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        let dag = Dag::build(vec![], &mart_build::Landed::of(&p, &dir)).unwrap();
+        let dag = Dag::build(vec![], &sluice::marts::Landed::of(&p, &dir)).unwrap();
         let d = Declared::of(&p, &dir, &dag);
         let names: Vec<String> = d
             .tables
@@ -343,11 +343,11 @@ mod tests {
         let dir = std::env::temp_dir();
         let mart = |name: &str, header: &str| {
             let sql = format!("/*\ndescription: d\n{header}\n*/\nSELECT 1 AS x FROM shop.clicks");
-            mart_build::Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name)
+            sluice::marts::Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name)
                 .unwrap()
         };
         let marts = vec![mart("daily", ""), mart("hourly", "schedule: hourly")];
-        let dag = Dag::build(marts, &mart_build::Landed::of(&p, &dir)).unwrap();
+        let dag = Dag::build(marts, &sluice::marts::Landed::of(&p, &dir)).unwrap();
         let d = Declared::of(&p, &dir, &dag);
         // The copy runs hourly at :15: the daily mart after the first one past midnight.
         let units: Vec<(String, Schedule)> = d

@@ -185,7 +185,7 @@ pub fn dq_report(
 ) -> BTreeMap<String, (u64, Vec<String>, Vec<String>)> {
     let mut dq: BTreeMap<String, (u64, Vec<String>, Vec<String>)> = BTreeMap::new();
     for (id, mart) in &m.dag.marts {
-        if mart.header.runner != mart_build::Runner::MartBuild {
+        if mart.header.runner != sluice::marts::Runner::MartBuild {
             continue;
         }
         let mut dates: Vec<&str> = results

@@ -12,7 +12,7 @@
 //! (`secretmanager.versions.list`); each source over its DSN's TLS mode, `wal_level`, the slot
 //! and publication, the role's rights and the WAL the slot retains (the DSN, read as the
 //! workers read it); each alert channel's URL. What Terraform should have made comes from the
-//! same derivation as terraform/deployment.json (`mart_build::deployment`), so the two agree.
+//! same derivation as terraform/deployment.json (`sluice::deployment::deployment`), so the two agree.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -117,7 +117,7 @@ pub async fn doctor(m: &Monitor, base: &Path, opts: &Options) -> Result<Report> 
     let t = &m.target;
     let mut r = Report::default();
     let cloud = !t.no_auth;
-    let all = mart_build::deployment(p, &m.dag, base, std::slice::from_ref(&t.name))?;
+    let all = sluice::deployment::deployment(p, &m.dag, base, std::slice::from_ref(&t.name))?;
     let d = &all["targets"][&t.name];
 
     let usable = credentials(&mut r, t).await;

@@ -744,7 +744,7 @@ pub fn findings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mart_build::Dag;
+    use sluice::marts::Dag;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -760,7 +760,7 @@ mod tests {
         )
         .unwrap();
         let dir = std::env::temp_dir();
-        let dag = Dag::build(vec![], &mart_build::Landed::of(&p, &dir)).unwrap();
+        let dag = Dag::build(vec![], &sluice::marts::Landed::of(&p, &dir)).unwrap();
         let d = Declared::of(&p, &dir, &dag);
         (p, d)
     }

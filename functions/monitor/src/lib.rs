@@ -29,10 +29,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use mart_build::Dag;
 use serde_json::Value;
 use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{AlertsConfig, Pipeline, Target};
+use sluice::marts::Dag;
 use sluice::{Error, Result};
 
 use crate::alerts::{Incident, Send, Step};
@@ -64,11 +64,11 @@ impl Monitor {
         let target = pipeline.target(target)?;
         // A pipeline without marts has no marts directory.
         let files = if marts.exists() {
-            mart_build::load_dir(marts)?
+            sluice::marts::load_dir(marts)?
         } else {
             vec![]
         };
-        let dag = Dag::build(files, &mart_build::Landed::of(&pipeline, base))?;
+        let dag = Dag::build(files, &sluice::marts::Landed::of(&pipeline, base))?;
         let declared = Declared::of(&pipeline, base, &dag);
         let run_id = sluice::ledger::new_run_id();
         let bq = BigQuery::for_run(&target, WORKER, &run_id)?;

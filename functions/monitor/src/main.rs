@@ -275,7 +275,7 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::TestViews => {
             let dag = monitor::views::dag()?;
             let selected: Vec<String> = dag.marts.keys().cloned().collect();
-            let (results, untested) = mart_build::run_fixtures(&m.bq, &dag, &selected).await?;
+            let (results, untested) = sluice::marts::run_fixtures(&m.bq, &dag, &selected).await?;
             let mut failed = 0;
             for r in &results {
                 match &r.failure {

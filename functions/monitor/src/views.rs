@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mart_build::{Dag, Mart, TableName};
 use sluice::catalog::{Landed, Producer};
+use sluice::marts::{Dag, Mart, TableName};
 use sluice::Result;
 
 use crate::Monitor;
@@ -93,7 +93,7 @@ pub fn place(name: &TableName, project: &str, ops: &str, location: &str) -> Tabl
 pub fn view_query(m: &Mart, project: &str, ops: &str, location: &str) -> String {
     format!(
         "{:#}",
-        mart_build::placed_query(m, |n| place(n, project, ops, location))
+        sluice::marts::placed_query(m, |n| place(n, project, ops, location))
     )
 }
 

@@ -15,11 +15,11 @@ use sluice::types::BqType;
 use sluice::{Error, Result};
 
 use super::{freshness, gate, Ctx, MartResult, Outcome};
-use crate::checks::Rule;
-use crate::header::{Materialized, Runner};
-use crate::mart::{Mart, TableName};
-use crate::params::{date_params, mart_params};
 use crate::sql;
+use sluice::marts::Rule;
+use sluice::marts::{date_params, mart_params};
+use sluice::marts::{Mart, TableName};
+use sluice::marts::{Materialized, Runner};
 
 /// Builds one mart for one date; every error ends up in the result, none escapes.
 pub(super) async fn build(ctx: &Ctx, mart: &str, ds: NaiveDate) -> MartResult {

@@ -9,9 +9,9 @@ use sluice::ledger::{Built, Fresh, RUNS_TABLE};
 use sluice::{Error, Result};
 
 use super::Ctx;
-use crate::dag::Producer;
-use crate::header::{Materialized, Runner};
-use crate::mart::Mart;
+use sluice::marts::Mart;
+use sluice::marts::Producer;
+use sluice::marts::{Materialized, Runner};
 
 /// Waits until every input of `m` is fresh for `ds`, or fails naming the late one.
 pub(super) async fn wait_for_inputs(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<()> {
@@ -59,7 +59,7 @@ async fn late_input(ctx: &Ctx, m: &Mart, ds: NaiveDate) -> Result<Option<String>
             };
             (&own_ops, fresh, format!("mart {short} has not built {day}"))
         } else {
-            match crate::dag::producer(&ctx.dag.inputs, &r.name) {
+            match sluice::marts::producer(&ctx.dag.inputs, &r.name) {
                 Some(Producer::PgCopy {
                     source,
                     table,

@@ -5,9 +5,9 @@ use sluice::bigquery::{BigQuery, Param};
 use sluice::{Error, Result};
 
 use super::{CheckKind, CheckResult};
-use crate::checks::Check;
-use crate::mart::Mart;
 use crate::sql;
+use sluice::marts::Check;
+use sluice::marts::Mart;
 
 /// Runs every check over `source` in one query and judges them.
 pub(super) async fn run_checks(

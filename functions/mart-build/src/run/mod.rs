@@ -39,8 +39,8 @@ use sluice::Result;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::dag::Dag;
-use crate::render::Placement;
+use sluice::marts::Dag;
+use sluice::marts::Placement;
 
 pub use result::{CheckKind, CheckResult, MartResult, Outcome, Summary};
 

@@ -2,13 +2,13 @@
 //! mart or to a table the pipeline lands, there is no cycle, and the marts come out in
 //! dependency order, in levels that may run in parallel.
 
-use sluice::{Error, Result};
+use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::mart::{Mart, TableName};
+use crate::marts::mart::{Mart, TableName};
 
-pub use sluice::catalog::{Landed, Producer};
+pub use crate::catalog::{Landed, Producer};
 
 /// What lands a table a mart reads, if the pipeline lands it. Tables of other projects
 /// (`project.dataset.table`) are taken as they are: only a dataset-relative name can be

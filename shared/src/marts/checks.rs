@@ -10,11 +10,11 @@
 //! | `accepted_values: {column, values}` | `COUNTIF(CAST(col AS STRING) IN UNNEST(@fc0_values))`, threshold 1.0; the values are a query parameter |
 //! | `row_count_change: {max_ratio}` | rows now against the previous partition's; passes when `abs(now / before - 1) <= max_ratio` |
 
-use sluice::{Error, Result};
+use crate::{Error, Result};
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
-use crate::header::{CheckSpec, Header, Materialized, Names};
+use crate::marts::header::{CheckSpec, Header, Materialized, Names};
 
 /// How a check's value is judged.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,11 +5,11 @@
 //! parameters are replaced in the parsed SQL by expressions of them: a daily mart builds
 //! yesterday (`ds = DATE_SUB(@run_date, INTERVAL 1 DAY)`), an hourly one today. A partition mart
 //! writes through a partition decorator in the destination template, so each run replaces
-//! exactly its day. Each runs at the time `crate::timing` gives it, after what it reads: a
+//! exactly its day. Each runs at the time `crate::marts::timing` gives it, after what it reads: a
 //! scheduled query has no freshness wait, and `WRITE_TRUNCATE` of a day built too early is
 //! never repaired.
 
-use sluice::{Error, Result};
+use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
@@ -18,12 +18,12 @@ use sqlparser::ast::visit_expressions_mut;
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
-use crate::dag::Dag;
-use crate::header::{Materialized, Runner};
-use crate::mart::{parameter, Mart};
-use crate::render::{placed_query, Placement};
-use crate::timing::Timing;
-use sluice::schedule::Schedule;
+use crate::marts::dag::Dag;
+use crate::marts::header::{Materialized, Runner};
+use crate::marts::mart::{parameter, Mart};
+use crate::marts::render::{placed_query, Placement};
+use crate::marts::timing::Timing;
+use crate::schedule::Schedule;
 
 /// `@ds`, `@ds_start`, `@ds_end` as expressions of the scheduled query's own parameters, and
 /// the offset of the partition decorator's date from `run_time`.
@@ -50,15 +50,15 @@ fn date_exprs(schedule: &Schedule) -> ([(&'static str, String); 3], &'static str
     )
 }
 
-/// The Data Transfer schedule of a mart's deployed time (`crate::timing`): `every day 06:30`
+/// The Data Transfer schedule of a mart's deployed time (`crate::marts::timing`): `every day 06:30`
 /// for a cron `30 6 * * *`, `every 1 hours from 00:45 to 23:59` (runs at :45) for `45 * * * *`.
 /// Data Transfer schedules are in UTC, as sluice's crons; other crons have no such form here.
 pub fn transfer_schedule(t: &Timing) -> Result<String> {
-    match crate::timing::cron_shape(&t.cron) {
-        Some(crate::timing::Shape::Hourly(m)) => {
+    match crate::marts::timing::cron_shape(&t.cron) {
+        Some(crate::marts::timing::Shape::Hourly(m)) => {
             Ok(format!("every 1 hours from 00:{m:02} to 23:59"))
         }
-        Some(crate::timing::Shape::Daily(d)) => {
+        Some(crate::marts::timing::Shape::Daily(d)) => {
             Ok(format!("every day {:02}:{:02}", d / 60, d % 60))
         }
         None => Err(Error::config(format!(
@@ -93,7 +93,7 @@ pub fn scheduled_sql(dag: &Dag, placement: &Placement, m: &Mart) -> Result<Strin
 }
 
 /// Every `runner: scheduled_query` mart as a Data Transfer config for Terraform, at the time
-/// `timings` (`crate::timing::schedules`) gives it.
+/// `timings` (`crate::marts::timing::schedules`) gives it.
 pub fn scheduled_queries(
     dag: &Dag,
     timings: &BTreeMap<String, Timing>,
@@ -139,10 +139,10 @@ pub fn scheduled_queries(
 mod tests {
     use std::path::Path;
 
-    use sluice::config::Pipeline;
+    use crate::config::Pipeline;
 
     use super::*;
-    use crate::dag::Landed;
+    use crate::marts::dag::Landed;
 
     fn at(written: Schedule, cron: &str) -> Timing {
         Timing {
@@ -177,11 +177,13 @@ mod tests {
 
     /// The shop's marts, as the repository holds them.
     fn shop() -> (Dag, Placement, BTreeMap<String, Timing>) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let pipeline = Pipeline::load(&root.join("pipeline.yaml")).unwrap();
-        let marts = crate::dag::load_dir(&root.join("marts")).unwrap();
+        let marts = crate::marts::dag::load_dir(&root.join("marts")).unwrap();
         let dag = Dag::build(marts, &Landed::of(&pipeline, &root)).unwrap();
-        let timings = crate::timing::schedules(&pipeline, &dag).checked().unwrap();
+        let timings = crate::marts::timing::schedules(&pipeline, &dag)
+            .checked()
+            .unwrap();
         let p = Placement::for_target(&pipeline.target("prod").unwrap());
         (dag, p, timings)
     }

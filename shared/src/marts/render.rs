@@ -2,15 +2,15 @@
 //! (suffixed) datasets, inputs at the datasets the pipeline lands them in, every name fully
 //! qualified with the project. Rewritten in the parsed SQL, never by text replacement.
 
-use sluice::{Error, Result};
+use crate::{Error, Result};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{visit_relations_mut, Ident, ObjectName, ObjectNamePart, Query};
 
-use crate::dag::Dag;
-use sluice::config::Target;
+use crate::config::Target;
+use crate::marts::dag::Dag;
 
-use crate::mart::{name_parts, Mart, TableName};
+use crate::marts::mart::{name_parts, Mart, TableName};
 
 /// Where things are for one target.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ pub fn rewrite(m: &Mart, place: impl Fn(&TableName) -> TableName) -> String {
 /// A mart's SELECT with every table reference (not CTE names) replaced by `place`.
 pub fn placed_query(m: &Mart, place: impl Fn(&TableName) -> TableName) -> Query {
     let mut query = (*m.query).clone();
-    let ctes = crate::mart::cte_names(&query);
+    let ctes = crate::marts::mart::cte_names(&query);
     let _ = visit_relations_mut(&mut query, |rel| {
         let parts = name_parts(rel);
         if parts.len() == 1 && ctes.contains(&parts[0].to_ascii_lowercase()) {
@@ -93,7 +93,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::dag::{Landed, Producer};
+    use crate::marts::dag::{Landed, Producer};
 
     #[test]
     fn dev_targets_read_production_inputs_and_write_suffixed_marts() {

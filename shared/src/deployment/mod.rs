@@ -1,4 +1,4 @@
-//! `mart-build export-deployment`: what Terraform deploys for each target, derived here once
+//! What Terraform deploys for each target, derived here once
 //! from pipeline.yaml, `schemas/` and `marts/` by the same code the workers run (the catalog
 //! names datasets and tables, `Target` applies suffixes, `Schedule` gives crons), written to
 //! `terraform/deployment.json`. Terraform only maps this onto resources; it computes no names
@@ -10,25 +10,29 @@
 //! Run job with these arguments and task count as overrides: one per pg-copy schedule, large
 //! tables apart, one per CDC source, one per time marts run at), the log-ingest service with
 //! its topics and subscriptions, and the scheduled queries. The marts' times (mart-build jobs'
-//! crons, scheduled queries' schedules) come from `crate::timing`: after what each mart reads,
+//! crons, scheduled queries' schedules) come from `crate::marts::timing`: after what each mart reads,
 //! or refused with the mart, its input and both times named.
+
+mod scheduled;
+
+pub use scheduled::scheduled_queries;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::catalog::{event_tables, qualify, raw_dataset, replica_dataset};
+use crate::config::{DsnRef, Pipeline, Target};
+use crate::schedule::Schedule;
+use crate::{Error, Result};
 use serde_json::{json, Value};
-use sluice::catalog::{event_tables, qualify, raw_dataset, replica_dataset};
-use sluice::config::{DsnRef, Pipeline, Target};
-use sluice::schedule::Schedule;
-use sluice::{Error, Result};
 
-use crate::dag::Dag;
-use crate::header::Runner;
-use crate::render::Placement;
-use crate::timing::Timing;
+use crate::marts::dag::Dag;
+use crate::marts::header::Runner;
+use crate::marts::render::Placement;
+use crate::marts::timing::Timing;
 
 /// How long one cdc-sync execution may start batches, and its task timeout: it starts every
-/// 5 minutes (`sluice::schedule::CDC_CRON`), stops starting batches at `CDC_MAX_DURATION`, so
+/// 5 minutes (`crate::schedule::CDC_CRON`), stops starting batches at `CDC_MAX_DURATION`, so
 /// it ends well before the next start and far before the timeout; the slot admits one
 /// reader, so an overlapping run would fail at once ("another run holds the slot") instead of
 /// reading the same changes twice.
@@ -63,9 +67,9 @@ fn schedule_key(s: &Schedule) -> String {
 /// A mart-build job's time as a resource-name part: `daily-0630` (`30 6 * * *`), `hourly-45`
 /// (`45 * * * *`), else as `schedule_key` writes a cron.
 fn time_key(cron: &str) -> String {
-    match crate::timing::cron_shape(cron) {
-        Some(crate::timing::Shape::Hourly(m)) => format!("hourly-{m:02}"),
-        Some(crate::timing::Shape::Daily(t)) => format!("daily-{:02}{:02}", t / 60, t % 60),
+    match crate::marts::timing::cron_shape(cron) {
+        Some(crate::marts::timing::Shape::Hourly(m)) => format!("hourly-{m:02}"),
+        Some(crate::marts::timing::Shape::Daily(t)) => format!("daily-{:02}{:02}", t / 60, t % 60),
         None => schedule_key(&Schedule::Cron(cron.into())),
     }
 }
@@ -156,7 +160,7 @@ fn job(
 
 /// `"08:30"` → `"30 8 * * *"`.
 fn daily_cron(at: &str) -> Result<String> {
-    let m = sluice::config::clock_minutes(at).ok_or_else(|| {
+    let m = crate::config::clock_minutes(at).ok_or_else(|| {
         Error::config(format!("alerts.digest.at: `{at}` is not a time like 08:30"))
     })?;
     Ok(format!("{} {} * * *", m % 60, m / 60))
@@ -167,7 +171,7 @@ fn daily_cron(at: &str) -> Result<String> {
 /// resource the workers would create. Workers still add columns as they evolve; Terraform
 /// ignores schema changes.
 fn ops_tables() -> BTreeMap<String, Value> {
-    use sluice::ops;
+    use crate::ops;
     [
         ops::RUNS,
         ops::DQ_RESULTS,
@@ -181,7 +185,7 @@ fn ops_tables() -> BTreeMap<String, Value> {
 }
 
 /// The deployment of one target; `timings` are the marts' deployed schedules
-/// (`crate::timing::schedules`).
+/// (`crate::marts::timing::schedules`).
 pub fn target_deployment(
     p: &Pipeline,
     dag: &Dag,
@@ -295,7 +299,7 @@ pub fn target_deployment(
                 "cdc-sync",
                 about,
                 args.to_vec(),
-                sluice::schedule::CDC_CRON.into(),
+                crate::schedule::CDC_CRON.into(),
                 1,
                 CDC_TIMEOUT_S,
                 0,
@@ -368,7 +372,7 @@ pub fn target_deployment(
         });
     }
 
-    // mart-build: one job per deployed time of the marts it runs (`crate::timing`: after their
+    // mart-build: one job per deployed time of the marts it runs (`crate::marts::timing`: after their
     // inputs; scheduled queries run in BigQuery). Marts at one time share a run, which builds
     // them in dependency order.
     let placement = Placement::for_target(t);
@@ -435,7 +439,7 @@ pub fn target_deployment(
     let m = workers.entry("monitor").or_default();
     m.reads.insert(format!("{}.{ops}", t.project));
     m.table_writes.extend(
-        [sluice::ops::ALERTS.name, sluice::ops::DECLARED_TABLES.name].map(|n| format!("{ops}.{n}")),
+        [crate::ops::ALERTS.name, crate::ops::DECLARED_TABLES.name].map(|n| format!("{ops}.{n}")),
     );
     // Region-qualified INFORMATION_SCHEMA (TABLES, COLUMNS, TABLE_STORAGE) checks table
     // listing on the project, JOBS job listing: the catalog, usage and cost views need both.
@@ -475,10 +479,10 @@ pub fn target_deployment(
     );
 
     let lake_bucket = match &t.lake {
-        sluice::config::LakeLocation::Gcs { bucket } => bucket.clone(),
-        sluice::config::LakeLocation::Local { bucket, .. } => bucket.clone(),
+        crate::config::LakeLocation::Gcs { bucket } => bucket.clone(),
+        crate::config::LakeLocation::Local { bucket, .. } => bucket.clone(),
     };
-    let scheduled = crate::export::scheduled_queries(dag, timings, &placement, &t.location)?;
+    let scheduled = scheduled::scheduled_queries(dag, timings, &placement, &t.location)?;
     Ok(json!({
         "project": t.project,
         "location": t.location,
@@ -508,7 +512,7 @@ pub fn deployment(p: &Pipeline, dag: &Dag, base: &Path, names: &[String]) -> Res
         names.to_vec()
     };
     // Every mart's time, or every refused one named: the same for each target.
-    let timings = crate::timing::schedules(p, dag).checked()?;
+    let timings = crate::marts::timing::schedules(p, dag).checked()?;
     let mut targets = serde_json::Map::new();
     for name in names {
         let t = p.target(&name)?;
@@ -526,7 +530,7 @@ pub fn deployment(p: &Pipeline, dag: &Dag, base: &Path, names: &[String]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dag::Landed;
+    use crate::marts::dag::Landed;
 
     /// Two sources: one with hourly, large and non-public-schema tables and a secret DSN, one
     /// with whole-schema CDC; no events, no marts.
@@ -704,8 +708,13 @@ targets:
             .map(|(name, header, reads)| {
                 let sql =
                     format!("/*\ndescription: {name}\n{header}\n*/\nSELECT 1 AS x FROM {reads}");
-                crate::mart::Mart::parse(&sql, Path::new(&format!("marts/m/{name}.sql")), "m", name)
-                    .unwrap()
+                crate::marts::mart::Mart::parse(
+                    &sql,
+                    Path::new(&format!("marts/m/{name}.sql")),
+                    "m",
+                    name,
+                )
+                .unwrap()
             })
             .collect();
         let dag = Dag::build(marts, &Landed::of(&p, Path::new("."))).unwrap();
@@ -783,10 +792,11 @@ mod staleness {
 
     #[test]
     fn the_checked_in_deployment_json_is_current() {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let p = sluice::config::Pipeline::load(&root.join("pipeline.yaml")).unwrap();
-        let marts = crate::dag::load_dir(&root.join("marts")).unwrap();
-        let dag = crate::dag::Dag::build(marts, &crate::dag::Landed::of(&p, &root)).unwrap();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let p = crate::config::Pipeline::load(&root.join("pipeline.yaml")).unwrap();
+        let marts = crate::marts::dag::load_dir(&root.join("marts")).unwrap();
+        let dag = crate::marts::dag::Dag::build(marts, &crate::marts::dag::Landed::of(&p, &root))
+            .unwrap();
         let json = super::deployment(&p, &dag, &root, &[]).unwrap();
         let want = serde_json::to_string_pretty(&json).unwrap() + "\n";
         let file = root.join("terraform/deployment.json");

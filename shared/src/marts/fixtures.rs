@@ -19,19 +19,19 @@
 //! compared with `expect`: the same number of rows, in any order unless `ordered: true`, each
 //! matching on the columns it lists. Numbers compare as numbers, times as instants.
 
-use sluice::{Error, Result};
+use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::bigquery::BigQuery;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice::bigquery::BigQuery;
 
-use crate::dag::Dag;
-use crate::mart::{Mart, TableName};
-use crate::params::mart_params;
-use crate::render::rewrite;
+use crate::marts::dag::Dag;
+use crate::marts::mart::{Mart, TableName};
+use crate::marts::params::mart_params;
+use crate::marts::render::rewrite;
 
 /// One case of a mart's unit tests.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,14 +1,14 @@
 //! The query parameters a mart's SELECT may name: `@ds` and the day's bounds.
 
+use crate::bigquery::Param;
 use chrono::NaiveDate;
-use sluice::bigquery::Param;
 
-use crate::mart::Mart;
+use crate::marts::mart::Mart;
 
 /// The date parameters a mart's SELECT uses, for `ds` (only those: real BigQuery need not
 /// accept parameters a query does not name).
 pub fn mart_params(m: &Mart, ds: NaiveDate) -> Vec<Param> {
-    let used = crate::mart::parameters(&m.query);
+    let used = crate::marts::mart::parameters(&m.query);
     date_params(ds)
         .into_iter()
         .filter(|p| used.contains_key(&p.name))

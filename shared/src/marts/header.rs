@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::schedule::Schedule;
 use serde::Deserialize;
-use sluice::schedule::Schedule;
 
 /// How a mart's result reaches its table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -75,7 +75,7 @@ pub struct Header {
     pub owner: Option<String>,
     /// How old the mart may get before the monitor warns, then errors.
     #[serde(default)]
-    pub freshness: Option<sluice::config::Freshness>,
+    pub freshness: Option<crate::config::Freshness>,
     /// Column descriptions, written to BigQuery.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
@@ -90,7 +90,7 @@ pub struct Header {
     #[serde(default)]
     pub unique_key: Names,
     /// `daily` (default), `hourly`, or a cron expression. `daily` and `hourly` are timed after
-    /// the mart's inputs, a cron is checked against them (`crate::timing`).
+    /// the mart's inputs, a cron is checked against them (`crate::marts::timing`).
     #[serde(default)]
     pub schedule: Option<Schedule>,
     #[serde(default)]

@@ -18,7 +18,7 @@
 //! The header may also be a run of `--` lines. Every error names the file and, where it can,
 //! the line.
 
-use sluice::{Error, Result};
+use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ use sqlparser::ast::{visit_relations, Expr, Query, Statement, Value, Visit, Visi
 use sqlparser::dialect::BigQueryDialect;
 use sqlparser::parser::Parser;
 
-use crate::checks::Check;
-use crate::header::{CheckSpec, Header, Materialized, Runner};
+use crate::marts::checks::Check;
+use crate::marts::header::{CheckSpec, Header, Materialized, Runner};
 
 /// `dataset.table` as a mart names it (the project is the target's unless written).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -222,7 +222,7 @@ impl Mart {
         let Some((yaml, header_line)) = split_header(text) else {
             return Err(Error::config("1: no header: start the file with a /* ... */ comment holding YAML (description, owner, materialized, ...)"));
         };
-        if let Some(d) = sluice::config::duplicate_key(&yaml) {
+        if let Some(d) = crate::config::duplicate_key(&yaml) {
             let line = d.lines.first().copied().unwrap_or(d.mapping_line) + header_line - 1;
             return Err(Error::config(format!(
                 "{line}: header: {}",

@@ -13,7 +13,7 @@
 //! - a pg-copy table: the first run of its schedule at or after midnight (`daily` 06:00,
 //!   `hourly` 00:15, a cron its first time of day);
 //! - a cdc-sync replica or history: the first cdc-sync run at or after midnight (its freshness is
-//!   "a run started after the day ended"; `sluice::schedule::CDC_CRON` starts one at 00:00);
+//!   "a run started after the day ended"; `crate::schedule::CDC_CRON` starts one at 00:00);
 //! - an event table or view (streamed), an ops table: midnight, when the day has ended;
 //! - an upstream mart: the first time of day it runs (every run was checked to come after its
 //!   own inputs, so its first run builds yesterday whole);
@@ -55,14 +55,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice::catalog::Producer;
-use sluice::config::Pipeline;
-use sluice::schedule::{Schedule, CDC_CRON};
-use sluice::{Error, Result};
+use crate::catalog::Producer;
+use crate::config::Pipeline;
+use crate::schedule::{Schedule, CDC_CRON};
+use crate::{Error, Result};
 
-use crate::dag::{producer, Dag};
-use crate::header::Runner;
-use crate::mart::Mart;
+use crate::marts::dag::{producer, Dag};
+use crate::marts::header::Runner;
+use crate::marts::mart::Mart;
 
 /// Minutes a mart runs after its latest input is ready (the input's run may take them).
 pub const MARGIN_MINUTES: u32 = 30;
@@ -560,7 +560,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::dag::Landed;
+    use crate::marts::dag::Landed;
 
     /// Daily `orders`, hourly `clicks`, a cdc replica of `users`.
     const PIPELINE: &str = "name: t\nbigquery: { project: p }\nlake: { bucket: b }\n\
@@ -595,9 +595,9 @@ mod tests {
 
     /// The repository's pipeline.yaml and marts/.
     fn sample(edit: impl Fn(&Path, String) -> String) -> (Pipeline, Dag) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let p = Pipeline::load(&root.join("pipeline.yaml")).unwrap();
-        let marts: Vec<Mart> = crate::dag::load_dir(&root.join("marts"))
+        let marts: Vec<Mart> = crate::marts::dag::load_dir(&root.join("marts"))
             .unwrap()
             .into_iter()
             .map(|m| {
