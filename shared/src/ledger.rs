@@ -27,15 +27,27 @@ pub enum Worker {
     CdcSync,
     LogIngest,
     MartBuild,
+    Monitor,
 }
 
 impl Worker {
+    /// Every worker, in the order the pipeline's data flows.
+    pub const ALL: [Worker; 5] = [
+        Worker::PgCopy,
+        Worker::CdcSync,
+        Worker::LogIngest,
+        Worker::MartBuild,
+        Worker::Monitor,
+    ];
+
+    /// The worker's name: its binary, its ledger rows' `worker`, its Cloud Run jobs' prefix.
     pub fn as_str(self) -> &'static str {
         match self {
             Worker::PgCopy => "pg-copy",
             Worker::CdcSync => "cdc-sync",
             Worker::LogIngest => "log-ingest",
             Worker::MartBuild => "mart-build",
+            Worker::Monitor => "monitor",
         }
     }
 }

@@ -402,7 +402,7 @@ pub fn edges(m: &Monitor) -> Vec<(String, String)> {
                     format!("{}.{}", t.dataset, sluice::catalog::dedup_view(&t.table)),
                 ));
             }
-            sluice::ledger::Worker::MartBuild => {}
+            sluice::ledger::Worker::MartBuild | sluice::ledger::Worker::Monitor => {}
         }
     }
     for (id, mart) in &m.dag.marts {
