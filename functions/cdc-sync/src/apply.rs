@@ -1,66 +1,19 @@
-//! BigQuery side of a batch: Parquet into the lake, a load into a staging table, the replica
-//! table's schema brought up to date, then truncate / MERGE / history appends. Every step can
-//! run again with the same result, so a crash anywhere before the slot advances is harmless.
+//! A batch applied to a source's replicas: one table's changes as Parquet in the lake, loaded
+//! into a staging table, the replica's columns brought up to date, then truncate / MERGE /
+//! history appends. Every step can run again with the same result, so a crash anywhere before
+//! the slot advances is harmless.
 
-use crate::sql::{self as merge, MergeSpec};
-use serde_json::{json, Value as Json};
-use sluice::bigquery::schema::{self, evolve, Field, Mode};
-use sluice::bigquery::sql::table_ref;
-use sluice::bigquery::staging::Staging;
-use sluice::bigquery::{job_id, run_tag};
-use sluice::bigquery::{BigQuery, Param};
+use sluice::bigquery::run_tag;
+use sluice::bigquery::Param;
 use sluice::catalog;
 use sluice::config::DeleteMode;
-use sluice::error::ErrorKind;
-use sluice::lake::Lake;
-use sluice::types::BqType;
-use sluice::{Error, Result};
+use sluice::Result;
 
 use crate::changes::TableChanges;
+use crate::failpoints::{crash_at, CrashPoint};
 use crate::layout;
-use crate::tables::TableInfo;
-
-/// Where a source's replicas go and how they behave.
-#[derive(Debug, Clone)]
-pub struct Sink {
-    pub bq: BigQuery,
-    pub lake: Lake,
-    /// Replica dataset (target suffix applied).
-    pub dataset: String,
-    /// The target's staging dataset (made on the first load of a run).
-    pub staging: Staging,
-    pub source: String,
-    pub slot: String,
-    /// `<pipeline>_<target>`: keeps job ids of targets apart.
-    pub job_prefix: String,
-    pub deletes: DeleteMode,
-    /// Tables (Postgres names, `table` or `schema.table`, as `tables:`) that keep a history.
-    pub history: Vec<String>,
-    /// Replica schemas already brought up to date in this run (with their dropped columns),
-    /// and whether the staging dataset is made: each batch need not ask BigQuery again.
-    pub checked: std::sync::Arc<std::sync::Mutex<Checked>>,
-}
-
-/// What a run has already verified in BigQuery.
-#[derive(Debug, Default)]
-pub struct Checked {
-    replicas: std::collections::HashMap<String, (TableInfo, Vec<(String, String)>)>,
-    staging_ready: bool,
-}
-
-/// What applying one table's changes did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Applied {
-    pub table: String,
-    pub changes: u64,
-    pub bytes: u64,
-    pub columns_added: Vec<String>,
-    pub columns_widened: Vec<String>,
-}
-
-pub fn int_param(name: &str, v: i64) -> Param {
-    Param::scalar(name, "INT64", v.to_string())
-}
+use crate::sink::{int_param, Applied, Sink};
+use crate::sql::{self as merge, MergeSpec};
 
 /// `-s<n>` for the n-th segment of a table in a batch (its columns changed mid-batch).
 fn segment_suffix(segment: usize) -> String {
@@ -71,303 +24,115 @@ fn segment_suffix(segment: usize) -> String {
     }
 }
 
-impl Sink {
-    fn table(&self, name: &str) -> String {
-        table_ref(self.bq.project(), &self.dataset, name)
-    }
+/// Writes one table's changes as `cdc/<source>/<table>/<range>[-s<segment>].parquet`;
+/// returns the file and its bytes.
+pub async fn stage(
+    sink: &Sink,
+    changes: &TableChanges,
+    range: &str,
+    segment: usize,
+) -> Result<(object_store::path::Path, u64)> {
+    let (batch, _stats) = changes.to_record_batch()?;
+    let path = object_store::path::Path::from(format!(
+        "cdc/{}/{}/{range}{}.parquet",
+        sink.source,
+        changes.info.bq_name,
+        segment_suffix(segment)
+    ));
+    let bytes = sluice::lake::parquet::write_file(&sink.lake, &path, &batch).await?;
+    Ok((path, bytes))
+}
 
-    pub fn keeps_history(&self, info: &TableInfo) -> bool {
-        catalog::keeps_history(&self.history, &info.schema, &info.name)
-    }
-
-    /// Creates the replica (and history) table, or brings its columns up to date: new columns
-    /// are added, types BigQuery can widen are widened, anything else stops with the fix.
-    /// Returns the replica columns the source no longer has, and what changed.
-    pub async fn ensure_replica(
-        &self,
-        info: &TableInfo,
-    ) -> Result<(Vec<(String, String)>, Applied)> {
-        self.ensure_replica_for(info, false).await
-    }
-
-    /// Like `ensure_replica`, for a snapshot that replaces every row anyway: a replica whose
-    /// column types cannot hold the source's any more is dropped and made anew.
-    pub async fn ensure_replica_for_snapshot(&self, info: &TableInfo) -> Result<()> {
-        self.forget(&info.bq_name);
-        self.ensure_replica_for(info, true).await.map(|_| ())
-    }
-
-    fn replica_resource(&self, info: &TableInfo, fields: &[Field], replica: bool) -> Json {
-        let mut resource = json!({
-            "schema": {"fields": schema::to_json(fields)},
-            "description": format!("Replica of Postgres {} maintained by sluice cdc-sync.", info.qualified()),
-        });
-        let clusterable = info.key.len() <= 4
-            && info.key.iter().all(|&k| {
-                !info.columns[k].repeated
-                    && !matches!(
-                        info.columns[k].bq_type,
-                        BqType::Float64 | BqType::Json | BqType::Bytes | BqType::Time
-                    )
-            });
-        if replica && info.keyed() && clusterable {
-            resource["clustering"] = json!({"fields": info.key_names()});
-        }
-        resource
-    }
-
-    async fn ensure_replica_for(
-        &self,
-        info: &TableInfo,
-        rebuild_incompatible: bool,
-    ) -> Result<(Vec<(String, String)>, Applied)> {
-        self.bq.ensure_dataset(&self.dataset, None).await?;
-        let mut applied = Applied::default();
-        let mut dropped = vec![];
-        let mut tables = vec![(info.bq_name.clone(), layout::replica_fields(info))];
-        if self.keeps_history(info) && info.keyed() {
-            tables.push((
-                catalog::history_table(&info.schema, &info.name),
-                layout::history_fields(info),
-            ));
-        }
-        for (i, (name, fields)) in tables.into_iter().enumerate() {
-            let replica = i == 0;
-            let Some(existing) = self.bq.table_schema(&self.dataset, &name).await? else {
-                let resource = self.replica_resource(info, &fields, replica);
-                self.bq.create_table(&self.dataset, &name, resource).await?;
-                tracing::info!(table = %name, "replica table created");
-                continue;
-            };
-            let e = evolve(&existing, &fields, true);
-            if let Some(bad) = e.incompatible.first() {
-                let shape = |f: &Field| {
-                    let repeated = if f.mode == Mode::Repeated {
-                        "REPEATED "
-                    } else {
-                        ""
-                    };
-                    format!("{repeated}{}", f.ty.api_name())
-                };
-                let (from, to) = (shape(&bad.from), shape(&bad.to));
-                let column = bad.path.join(".");
-                if rebuild_incompatible && replica {
-                    tracing::warn!(table = %name, column = %column, from = %from, to = %to, "column type changed: the replica is made anew");
-                    self.bq.delete_table(&self.dataset, &name).await?;
-                    let resource = self.replica_resource(info, &fields, true);
-                    self.bq.create_table(&self.dataset, &name, resource).await?;
-                    continue;
-                }
-                return Err(Error::bigquery(
-                    format!("replicating {}", info.qualified()),
-                    ErrorKind::Permanent,
-                    format!(
-                        "column {column} changed type from {from} to {to}, which BigQuery cannot convert in place; \
-                         run `cdc-sync resync --table {}` to rebuild the replica",
-                        info.qualified()
-                    ),
-                ));
-            }
-            for w in &e.widened {
-                let sql = crate::sql::widen_column(&self.table(&name), &w.column, w.to);
-                self.bq
-                    .labelled("sluice_table", &name)
-                    .query(&sql, &[])
-                    .await?;
-                applied.columns_widened.push(format!(
-                    "{}: {} → {}",
-                    w.column,
-                    w.from.api_name(),
-                    w.to.api_name()
-                ));
-            }
-            if !e.added.is_empty() {
-                self.bq
-                    .patch_schema(&self.dataset, &name, &e.fields)
-                    .await?;
-                tracing::info!(table = %name, columns = %e.added.join(","), "columns added");
-                if replica {
-                    applied.columns_added = e.added.clone();
-                }
-            }
-            if replica {
-                for o in e
-                    .missing
-                    .iter()
-                    .filter(|o| !layout::METADATA.contains(&o.name.as_str()))
-                {
-                    let ty = match o.scalar() {
-                        Some(t) => t.sql_name().to_string(),
-                        None => o.ty.api_name().to_string(),
-                    };
-                    let ty = if o.mode == Mode::Repeated {
-                        format!("ARRAY<{ty}>")
-                    } else {
-                        ty
-                    };
-                    dropped.push((o.name.clone(), ty));
-                }
-            }
-        }
-        if !dropped.is_empty() {
-            let names: Vec<&str> = dropped.iter().map(|(n, _)| n.as_str()).collect();
-            tracing::warn!(table = %info.qualified(), columns = %names.join(","), "columns gone from the source stay in BigQuery, NULL in rows changed from now on");
-        }
-        self.lock()
-            .replicas
-            .insert(info.bq_name.clone(), (info.clone(), dropped.clone()));
-        Ok((dropped, applied))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Checked> {
-        self.checked.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets what was verified of a table (a snapshot replaced it).
-    pub fn forget(&self, bq_name: &str) {
-        self.lock().replicas.remove(bq_name);
-    }
-
-    /// Loads lake files holding `rows` rows into a fresh staging table; returns the staging
-    /// table's reference. A load that reports another number of rows fails.
-    pub async fn load_staging(
-        &self,
-        table: &str,
-        staging: &str,
-        fields: &[Field],
-        uris: Vec<String>,
-        rows: u64,
-        job: &str,
-    ) -> Result<String> {
-        if !self.lock().staging_ready {
-            self.staging.ensure().await?;
-            self.lock().staging_ready = true;
-        }
-        self.staging
-            .labelled("sluice_table", table)
-            .load_parquet(staging, fields, uris, rows, job)
-            .await
-    }
-
-    /// A job id of this pipeline, target and slot for `parts`, ending in the run's tag.
-    pub fn job_id(&self, run_id: &str, parts: &[&str]) -> String {
-        let tag = run_tag(run_id);
-        let mut all = vec!["sluice", &self.job_prefix, "cdc", &self.slot];
-        all.extend_from_slice(parts);
-        all.push(&tag);
-        job_id(&all)
-    }
-
-    /// Writes one table's changes as `cdc/<source>/<table>/<range>[-s<segment>].parquet`;
-    /// returns the file and its bytes.
-    pub async fn stage(
-        &self,
-        changes: &TableChanges,
-        range: &str,
-        segment: usize,
-    ) -> Result<(object_store::path::Path, u64)> {
-        let (batch, _stats) = changes.to_record_batch()?;
-        let path = object_store::path::Path::from(format!(
-            "cdc/{}/{}/{range}{}.parquet",
-            self.source,
-            changes.info.bq_name,
-            segment_suffix(segment)
-        ));
-        let bytes = sluice::lake::parquet::write_file(&self.lake, &path, &batch).await?;
-        Ok((path, bytes))
-    }
-
-    /// Stages one table's changes and applies them to its replica (and history).
-    pub async fn apply(
-        &self,
-        changes: &TableChanges,
-        range: &str,
-        segment: usize,
-        run_id: &str,
-        crash: Option<crate::CrashPoint>,
-    ) -> Result<Applied> {
-        let info = &changes.info;
-        let bq = self.bq.labelled("sluice_table", &info.bq_name);
-        let (path, bytes) = self.stage(changes, range, segment).await?;
-        let seg = segment_suffix(segment);
-        // The run's own staging table: a killed run's load job may still be writing its own.
-        let staging = format!(
-            "cdc_{}_{}_{}{}_{}",
-            self.source,
-            info.bq_name,
-            range.replace('-', "_"),
-            seg.replace('-', "_"),
-            run_tag(run_id)
-        );
-        let job = self.job_id(run_id, &[&info.bq_name, range, &seg, "load"]);
-        let staging_ref = self
-            .load_staging(
-                &info.bq_name,
-                &staging,
-                &layout::staged_fields(info),
-                vec![self.lake.gs_uri(&path)],
-                changes.len() as u64,
-                &job,
-            )
-            .await?;
-        crate::crash_at(crash, crate::CrashPoint::AfterLoad)?;
-        let (dropped, mut applied) = self.ensure_replica(info).await?;
-        let target = self.table(&info.bq_name);
-        if let Some(t) = changes.truncate.filter(|_| info.keyed()) {
-            let sql = merge::truncate_rows(&target, self.deletes);
-            let params = [
-                int_param("lsn", t.lsn as i64),
-                int_param("ord", t.ord),
-                Param::scalar(
-                    "ts",
-                    "TIMESTAMP",
-                    chrono::DateTime::from_timestamp_micros(t.commit_unix_micros())
-                        .map(|d| d.to_rfc3339())
-                        .unwrap_or_default(),
-                ),
-            ];
-            let params = if self.deletes == DeleteMode::Hard {
-                &params[..2]
-            } else {
-                &params[..]
-            };
-            sluice::retry::transient("truncating the replica", || bq.query(&sql, params)).await?;
-        }
-        let columns = info.column_names();
-        if info.keyed() {
-            let spec = MergeSpec {
-                target: target.clone(),
-                staging: staging_ref.clone(),
-                key: info.key_names(),
-                columns: columns.clone(),
-                dropped,
-                deletes: self.deletes,
-                after_truncate: changes.truncate.is_some(),
-                moved_toast: changes.has_moved_toast(),
-            };
-            let sql = merge::merge_changes(&spec);
-            let params: Vec<Param> = match changes.truncate {
-                Some(t) => vec![
-                    int_param("after_lsn", t.lsn as i64),
-                    int_param("after_ord", t.ord),
-                ],
-                None => vec![],
-            };
-            sluice::retry::transient("merging changes", || bq.query(&sql, &params)).await?;
-            if self.keeps_history(info) {
-                let hist = self.table(&catalog::history_table(&info.schema, &info.name));
-                let sql = merge::append_changes(&hist, &staging_ref, &columns);
-                sluice::retry::transient("appending history", || bq.query(&sql, &[])).await?;
-            }
+/// Stages one table's changes and applies them to its replica (and history).
+pub async fn apply(
+    sink: &Sink,
+    changes: &TableChanges,
+    range: &str,
+    segment: usize,
+    run_id: &str,
+    crash: Option<CrashPoint>,
+) -> Result<Applied> {
+    let info = &changes.info;
+    let bq = sink.bq.labelled("sluice_table", &info.bq_name);
+    let (path, bytes) = stage(sink, changes, range, segment).await?;
+    let seg = segment_suffix(segment);
+    // The run's own staging table: a killed run's load job may still be writing its own.
+    let staging = format!(
+        "cdc_{}_{}_{}{}_{}",
+        sink.source,
+        info.bq_name,
+        range.replace('-', "_"),
+        seg.replace('-', "_"),
+        run_tag(run_id)
+    );
+    let job = sink.job_id(run_id, &[&info.bq_name, range, &seg, "load"]);
+    let staging_ref = sink
+        .load_staging(
+            &info.bq_name,
+            &staging,
+            &layout::staged_fields(info),
+            vec![sink.lake.gs_uri(&path)],
+            changes.len() as u64,
+            &job,
+        )
+        .await?;
+    crash_at(crash, CrashPoint::AfterLoad)?;
+    let (dropped, mut applied) = sink.ensure_replica(info).await?;
+    let target = sink.table(&info.bq_name);
+    if let Some(t) = changes.truncate.filter(|_| info.keyed()) {
+        let sql = merge::truncate_rows(&target, sink.deletes);
+        let params = [
+            int_param("lsn", t.lsn as i64),
+            int_param("ord", t.ord),
+            Param::scalar(
+                "ts",
+                "TIMESTAMP",
+                chrono::DateTime::from_timestamp_micros(t.commit_unix_micros())
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_default(),
+            ),
+        ];
+        let params = if sink.deletes == DeleteMode::Hard {
+            &params[..2]
         } else {
-            let sql = merge::append_changes(&target, &staging_ref, &columns);
-            sluice::retry::transient("appending changes", || bq.query(&sql, &[])).await?;
-        }
-        crate::crash_at(crash, crate::CrashPoint::AfterMerge)?;
-        self.staging.drop(&staging).await?;
-        applied.table = info.bq_name.clone();
-        applied.changes = changes.len() as u64;
-        applied.bytes = bytes;
-        Ok(applied)
+            &params[..]
+        };
+        sluice::retry::transient("truncating the replica", || bq.query(&sql, params)).await?;
     }
+    let columns = info.column_names();
+    if info.keyed() {
+        let spec = MergeSpec {
+            target: target.clone(),
+            staging: staging_ref.clone(),
+            key: info.key_names(),
+            columns: columns.clone(),
+            dropped,
+            deletes: sink.deletes,
+            after_truncate: changes.truncate.is_some(),
+            moved_toast: changes.has_moved_toast(),
+        };
+        let sql = merge::merge_changes(&spec);
+        let params: Vec<Param> = match changes.truncate {
+            Some(t) => vec![
+                int_param("after_lsn", t.lsn as i64),
+                int_param("after_ord", t.ord),
+            ],
+            None => vec![],
+        };
+        sluice::retry::transient("merging changes", || bq.query(&sql, &params)).await?;
+        if sink.keeps_history(info) {
+            let hist = sink.table(&catalog::history_table(&info.schema, &info.name));
+            let sql = merge::append_changes(&hist, &staging_ref, &columns);
+            sluice::retry::transient("appending history", || bq.query(&sql, &[])).await?;
+        }
+    } else {
+        let sql = merge::append_changes(&target, &staging_ref, &columns);
+        sluice::retry::transient("appending changes", || bq.query(&sql, &[])).await?;
+    }
+    crash_at(crash, CrashPoint::AfterMerge)?;
+    sink.staging.drop(&staging).await?;
+    applied.table = info.bq_name.clone();
+    applied.changes = changes.len() as u64;
+    applied.bytes = bytes;
+    Ok(applied)
 }

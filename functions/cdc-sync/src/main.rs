@@ -16,10 +16,13 @@ use sluice::telemetry;
 #[derive(Debug, Parser)]
 #[command(name = "cdc-sync", version)]
 struct Cli {
+    #[command(flatten)]
+    common: Common,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The flags every subcommand takes (global: given before or after the subcommand).
 #[derive(Debug, Args)]
 struct Common {
     #[command(flatten)]
@@ -29,19 +32,18 @@ struct Common {
     source: Option<String>,
 }
 
+/// Where a subcommand's own flags start in its `--help`: after the four of `Common`.
+const OWN_FLAGS: usize = 4;
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check wal_level and the role's rights, then create (or adopt) the publication and the
     /// pgoutput slot (idempotent; prints what it did). What the role lacks fails the command,
     /// with the SQL for the tables' owner or an admin to run first.
-    Init {
-        #[command(flatten)]
-        common: Common,
-    },
+    Init,
     /// Drain committed changes from the slot into BigQuery, batch by batch.
+    #[command(next_display_order = OWN_FLAGS)]
     Run {
-        #[command(flatten)]
-        common: Common,
         /// Stop starting batches after this long, e.g. 50m or 300s (keep it under the Cloud
         /// Run task timeout); finished batches stay committed.
         #[arg(long, value_parser = sluice::config::parse_duration)]
@@ -60,18 +62,16 @@ enum Command {
     /// checksums on both sides, narrowed down to the differing keys), as of one consistent
     /// point; tables with changes not yet merged are reported as pending. Fails when a replica
     /// differs.
+    #[command(next_display_order = OWN_FLAGS)]
     Status {
-        #[command(flatten)]
-        common: Common,
         /// Only these tables (`table` or `schema.table`); repeat for more.
         #[arg(long = "table")]
         tables: Vec<String>,
     },
     /// Rebuild replicas from a fresh snapshot: after a primary key or type change (`--table`),
     /// or after a break in continuity that stopped `run` (`--all`: a lost slot is replaced).
+    #[command(next_display_order = OWN_FLAGS)]
     Resync {
-        #[command(flatten)]
-        common: Common,
         /// Tables to resync (`table` or `schema.table`); repeat for more.
         #[arg(long = "table", required_unless_present = "all")]
         tables: Vec<String>,
@@ -81,9 +81,8 @@ enum Command {
     },
     /// Stop replicating tables that left the publication (or were dropped): their replicas
     /// stay as they are, and runs no longer stop on them.
+    #[command(next_display_order = OWN_FLAGS)]
     Forget {
-        #[command(flatten)]
-        common: Common,
         /// Tables to forget (`table` or `schema.table`); repeat for more.
         #[arg(long = "table", required = true)]
         tables: Vec<String>,
@@ -92,20 +91,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let common = match &cli.command {
-        Command::Init { common }
-        | Command::Run { common, .. }
-        | Command::Status { common, .. }
-        | Command::Resync { common, .. }
-        | Command::Forget { common, .. } => common,
-    };
-    telemetry::init(common.args.log_format());
+    telemetry::init(cli.common.args.log_format());
     run_main("cdc-sync", try_main(cli))
 }
 
 async fn try_main(cli: Cli) -> anyhow::Result<()> {
+    let common = cli.common;
     match cli.command {
-        Command::Init { common } => {
+        Command::Init => {
             let (pipeline, target) = load(&common)?;
             for (source, r) in cdc_sync::init(&pipeline, &target, common.source.as_deref()).await? {
                 let publication = if r.publication_created {
@@ -126,7 +119,6 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Run {
-            common,
             max_duration,
             once,
             follow,
@@ -157,7 +149,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
                 s.run_id
             );
         }
-        Command::Status { common, tables } => {
+        Command::Status { tables } => {
             let (pipeline, target) = load(&common)?;
             let sources =
                 cdc_sync::check(&pipeline, &target, common.source.as_deref(), &tables).await?;
@@ -172,11 +164,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("{}", problems.join("; "));
             }
         }
-        Command::Resync {
-            common,
-            tables,
-            all,
-        } => {
+        Command::Resync { tables, all } => {
             let (pipeline, target) = load(&common)?;
             for (t, rows) in
                 cdc_sync::resync(&pipeline, &target, common.source.as_deref(), &tables, all).await?
@@ -184,7 +172,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<()> {
                 println!("resynced {t}: {rows} rows");
             }
         }
-        Command::Forget { common, tables } => {
+        Command::Forget { tables } => {
             let (pipeline, target) = load(&common)?;
             let forgotten =
                 cdc_sync::forget(&pipeline, &target, common.source.as_deref(), &tables).await?;

@@ -24,9 +24,9 @@ use sluice::postgres::to_lake::{self, Counters};
 use sluice::postgres::{table_columns, PgConnection};
 use sluice::{Error, Result};
 
-use crate::apply::{int_param, Sink};
+use crate::failpoints::{crash_at, CrashPoint};
+use crate::sink::{int_param, Sink};
 use crate::tables::{self, TableInfo, TableState};
-use crate::{crash_at, CrashPoint};
 
 /// Copies `schema.table` into its replica, replacing what the replica held; returns the
 /// table and the state written for it. The snapshot checks itself: the staging table must hold

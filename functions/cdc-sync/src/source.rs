@@ -11,7 +11,7 @@ use sluice::ledger::{Ledger, Recorder, RunRecord, Worker};
 use sluice::postgres::{connect, PgConnection};
 use sluice::{Error, Result};
 
-use crate::apply::Sink;
+use crate::sink::Sink;
 
 /// A source with CDC, ready to go.
 pub(crate) struct SourceCtx<'a> {

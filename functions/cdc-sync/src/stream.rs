@@ -15,9 +15,10 @@ use sluice::{Error, Result};
 use tokio_postgres::RowStream;
 
 use crate::changes::{Position, TableChanges};
+use crate::failpoints::{crash_at, CrashPoint};
 use crate::source::SourceCtx;
 use crate::tables::TableInfo;
-use crate::{continuity, slot, tables, CrashPoint};
+use crate::{continuity, slot, tables};
 
 /// One batch read from the slot.
 pub(crate) struct Batch {
@@ -306,7 +307,7 @@ pub(crate) async fn for_each_batch(
     let to = to.filter(|&t| t > health.confirmed_flush);
     if let Some(to) = to {
         continuity::advanced(ctx, to).await?;
-        crate::crash_at(crash, CrashPoint::PositionRecorded)?;
+        crash_at(crash, CrashPoint::PositionRecorded)?;
         slot::advance(&ctx.stream, &ctx.slot, to).await?;
     }
     Ok(Peeked {

@@ -1,6 +1,6 @@
-//! `cdc-sync run` for one source: snapshot the tables new to the publication, then apply the
+//! `cdc-sync run`: per source, snapshot the tables new to the publication, then apply the
 //! slot's batches in order (stage, MERGE, history), recording each in the ledger, with the
-//! slot advanced only after BigQuery has committed them. Also the benchmark's stage-only drain.
+//! slot advanced only after BigQuery has committed them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,16 +9,86 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sluice::catalog;
 use sluice::config::Pipeline;
-use sluice::ledger::{RunRecord, Status};
+use sluice::ledger::{new_run_id, RunRecord, Status};
 use sluice::progress::Progress;
 use sluice::types::PgType;
 use sluice::{Error, Result};
+use tracing::Instrument;
 
-use crate::apply::Applied;
+use crate::failpoints::CrashPoint;
+use crate::sink::Applied;
 use crate::source::{cdc_sources, source_ctx, SourceCtx};
 use crate::stream::{for_each_batch, Batch};
 use crate::tables::TableInfo;
-use crate::{continuity, slot, snapshot, tables, CrashPoint, Options, Summary};
+use crate::{apply, continuity, slot, snapshot, tables};
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: String,
+    /// Only this source (default: every source with a `cdc:` block).
+    pub source: Option<String>,
+    /// Stop starting new batches after this long (the Cloud Run task timeout minus a margin).
+    pub max_duration: Option<Duration>,
+    /// One batch only.
+    pub once: bool,
+    /// Keep polling for new changes until `max_duration` instead of stopping when caught up.
+    pub follow: bool,
+    /// Override of `cdc.batch_changes`.
+    pub batch_changes: Option<u32>,
+    /// Tests only: stop as if crashed at this point of the first batch.
+    pub crash: Option<CrashPoint>,
+    /// Show progress on a terminal.
+    pub progress: bool,
+}
+
+impl Options {
+    pub fn new(target: &str) -> Options {
+        Options {
+            target: target.to_string(),
+            source: None,
+            max_duration: None,
+            once: false,
+            follow: false,
+            batch_changes: None,
+            crash: None,
+            progress: false,
+        }
+    }
+}
+
+/// What a run did, per source.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub run_id: String,
+    pub batches: u64,
+    pub changes: u64,
+    pub snapshots: Vec<(String, u64)>,
+    pub tables: BTreeMap<String, u64>,
+    pub retained_wal_bytes: i64,
+    pub lag_seconds: f64,
+    pub last_lsn: Option<String>,
+}
+
+/// Drains the slot of every CDC source (or one) into BigQuery.
+pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
+    let target = pipeline.target(&opts.target)?;
+    let run_id = new_run_id();
+    let mut summary = Summary {
+        run_id: run_id.clone(),
+        ..Summary::default()
+    };
+    for (name, source, cdc) in cdc_sources(pipeline, opts.source.as_deref())? {
+        let span = tracing::info_span!("cdc-sync", run_id = %run_id, source = %name);
+        let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id)
+            .instrument(span.clone())
+            .await?;
+        sync_source(&ctx, opts, &mut summary)
+            .instrument(span)
+            .await?;
+    }
+    Ok(summary)
+}
 
 /// Snapshots a table at the slot's current position and records it in the ledger.
 pub(crate) async fn take_snapshot(
@@ -53,57 +123,6 @@ pub(crate) async fn take_snapshot(
     Ok((info, state))
 }
 
-/// Benchmark support: drains `slot` — a copy of the pipeline's slot made with
-/// `pg_copy_logical_replication_slot`, never the slot itself — decoding each batch and staging it
-/// as Parquet in the lake, without BigQuery. Returns the changes and Parquet bytes staged.
-pub async fn decode_and_stage(
-    pipeline: &Pipeline,
-    target_name: &str,
-    source_name: &str,
-    slot_copy: &str,
-    batch_changes: u32,
-) -> Result<(u64, u64)> {
-    let target = pipeline.target(target_name)?;
-    let (name, source, cdc) = cdc_sources(pipeline, Some(source_name))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::config(format!("no source {source_name}")))?;
-    if slot_copy == cdc.slot(name) {
-        return Err(Error::config(
-            "decode_and_stage advances its slot without loading BigQuery: give it a copy",
-        ));
-    }
-    let mut ctx = source_ctx(pipeline, &target, name, source, cdc, "stage").await?;
-    ctx.slot = slot_copy.to_string();
-    let mut types = HashMap::new();
-    let (mut changes, mut bytes) = (0, 0);
-    loop {
-        // Each batch is staged before reading on, as `run` applies it.
-        let peeked = for_each_batch(&ctx, batch_changes, &mut types, None, async |b: Batch| {
-            bytes += stage_batch(&ctx, &b).await?;
-            changes += b.changes;
-            Ok(true)
-        })
-        .await?;
-        if !peeked.more {
-            break;
-        }
-    }
-    Ok((changes, bytes))
-}
-
-/// Writes a batch's changes as Parquet in the lake, as `run` does (benchmark only).
-async fn stage_batch(ctx: &SourceCtx<'_>, batch: &Batch) -> Result<u64> {
-    let range = batch.range();
-    let mut bytes = 0;
-    for segs in batch.tables.values() {
-        for (i, seg) in segs.iter().enumerate() {
-            bytes += ctx.sink.stage(seg, &range, i).await?.1;
-        }
-    }
-    Ok(bytes)
-}
-
 /// The state of a published table, snapshotting it first if it has no replica yet.
 async fn snapshot_if_new(
     ctx: &SourceCtx<'_>,
@@ -124,11 +143,7 @@ async fn snapshot_if_new(
 }
 
 /// Replicates one source until caught up (or `--once`, `--max-duration`).
-pub(crate) async fn sync_source(
-    ctx: &SourceCtx<'_>,
-    opts: &Options,
-    summary: &mut Summary,
-) -> Result<()> {
+async fn sync_source(ctx: &SourceCtx<'_>, opts: &Options, summary: &mut Summary) -> Result<()> {
     let started = Instant::now();
     let run_started = chrono::Utc::now();
     // Before anything is read or merged: is this the stream the replicas came from?
@@ -278,7 +293,7 @@ async fn apply_batch(
             if !seg.info.keyed() && seg.counts.updates + seg.counts.deletes > 0 {
                 tracing::warn!(table = %seg.info.qualified(), "no primary key: updates and deletes are kept as history rows");
             }
-            out.push(ctx.sink.apply(seg, range, i, &ctx.run_id, crash).await?);
+            out.push(apply::apply(&ctx.sink, seg, range, i, &ctx.run_id, crash).await?);
         }
     }
     Ok(out)

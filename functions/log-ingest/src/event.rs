@@ -9,8 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::json::{close, write_attributes_text, write_json_text, write_key, write_str};
-use crate::row::normalize_timestamp;
+use crate::row::{self, normalize_timestamp, Meta};
 use crate::schema::EventSchema;
 
 /// The body Pub/Sub POSTs to a push endpoint.
@@ -284,25 +283,16 @@ impl Router {
                 return dead(msg, Some(event_type), Reason::SchemaViolation, d);
             }
         };
-        // Meta columns, each ending in a comma like the typed ones.
-        let mut member = |name: &str, write: &dyn Fn(&mut Vec<u8>)| {
-            write_key(&mut json, name);
-            write(&mut json);
-            json.push(b',');
-        };
-        member("_message_id", &|out| write_str(out, &msg.message_id));
-        if let Some(t) = msg.publish_time.as_deref().and_then(normalize_timestamp) {
-            member("_publish_time", &|out| write_str(out, &t));
-        }
-        member("_attributes", &|out| {
-            write_attributes_text(out, &msg.attributes)
-        });
-        if let Some(x) = extra {
-            let x = Value::Object(x);
-            member("_extra", &|out| write_json_text(out, &x));
-        }
-        member("_ingested_at", &|out| write_str(out, now));
-        close(&mut json, b'}');
+        row::write_meta(
+            Meta {
+                message_id: &msg.message_id,
+                publish_time: msg.publish_time.as_deref(),
+                attributes: &msg.attributes,
+                extra,
+                ingested_at: now,
+            },
+            &mut json,
+        );
         Routed::Row(Row {
             table: schema.table.clone(),
             insert_id: msg.message_id.clone(),

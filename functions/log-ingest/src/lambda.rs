@@ -10,12 +10,13 @@ use axum::Router;
 use tower::ServiceExt;
 
 use crate::auth::Verifier;
-use crate::Ingest;
+use crate::ingest::Ingest;
+use crate::service::push_app;
 use sluice::{Error, Result};
 
 /// Serves Lambda invocations until the runtime stops, then commits what is in flight.
 pub async fn serve(ingest: Arc<Ingest>, verifier: Option<Arc<Verifier>>) -> Result<()> {
-    let (app, running) = crate::push_app(&ingest, verifier).await?;
+    let (app, running) = push_app(&ingest, verifier).await?;
     tracing::info!("log-ingest serving Lambda invocations");
     let served = lambda_http::run(app).await;
     running.finish().await;

@@ -20,16 +20,21 @@ use sluice::telemetry;
 #[derive(Debug, Parser)]
 #[command(name = "log-ingest", version)]
 struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Where a subcommand's own flags start in its `--help`: after the three of `CommonArgs`
+/// (global: given before or after the subcommand).
+const OWN_FLAGS: usize = 3;
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve Pub/Sub push requests on POST / (and GET /healthz) until SIGTERM.
+    #[command(next_display_order = OWN_FLAGS)]
     Serve {
-        #[command(flatten)]
-        common: CommonArgs,
         /// Port to listen on (Cloud Run sets PORT).
         #[arg(long, env = "PORT", default_value_t = 8080)]
         port: u16,
@@ -42,9 +47,8 @@ enum Command {
         lambda: bool,
     },
     /// Read a subscription by streaming pull; ack each message once committed.
+    #[command(next_display_order = OWN_FLAGS)]
     Pull {
-        #[command(flatten)]
-        common: CommonArgs,
         /// Subscription: `projects/P/subscriptions/S`, or S in the target's project
         /// (default: events.subscription).
         #[arg(long)]
@@ -60,9 +64,8 @@ enum Command {
         endpoint: Option<String>,
     },
     /// Validate dead-lettered events against today's schemas; store those that pass.
+    #[command(next_display_order = OWN_FLAGS)]
     Replay {
-        #[command(flatten)]
-        common: CommonArgs,
         /// Only dead letters with this reason code (e.g. unknown_type, schema_violation).
         #[arg(long)]
         reason: Option<String>,
@@ -74,22 +77,13 @@ enum Command {
         dry_run: bool,
     },
     /// Validate the event schemas and print each event type's table and columns (offline).
-    Check {
-        #[command(flatten)]
-        common: CommonArgs,
-    },
+    Check,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let common = match &cli.command {
-        Command::Serve { common, .. }
-        | Command::Pull { common, .. }
-        | Command::Replay { common, .. }
-        | Command::Check { common } => common,
-    };
-    telemetry::init(common.log_format());
-    run_main("log-ingest", run(cli.command))
+    telemetry::init(cli.common.log_format());
+    run_main("log-ingest", run(cli.common, cli.command))
 }
 
 async fn open(common: &CommonArgs) -> anyhow::Result<(Pipeline, Arc<Ingest>)> {
@@ -99,14 +93,9 @@ async fn open(common: &CommonArgs) -> anyhow::Result<(Pipeline, Arc<Ingest>)> {
     Ok((pipeline, Arc::new(ingest)))
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(common: CommonArgs, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve {
-            common,
-            port,
-            host,
-            lambda,
-        } => {
+        Command::Serve { port, host, lambda } => {
             let (_, ingest) = open(&common).await?;
             let verifier = if ingest.target.verify_push_tokens {
                 let push = ingest.events.push.clone().ok_or_else(|| {
@@ -135,7 +124,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             log_ingest::serve(ingest, listener, verifier, log_ingest::stop_signal()).await?;
         }
         Command::Pull {
-            common,
             subscription,
             max_duration,
             idle_timeout,
@@ -171,7 +159,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Replay {
-            common,
             reason,
             since,
             dry_run,
@@ -214,7 +201,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("{} events passed but were not committed (transient BigQuery errors); run replay again", report.not_committed);
             }
         }
-        Command::Check { common } => {
+        Command::Check => {
             let pipeline = common.pipeline()?;
             let events = log_ingest::events_config(&pipeline)?;
             let router = log_ingest::load_router(events, &common.pipeline_dir())?;

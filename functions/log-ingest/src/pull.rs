@@ -14,8 +14,8 @@ use sluice::{Error, ErrorKind, Result};
 use tokio::time::Instant;
 
 use crate::event::{Incoming, Via};
+use crate::ingest::Ingest;
 use crate::writer::Outcome;
-use crate::Ingest;
 
 /// Where and how long to pull.
 #[derive(Debug, Clone)]

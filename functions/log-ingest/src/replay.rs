@@ -13,8 +13,13 @@ use sluice::progress::Progress;
 use sluice::{Error, Result};
 
 use crate::event::{Incoming, Reason, Routed, Via};
+use crate::ingest::Ingest;
 use crate::writer::Outcome;
-use crate::{Ingest, OPEN_VIEW, REPLAYS_TABLE};
+
+/// Table of replayed dead letters.
+pub const REPLAYS_TABLE: &str = sluice::ops::DEAD_LETTER_REPLAYS.name;
+/// View of dead letters not replayed yet.
+pub const OPEN_VIEW: &str = sluice::ops::DEAD_LETTER_OPEN;
 
 /// Which dead letters to try again.
 #[derive(Debug, Clone, Default)]

@@ -1,13 +1,16 @@
 //! A valid event → the bytes of its insertAll row: typed columns written straight from the
 //! parsed event (no JSON tree built first: this is the hot path), timestamps normalised to
-//! BigQuery's UTC microseconds, and the properties the schema does not name handed back.
+//! BigQuery's UTC microseconds, the properties the schema does not name handed back, and the
+//! meta columns every row ends with.
+
+use std::collections::BTreeMap;
 
 use base64::Engine;
 use serde_json::{Map, Value};
 use sluice::bigquery::schema::{Field, FieldType, Mode};
 use sluice::types::BqType;
 
-use crate::json::{close, write_json_text, write_key, write_str};
+use crate::json::{close, write_attributes_text, write_json_text, write_key, write_str};
 use crate::schema::{EventSchema, Violation};
 
 impl EventSchema {
@@ -26,6 +29,44 @@ impl EventSchema {
         let rest = write_record(&self.columns, obj, &Ptr::Root, out)?;
         Ok((!rest.is_empty()).then_some(rest))
     }
+}
+
+/// The meta columns of an event's row: from its Pub/Sub message, the properties its schema
+/// does not name, and when it landed.
+pub struct Meta<'a> {
+    /// `_message_id`: Pub/Sub's id, which the dedup views keep one row of.
+    pub message_id: &'a str,
+    /// As Pub/Sub sent it; normalised, or left out when it is not a timestamp.
+    pub publish_time: Option<&'a str>,
+    /// `_attributes`, as JSON text.
+    pub attributes: &'a BTreeMap<String, String>,
+    /// What `write_columns` handed back (`_extra`).
+    pub extra: Option<Map<String, Value>>,
+    /// `_ingested_at` (RFC 3339, UTC).
+    pub ingested_at: &'a str,
+}
+
+/// Writes the meta columns after the typed ones (each ending in a comma like them) and closes
+/// the row.
+pub fn write_meta(meta: Meta, out: &mut Vec<u8>) {
+    let mut member = |name: &str, write: &dyn Fn(&mut Vec<u8>)| {
+        write_key(out, name);
+        write(out);
+        out.push(b',');
+    };
+    member("_message_id", &|out| write_str(out, meta.message_id));
+    if let Some(t) = meta.publish_time.and_then(normalize_timestamp) {
+        member("_publish_time", &|out| write_str(out, &t));
+    }
+    member("_attributes", &|out| {
+        write_attributes_text(out, meta.attributes)
+    });
+    if let Some(x) = meta.extra {
+        let x = Value::Object(x);
+        member("_extra", &|out| write_json_text(out, &x));
+    }
+    member("_ingested_at", &|out| write_str(out, meta.ingested_at));
+    close(out, b'}');
 }
 
 /// Where a value is, rendered as a JSON pointer only when something fails there.

@@ -1,6 +1,9 @@
 //! The push endpoint: `POST /` takes one Pub/Sub push envelope, answers 2xx only once the
 //! event is committed (in its table or in `ops.dead_letter`), 5xx/429 so Pub/Sub redelivers.
+//! `serve` runs it on a TCP listener; `push_app` is the router with its writer and ledger
+//! started, for a listener or the Lambda runtime.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -9,11 +12,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use sluice::{Error, Result};
+use tokio::net::TcpListener;
 
 use crate::auth::{Refused, Verifier};
-use crate::event::{Incoming, PushEnvelope};
+use crate::event::{Incoming, PushEnvelope, Via};
+use crate::ingest::{Ingest, Running};
 use crate::writer::{Outcome, Writer};
-use crate::Ingest;
 
 /// Largest request body taken: a 10 MB Pub/Sub message in base64 plus its envelope. Larger
 /// bodies cannot come from Pub/Sub and get 413.
@@ -98,4 +103,45 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
         Err(e) if e.transient => refuse(StatusCode::SERVICE_UNAVAILABLE, e.message),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.message),
     }
+}
+
+/// What `serve` did.
+#[derive(Debug, Default)]
+pub struct ServeReport {
+    pub addr: String,
+}
+
+/// The push router (`POST /`, `GET /healthz`) with its writer and ledger started, for a TCP
+/// listener or the Lambda runtime; `Running::finish` drains them.
+pub async fn push_app(
+    ingest: &Arc<Ingest>,
+    verifier: Option<Arc<Verifier>>,
+) -> Result<(axum::Router, Running)> {
+    let running = ingest.start(Via::Push).await?;
+    let app = router(ingest.clone(), running.writer.clone(), verifier);
+    Ok((app, running))
+}
+
+/// Serves push requests on `listener` until `shutdown` resolves; then stops taking requests,
+/// commits every batch in flight, answers those requests and writes the last ledger window.
+pub async fn serve(
+    ingest: Arc<Ingest>,
+    listener: TcpListener,
+    verifier: Option<Arc<Verifier>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ServeReport> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (app, running) = push_app(&ingest, verifier).await?;
+    tracing::info!(addr, "log-ingest listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::config(format!("serving on {addr}: {e}")))?;
+    tracing::info!("stopped taking requests; committing what is in flight");
+    running.finish().await;
+    tracing::info!("log-ingest stopped");
+    Ok(ServeReport { addr })
 }

@@ -17,7 +17,7 @@ use sluice::secret::Secret;
 use sluice::types::{map_column, BqType, ColumnMapping, MappingOptions};
 use sluice::{bigquery, Error, Result};
 
-use crate::plan::Unit;
+use crate::plan::UnitPlan;
 
 /// Knobs of the extract step.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +56,8 @@ pub struct TablePlan {
 }
 
 /// Maps the table's columns and builds its SELECT (with the date window for incremental).
-pub fn table_plan(unit: &Unit, cat: &TableColumns) -> Result<TablePlan> {
+pub fn table_plan(plan: &UnitPlan, cat: &TableColumns) -> Result<TablePlan> {
+    let unit = &plan.unit;
     let t = &unit.config;
     for c in &t.numeric_as_string {
         if !cat.columns.iter().any(|col| &col.name == c) {
@@ -111,7 +112,7 @@ pub fn table_plan(unit: &Unit, cat: &TableColumns) -> Result<TablePlan> {
             )));
         }
         // The session runs in UTC, so the window is the UTC day, as BigQuery's DATE() of a TIMESTAMP.
-        let ds = unit.ds.format("%Y-%m-%d");
+        let ds = &plan.ds;
         select.push_str(&format!(
             " WHERE {w} >= DATE '{ds}' AND {w} < DATE '{ds}' + 1",
             w = quote_ident(wm)
@@ -190,22 +191,19 @@ pub async fn extract(
     lake: &Lake,
     dsn: &Secret,
     timeouts: &Timeouts,
-    unit: &Unit,
+    unit_plan: &UnitPlan,
     run_id: &str,
     opts: ExtractOptions,
     counters: Arc<Counters>,
 ) -> Result<Manifest> {
+    let unit = &unit_plan.unit;
     let label = format!("{}.{}", unit.source, unit.table);
     let leader = connect(&unit.source, dsn, "sluice-pg-copy", timeouts).await?;
     let cat = table_columns(&leader, &unit.config.schema, &unit.table).await?;
-    let plan = table_plan(unit, &cat)?;
-    let partition = path::raw_partition(
-        &unit.source,
-        &unit.table,
-        &unit.ds.format("%Y-%m-%d").to_string(),
-    );
+    let plan = table_plan(unit_plan, &cat)?;
+    let partition = &unit_plan.partition;
     // Uncommit the partition before touching its files: no manifest, no half-loadable partition.
-    lake.delete_prefix(&partition).await?;
+    lake.delete_prefix(partition).await?;
 
     let n = range_count(opts.parallel, plan.pages, opts.cpus, opts.range_pages);
     if let Some(asked) = opts.parallel.filter(|asked| *asked > n) {
@@ -280,7 +278,7 @@ pub async fn extract(
         run_id: run_id.to_string(),
         source: unit.source.clone(),
         table: unit.table.clone(),
-        ds: unit.ds.format("%Y-%m-%d").to_string(),
+        ds: unit_plan.ds.clone(),
         bytes: files.iter().map(|f| f.bytes).sum(),
         rows,
         files,
@@ -290,21 +288,16 @@ pub async fn extract(
     };
     let body =
         serde_json::to_vec_pretty(&manifest).map_err(|e| Error::lake_other("manifest", e))?;
-    lake.put(&path::manifest(&partition), body.into()).await?;
+    lake.put(&path::manifest(partition), body.into()).await?;
     Ok(manifest)
 }
 
 /// Reads the manifest of a unit's partition for `--from-lake`.
-pub async fn read_manifest(lake: &Lake, unit: &Unit) -> Result<Manifest> {
-    let partition = path::raw_partition(
-        &unit.source,
-        &unit.table,
-        &unit.ds.format("%Y-%m-%d").to_string(),
-    );
-    let mpath = path::manifest(&partition);
+pub async fn read_manifest(lake: &Lake, plan: &UnitPlan) -> Result<Manifest> {
+    let mpath = path::manifest(&plan.partition);
     let Some(bytes) = lake.get_opt(&mpath).await? else {
         return Err(Error::Lake {
-            context: format!("--from-lake {}", unit.label()),
+            context: format!("--from-lake {}", plan.unit.label()),
             kind: ErrorKind::Permanent,
             source: Box::new(std::io::Error::other(format!(
                 "no complete copy in the lake ({} is missing); run without --from-lake first",

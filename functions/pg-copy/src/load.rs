@@ -14,7 +14,7 @@ use sluice::lake::{Lake, Manifest};
 use sluice::types::BqType;
 use sluice::{Error, Result};
 
-use crate::plan::Unit;
+use crate::plan::{Unit, UnitPlan};
 
 /// What a load did.
 #[derive(Debug, Clone)]
@@ -39,17 +39,16 @@ pub async fn load(
     pipeline: &Pipeline,
     target: &Target,
     lake: &Lake,
-    unit: &Unit,
+    plan: &UnitPlan,
     manifest: &Manifest,
     run_id: &str,
 ) -> Result<Loaded> {
-    let dataset = target.dataset(sluice::catalog::raw_dataset(pipeline, &unit.source));
+    let (unit, dataset, ds) = (&plan.unit, &plan.dataset, &plan.ds);
     let staging_ds = target.dataset(&pipeline.bigquery.staging_dataset);
     let project = bq.project().to_string();
-    bq.ensure_dataset(&dataset, None).await?;
+    bq.ensure_dataset(dataset, None).await?;
     let area = Staging::open(bq, &staging_ds).await?;
 
-    let ds = unit.ds.format("%Y-%m-%d").to_string();
     let run8 = run_tag(run_id);
     let staging = format!(
         "{}__{}__{}__{run8}",
@@ -65,7 +64,7 @@ pub async fn load(
             "pgcopy",
             &unit.source,
             &unit.table,
-            &ds,
+            ds,
             run_id,
             step,
         ])
@@ -86,7 +85,7 @@ pub async fn load(
         job_ids.push(load);
     }
 
-    let target_ref = table_ref(&project, &dataset, &unit.table);
+    let target_ref = table_ref(&project, dataset, &unit.table);
     let rows = match unit.config.mode {
         Mode::Full => {
             // A query job writing the target with WRITE_TRUNCATE swaps data and schema at once.
@@ -113,17 +112,17 @@ pub async fn load(
                     unit.label()
                 ))
             })?;
-            ensure_partitioned(bq, &dataset, unit, fields, &wm).await?;
+            ensure_partitioned(bq, dataset, unit, fields, &wm).await?;
             let columns = column_names(fields);
             let date = partition_date(&wm, wm_type);
             // Idempotent (delete, then insert the staging rows), so safe to retry on a conflict.
             let swap = replace_partition(&target_ref, &staging_ref, &date, &columns);
-            let params = [Param::date("ds", &ds)];
+            let params = [Param::date("ds", ds)];
             sluice::retry::transient("replacing the partition", || bq.query(&swap, &params))
                 .await?;
             bq.count(
                 &count_rows(&target_ref, Some(&format!("{date} = @ds"))),
-                &[Param::date("ds", &ds)],
+                &[Param::date("ds", ds)],
             )
             .await?
         }

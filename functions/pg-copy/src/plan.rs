@@ -1,8 +1,10 @@
 //! Which units of work a run does: one per table and logical date, shared between Cloud Run tasks.
 
 use chrono::{Duration, NaiveDate};
+use object_store::path::Path;
 pub use sluice::cli::Dates;
-use sluice::config::{Mode, Pipeline, Schedule, TableConfig};
+use sluice::config::{Mode, Pipeline, Schedule, TableConfig, Target};
+use sluice::lake::path;
 use sluice::{Error, Result};
 
 /// One table for one logical date.
@@ -17,6 +19,33 @@ pub struct Unit {
 impl Unit {
     pub fn label(&self) -> String {
         format!("{}.{} {}", self.source, self.table, self.ds)
+    }
+}
+
+/// A unit placed in a run's target, worked out once and read by every step: its logical date
+/// as the lake, the job ids and `@ds` write it, its partition in the lake, its dataset.
+#[derive(Debug, Clone)]
+pub struct UnitPlan {
+    /// The table and date.
+    pub unit: Unit,
+    /// `unit.ds` as `YYYY-MM-DD`.
+    pub ds: String,
+    /// `raw/<source>/<table>/dt=<ds>`: the unit's files and manifest.
+    pub partition: Path,
+    /// The BigQuery dataset of the unit's table in the target (its suffix applied).
+    pub dataset: String,
+}
+
+impl UnitPlan {
+    /// Places `unit` in `target`.
+    pub fn new(unit: Unit, pipeline: &Pipeline, target: &Target) -> UnitPlan {
+        let ds = unit.ds.format("%Y-%m-%d").to_string();
+        UnitPlan {
+            partition: path::raw_partition(&unit.source, &unit.table, &ds),
+            dataset: target.dataset(sluice::catalog::raw_dataset(pipeline, &unit.source)),
+            ds,
+            unit,
+        }
     }
 }
 

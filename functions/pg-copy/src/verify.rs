@@ -1,27 +1,28 @@
 //! `--verify`: counts a unit's rows in Postgres with the same selection, to compare with BigQuery.
 
+use sluice::config::Timeouts;
 use sluice::postgres::{connect, table_columns};
+use sluice::secret::Secret;
 use sluice::Result;
 
 use crate::extract::table_plan;
-use crate::plan::Unit;
-use crate::Ctx;
+use crate::plan::UnitPlan;
 
-pub(crate) async fn postgres_rows(ctx: &Ctx, unit: &Unit) -> Result<u64> {
-    let dsn = ctx.dsn(unit).await?;
-    let conn = connect(
-        &unit.source,
-        &dsn,
-        "sluice-pg-copy-verify",
-        &ctx.target.timeouts,
-    )
-    .await?;
+/// The rows Postgres has now for a unit, selected as the copy selects them, on a connection
+/// of its own.
+pub(crate) async fn postgres_rows(
+    dsn: &Secret,
+    timeouts: &Timeouts,
+    plan: &UnitPlan,
+) -> Result<u64> {
+    let unit = &plan.unit;
+    let conn = connect(&unit.source, dsn, "sluice-pg-copy-verify", timeouts).await?;
     let cat = table_columns(&conn, &unit.config.schema, &unit.table).await?;
-    let plan = table_plan(unit, &cat)?;
+    let select = table_plan(plan, &cat)?.select;
     let row = conn
         .query_one(
             &format!("counting {}", unit.label()),
-            &format!("SELECT count(*) FROM ({}) q", plan.select),
+            &format!("SELECT count(*) FROM ({select}) q"),
             &[],
         )
         .await?;
