@@ -44,11 +44,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice::catalog;
-use sluice::config::{resolve_dsn, Pipeline};
+use sluice::config::{self, Pipeline};
 use sluice::lake::Lake;
 use sluice::ledger::{self, new_run_id};
 use sluice::postgres::connect;
 use sluice::progress::Progress;
+use sluice::secret_manager::resolve_dsn;
 use sluice::{Error, Result};
 use tracing::Instrument;
 
@@ -164,7 +165,7 @@ pub async fn init(
         if let Some(lsn) = report.slot_lsn.as_deref().filter(|_| report.slot_created) {
             // A new slot starts a new stream: replicas made from an older one need new
             // snapshots, which the next run takes for every table without state.
-            let lake = Lake::open(&target.lake, &target.auth)?;
+            let lake = Lake::open(&target.lake, &sluice::auth::Auth::for_target(&target))?;
             let forgotten = tables::forget_all(&lake, name).await?;
             if forgotten > 0 {
                 tracing::info!(source = %name, tables = forgotten, "new slot: every table will be snapshotted again");
@@ -244,7 +245,7 @@ pub async fn resync(
         let wanted: Vec<(String, String)> = if all {
             published.clone()
         } else {
-            tables.iter().map(|t| catalog::qualify(t)).collect()
+            tables.iter().map(|t| config::qualify(t)).collect()
         };
         if let Some((s, t)) = wanted.iter().find(|w| !published.contains(w)) {
             return Err(Error::config(format!(
@@ -318,7 +319,7 @@ pub async fn forget(
         let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
         let mut forgotten = vec![];
         for t in tables {
-            let (s, t) = catalog::qualify(t);
+            let (s, t) = config::qualify(t);
             if published.contains(&(s.clone(), t.clone())) {
                 return Err(Error::config(format!(
                     "{s}.{t} is still in publication {} of source {name}: drop it from the publication first (ALTER PUBLICATION {} DROP TABLE {s}.{t}), or rebuild its replica with `cdc-sync resync --table {s}.{t}`",

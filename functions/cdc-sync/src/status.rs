@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sluice::bigquery::schema::{Field, FieldType};
 use sluice::catalog;
-use sluice::config::{Pipeline, Target};
+use sluice::config::{self, Pipeline, Target};
 use sluice::ledger::{new_run_id, RunRecord, Status};
 use sluice::postgres::catalog::{count_rows_sql, quote_ident, table_columns};
 use sluice::postgres::pgoutput::Lsn;
@@ -266,7 +266,7 @@ pub async fn check(
     let target = pipeline.target(target_name)?;
     let run_id = new_run_id();
     let mut out = vec![];
-    let named: Vec<(String, String)> = tables.iter().map(|t| catalog::qualify(t)).collect();
+    let named: Vec<(String, String)> = tables.iter().map(|t| config::qualify(t)).collect();
     let mut found = std::collections::BTreeSet::new();
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
         let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;
@@ -463,7 +463,7 @@ async fn record(
                 )),
             ),
         };
-        let (schema, table) = catalog::qualify(&t.table);
+        let (schema, table) = config::qualify(&t.table);
         ctx.record(RunRecord {
             status,
             error,

@@ -17,9 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
-use sluice::catalog::{event_tables, qualify, raw_dataset, replica_dataset};
-use sluice::config::{DsnRef, Pipeline, Target};
+use sluice::catalog::{event_tables, raw_dataset, replica_dataset};
+use sluice::config::{qualify, Pipeline, Target};
 use sluice::schedule::Schedule;
+use sluice::secret::DsnRef;
 use sluice::{Error, Result};
 
 use crate::dag::Dag;

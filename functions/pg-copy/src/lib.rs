@@ -22,10 +22,11 @@ use chrono::{NaiveDate, Utc};
 use futures::StreamExt;
 use serde_json::json;
 use sluice::bigquery::BigQuery;
-use sluice::config::{resolve_dsn, Pipeline, Target};
+use sluice::config::{Pipeline, Target};
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, Recorder, RunRecord, Status, Worker};
 use sluice::progress::Progress;
+use sluice::secret_manager::resolve_dsn;
 use sluice::{Error, ErrorKind, Result};
 use tracing::Instrument;
 
@@ -192,7 +193,7 @@ pub async fn run(pipeline: &Pipeline, opts: &Options) -> Result<Summary> {
             ));
         }
         let bq = BigQuery::for_run(&target, Worker::PgCopy.as_str(), &run_id)?;
-        let lake = Lake::open(&target.lake, &target.auth)?;
+        let lake = Lake::open(&target.lake, &sluice::auth::Auth::for_target(&target))?;
         let recorder = if opts.lake_only {
             None
         } else {
