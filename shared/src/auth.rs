@@ -51,9 +51,16 @@ impl Auth {
     }
 
     /// A target's credentials: none with `no_auth`, its Application Default Credentials
-    /// otherwise (one set per target, shared by its clients).
+    /// otherwise; built on the first call, then the same set for every client of the target
+    /// (and of its clones), so they share one token cache.
     pub fn for_target(target: &Target) -> Auth {
-        target.auth.clone()
+        target.credentials(|t| {
+            if t.no_auth {
+                Auth::none()
+            } else {
+                Auth::application_default(&t.timeouts)
+            }
+        })
     }
 
     /// Application Default Credentials, each token fetched within `timeouts.request`. Which
@@ -94,7 +101,7 @@ impl Auth {
                 message: format!(
                     "getting a token for {}: no answer within {} (timeouts.request of the target)",
                     inner.principal,
-                    crate::http::secs(limit)
+                    crate::time::secs(limit)
                 ),
                 kind: ErrorKind::Unanswered,
             }),

@@ -9,15 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::{CdcConfig, Mode, Pipeline};
-
-/// Postgres `(schema, table)` of a configured table name: `orders` is `public.orders`.
-pub fn qualify(name: &str) -> (String, String) {
-    match name.split_once('.') {
-        Some((s, t)) => (s.to_string(), t.to_string()),
-        None => ("public".to_string(), name.to_string()),
-    }
-}
+use crate::config::{qualify, CdcConfig, Mode, Pipeline};
 
 /// The dataset of a source's pg-copy tables: `dataset:` of the source, or its name.
 pub fn raw_dataset<'a>(p: &'a Pipeline, source: &'a str) -> &'a str {
@@ -189,6 +181,19 @@ mod tests {
             history_table("billing", "invoices"),
             "billing__invoices_history"
         );
+    }
+
+    #[test]
+    fn datasets_default_to_the_source_name() {
+        let p = Pipeline::parse(
+            "name: t\nbigquery: { project: p }\nlake: { bucket: b }\n\
+             sources:\n  shop:\n    dsn: { env: X }\n    cdc: { tables: [orders, billing.invoices] }\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(raw_dataset(&p, "shop"), "shop");
+        let cdc = p.sources["shop"].cdc.as_ref().unwrap();
+        assert_eq!(replica_dataset(cdc, "shop"), "shop_replica");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub async fn bounded<T>(
     tokio::time::timeout(limit, call).await.map_err(|_| {
         format!(
             "no answer within {} (3 × timeouts.request of the target)",
-            crate::http::secs(limit)
+            crate::time::secs(limit)
         )
     })
 }

@@ -3,6 +3,7 @@
 
 use crate::config::Timeouts;
 use crate::error::ErrorKind;
+use crate::time::secs;
 
 /// A client whose every request connects within `timeouts.connect` and is answered in full
 /// within `timeouts.request`.
@@ -41,28 +42,4 @@ pub fn describe(e: &reqwest::Error, timeouts: &Timeouts) -> String {
     }
     // reqwest's own message hides the cause (refused, reset, DNS) in its sources.
     crate::error::with_causes(e)
-}
-
-/// `10 s`, `1.5 s`, `250 ms`.
-pub fn secs(d: std::time::Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(secs(Duration::from_secs(10)), "10 s");
-        assert_eq!(secs(Duration::from_millis(1500)), "1.5 s");
-        assert_eq!(secs(Duration::from_millis(250)), "250 ms");
-    }
 }

@@ -1,12 +1,27 @@
 //! Reading a secret (a source's DSN) from Secret Manager, through the official
-//! `google-cloud-secretmanager-v1` crate, as the target's credentials (`crate::auth`); and
-//! counting a secret's enabled versions without reading them (`monitor doctor`).
+//! `google-cloud-secretmanager-v1` crate, as the target's credentials (`crate::auth`), or from
+//! the environment, as its `DsnRef` says (`resolve_dsn`); and counting a secret's enabled
+//! versions without reading them (`monitor doctor`).
 
 use crate::auth::Auth;
 use crate::config::Target;
 use crate::error::{Error, Result};
 use crate::google;
-use crate::secret::Secret;
+use crate::secret::{DsnRef, Secret};
+
+/// Resolves a DSN reference to the connection string (from Secret Manager as the target's
+/// credentials, within its timeouts).
+pub async fn resolve_dsn(r: &DsnRef, target: &Target) -> Result<Secret> {
+    match r {
+        DsnRef::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err(Error::config(format!(
+                "environment variable {var} (the source's dsn) is not set"
+            ))),
+        },
+        DsnRef::Secret(name) => access(name, target).await,
+    }
+}
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
 /// A client for the target's Secret Manager endpoint, as its principal.

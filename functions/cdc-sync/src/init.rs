@@ -1,7 +1,8 @@
 //! `cdc-sync init`: a source's publication and slot made (or adopted), and a new slot's
 //! stream remembered (`continuity`) with every table to be snapshotted again.
 
-use sluice::config::{resolve_dsn, Pipeline};
+use sluice::config::Pipeline;
+use sluice::secret_manager::resolve_dsn;
 use sluice::lake::Lake;
 use sluice::postgres::connect;
 use sluice::{Error, Result};
@@ -26,7 +27,7 @@ pub async fn init(
         if let Some(lsn) = report.slot_lsn.as_deref().filter(|_| report.slot_created) {
             // A new slot starts a new stream: replicas made from an older one need new
             // snapshots, which the next run takes for every table without state.
-            let lake = Lake::open(&target.lake, &target.auth)?;
+            let lake = Lake::open(&target.lake, &sluice::auth::Auth::for_target(&target))?;
             let forgotten = tables::forget_all(&lake, name).await?;
             if forgotten > 0 {
                 tracing::info!(source = %name, tables = forgotten, "new slot: every table will be snapshotted again");

@@ -57,7 +57,7 @@ pub async fn resync(
         let wanted: Vec<(String, String)> = if all {
             published.clone()
         } else {
-            tables.iter().map(|t| catalog::qualify(t)).collect()
+            tables.iter().map(|t| sluice::config::qualify(t)).collect()
         };
         if let Some((s, t)) = wanted.iter().find(|w| !published.contains(w)) {
             return Err(Error::config(format!(
@@ -131,7 +131,7 @@ pub async fn forget(
         let published = slot::publication_tables(&ctx.stream, &ctx.publication).await?;
         let mut forgotten = vec![];
         for t in tables {
-            let (s, t) = catalog::qualify(t);
+            let (s, t) = sluice::config::qualify(t);
             if published.contains(&(s.clone(), t.clone())) {
                 return Err(Error::config(format!(
                     "{s}.{t} is still in publication {} of source {name}: drop it from the publication first (ALTER PUBLICATION {} DROP TABLE {s}.{t}), or rebuild its replica with `cdc-sync resync --table {s}.{t}`",

@@ -5,10 +5,11 @@
 use sluice::bigquery::staging::Staging;
 use sluice::bigquery::BigQuery;
 use sluice::catalog;
-use sluice::config::{resolve_dsn, CdcConfig, Pipeline, Source, Target};
+use sluice::config::{CdcConfig, Pipeline, Source, Target};
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, Recorder, RunRecord, Worker};
 use sluice::postgres::{connect, PgConnection};
+use sluice::secret_manager::resolve_dsn;
 use sluice::{Error, Result};
 
 use crate::sink::Sink;
@@ -91,7 +92,7 @@ pub(crate) async fn source_ctx<'a>(
             .await?;
     }
     let bq = BigQuery::for_run(target, Worker::CdcSync.as_str(), run_id)?;
-    let lake = Lake::open(&target.lake, &target.auth)?;
+    let lake = Lake::open(&target.lake, &sluice::auth::Auth::for_target(target))?;
     let ledger = Ledger::open(bq.clone(), &target.dataset(&pipeline.bigquery.ops_dataset)).await?;
     let staging = Staging::new(&bq, &target.dataset(&pipeline.bigquery.staging_dataset));
     let sink = Sink {

@@ -90,7 +90,7 @@ pub async fn run(
     let auth = if opts.anonymous {
         sluice::auth::Auth::none()
     } else {
-        ingest.target.auth.clone()
+        sluice::auth::Auth::for_target(&ingest.target)
     };
     builder = builder.with_credentials(auth.credentials().await?);
     let client = builder.build().await.map_err(|e| pubsub_error(&ctx, e))?;

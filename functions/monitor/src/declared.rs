@@ -111,7 +111,7 @@ impl Declared {
                         .cloned(),
                 );
                 for name in names {
-                    let (schema, table) = catalog::qualify(&name);
+                    let (schema, table) = sluice::config::qualify(&name);
                     let meta = cdc
                         .per_table
                         .get(&name)

@@ -19,9 +19,12 @@ use std::fmt;
 use std::path::Path;
 
 use serde_json::Value;
-use sluice::config::{resolve_dsn, DsnRef, Pipeline, Target};
+use sluice::auth::Auth;
+use sluice::config::{Pipeline, Target};
 use sluice::google::{self, not_found};
 use sluice::postgres::PgConnection;
+use sluice::secret::DsnRef;
+use sluice::secret_manager::resolve_dsn;
 use sluice::Result;
 
 use crate::Monitor;
@@ -158,9 +161,13 @@ async fn credentials(r: &mut Report, t: &Target) -> bool {
         );
         return true;
     }
-    match t.auth.token().await {
+    match Auth::for_target(t).token().await {
         Ok(_) => {
-            r.add(Mark::Ok, "credentials", t.auth.principal().await);
+            r.add(
+                Mark::Ok,
+                "credentials",
+                Auth::for_target(t).principal().await,
+            );
             true
         }
         Err(e) => {
@@ -278,7 +285,7 @@ fn hours(ms: u64) -> String {
 /// The lake can be listed with the target's credentials.
 async fn lake(r: &mut Report, t: &Target) {
     let what = format!("lake {}", crate::page::lake_uri(&t.lake));
-    let listed = match sluice::lake::Lake::open(&t.lake, &t.auth) {
+    let listed = match sluice::lake::Lake::open(&t.lake, &Auth::for_target(t)) {
         Ok(lake) => lake.list(&object_store::path::Path::from("status")).await,
         Err(e) => Err(e),
     };
@@ -415,7 +422,10 @@ async fn project_policy(
 ) -> std::result::Result<BTreeMap<String, BTreeSet<String>>, String> {
     use google_cloud_resourcemanager_v3::client::Projects;
     sluice::install_crypto();
-    let credentials = t.auth.credentials().await.map_err(|e| e.into_message())?;
+    let credentials = Auth::for_target(t)
+        .credentials()
+        .await
+        .map_err(|e| e.into_message())?;
     let mut builder = Projects::builder()
         .with_credentials(credentials)
         .with_attempt_timeout(t.timeouts.request);
@@ -474,7 +484,7 @@ struct Deployed {
 async fn cloud_run(r: &mut Report, t: &Target, d: &Value, opts: &Options) -> Deployed {
     use google_cloud_run_v2::client::{Jobs, Services};
     let mut deployed = Deployed::default();
-    let credentials = match t.auth.credentials().await {
+    let credentials = match Auth::for_target(t).credentials().await {
         Ok(c) => c,
         Err(e) => {
             r.add(Mark::Skip, "Cloud Run", e.into_message());

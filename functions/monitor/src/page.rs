@@ -521,7 +521,8 @@ pub(crate) fn lake_uri(l: &LakeLocation) -> String {
 /// Renders the page and writes it to the lake; returns where it is.
 pub async fn publish(m: &Monitor, now: DateTime<Utc>) -> Result<String> {
     let html = render(&data(m, now).await?);
-    let lake = sluice::lake::Lake::open(&m.target.lake, &m.target.auth)?;
+    let lake =
+        sluice::lake::Lake::open(&m.target.lake, &sluice::auth::Auth::for_target(&m.target))?;
     let path = object_store::path::Path::from(PAGE_PATH);
     lake.put(&path, bytes::Bytes::from(html)).await?;
     Ok(match &m.target.lake {

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice::config::{ChannelKind, DsnRef, Target};
+use sluice::config::{ChannelKind, Target};
 use sluice::retry::STANDARD;
+use sluice::secret::DsnRef;
 use sluice::secret::Secret;
 
 use crate::message::Message;

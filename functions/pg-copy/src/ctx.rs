@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use sluice::bigquery::BigQuery;
-use sluice::config::{resolve_dsn, Pipeline, Target};
+use sluice::config::{Pipeline, Target};
+use sluice::secret_manager::resolve_dsn;
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, Recorder, Worker};
 use sluice::{Error, ErrorKind, Result};
@@ -87,7 +88,7 @@ impl Ctx {
         opts: Options,
     ) -> Result<Ctx> {
         let bq = BigQuery::for_run(&target, Worker::PgCopy.as_str(), run_id)?;
-        let lake = Lake::open(&target.lake, &target.auth)?;
+        let lake = Lake::open(&target.lake, &sluice::auth::Auth::for_target(&target))?;
         let recorder = if opts.lake_only {
             None
         } else {

@@ -5,54 +5,52 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::monitor::{Freshness, TableMeta};
+use super::meta::{table_meta, TableMeta};
 
-/// What log-ingest does with the app's events.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsConfig {
-    /// BigQuery dataset of the event tables (before the target's suffix).
-    #[serde(default = "default_events_dataset")]
-    pub dataset: String,
-    /// Directory of the JSON Schemas, `<type>.json` each, relative to pipeline.yaml.
-    #[serde(default = "default_events_schemas")]
-    pub schemas: PathBuf,
-    /// Message attribute that names the event type.
-    #[serde(default = "default_type_attribute")]
-    pub type_attribute: String,
-    /// Top-level JSON field that names the type when the attribute is absent.
-    #[serde(default)]
-    pub type_field: Option<String>,
-    /// Largest event payload (decoded message data) accepted; larger ones are dead-lettered.
-    #[serde(default = "default_max_payload_bytes")]
-    pub max_payload_bytes: usize,
-    /// Group commit: a batch is written when it holds this many rows, this many bytes, or
-    /// its first row has waited this long.
-    #[serde(default)]
-    pub batch: EventBatch,
-    /// Seconds of counts per run-ledger row.
-    #[serde(default = "default_ledger_window_s")]
-    pub ledger_window_s: u64,
-    /// Who may push: the OIDC token Pub/Sub signs for the push subscription.
-    #[serde(default)]
-    pub push: Option<PushAuth>,
-    /// Pub/Sub subscription names, for Terraform and `log-ingest pull`.
-    #[serde(default)]
-    pub subscription: Option<String>,
-    /// The Pub/Sub topic the app publishes events to (default `<pipeline name>-events`);
-    /// Terraform creates it.
-    #[serde(default)]
-    pub topic: Option<String>,
-    /// Default owner (a key of `owners:`) of the event tables.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// Default freshness SLA of the event tables (age of the newest event).
-    #[serde(default)]
-    pub freshness: Option<Freshness>,
-    /// `owner`, `description` and `freshness` by event type (the description defaults to the
-    /// schema's `description`).
-    #[serde(default)]
-    pub types: BTreeMap<String, TableMeta>,
+table_meta! {
+    /// What log-ingest does with the app's events; its `owner` and `freshness` (the age of the
+    /// newest event) are those of every event table (`types` overrides them).
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EventsConfig {
+        /// BigQuery dataset of the event tables (before the target's suffix).
+        #[serde(default = "default_events_dataset")]
+        pub dataset: String,
+        /// Directory of the JSON Schemas, `<type>.json` each, relative to pipeline.yaml.
+        #[serde(default = "default_events_schemas")]
+        pub schemas: PathBuf,
+        /// Message attribute that names the event type.
+        #[serde(default = "default_type_attribute")]
+        pub type_attribute: String,
+        /// Top-level JSON field that names the type when the attribute is absent.
+        #[serde(default)]
+        pub type_field: Option<String>,
+        /// Largest event payload (decoded message data) accepted; larger ones are dead-lettered.
+        #[serde(default = "default_max_payload_bytes")]
+        pub max_payload_bytes: usize,
+        /// Group commit: a batch is written when it holds this many rows, this many bytes, or
+        /// its first row has waited this long.
+        #[serde(default)]
+        pub batch: EventBatch,
+        /// Seconds of counts per run-ledger row.
+        #[serde(default = "default_ledger_window_s")]
+        pub ledger_window_s: u64,
+        /// Who may push: the OIDC token Pub/Sub signs for the push subscription.
+        #[serde(default)]
+        pub push: Option<PushAuth>,
+        /// Pub/Sub subscription names, for Terraform and `log-ingest pull`.
+        #[serde(default)]
+        pub subscription: Option<String>,
+        /// The Pub/Sub topic the app publishes events to (default `<pipeline name>-events`);
+        /// Terraform creates it.
+        #[serde(default)]
+        pub topic: Option<String>,
+        meta_defaults;
+        /// `owner`, `description` and `freshness` by event type (the description defaults to the
+        /// schema's `description`).
+        #[serde(default)]
+        pub types: BTreeMap<String, TableMeta>,
+    }
 }
 
 /// Group-commit limits of log-ingest.

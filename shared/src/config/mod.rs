@@ -1,11 +1,15 @@
 //! `pipeline.yaml`: the team's pipeline in one file, read by every worker and by Terraform.
 //!
 //! `Pipeline` and the datasets sluice owns are here; the parts of the file each have a
-//! module: `source` (databases, their tables and CDC), `events` (log-ingest), `target`
-//! (environments, resolved into a `Target`), and `validate` (every check beyond the types,
-//! with the key path and line of what is wrong, and duplicate keys).
+//! module: `source` (databases, their tables and CDC, and `qualify` for the table names they
+//! write), `events` (log-ingest), `meta` (a table's owner, description and freshness, wherever
+//! the table is declared), `monitor` (owners and alerts), `target` (environments, resolved into
+//! a `Target`), `duration` (how durations are written), and `validate` (every check beyond the
+//! types, with the key path and line of what is wrong, and duplicate keys).
 
+mod duration;
 mod events;
+mod meta;
 mod monitor;
 mod source;
 mod target;
@@ -20,15 +24,14 @@ use crate::error::{Error, Result};
 use validate::refuse_duplicate_keys;
 
 pub use crate::schedule::Schedule;
+pub use duration::{parse_age, parse_duration};
 pub use events::{EventBatch, EventsConfig, PushAuth};
+pub use meta::{Freshness, TableMeta};
 pub use monitor::{
-    clock_minutes, parse_age, AlertsConfig, Channel, ChannelKind, Digest, Freshness, Owner, Quiet,
-    Route, Severity, TableMeta,
+    clock_minutes, AlertsConfig, Channel, ChannelKind, Digest, Owner, Quiet, Route, Severity,
 };
-pub use source::{CdcConfig, DeleteMode, DsnRef, Mode, OnUnsupported, Source, TableConfig};
-pub use target::{
-    parse_duration, resolve_dsn, LakeLocation, SourceOverride, Target, TargetConfig, Timeouts,
-};
+pub use source::{qualify, CdcConfig, DeleteMode, Mode, OnUnsupported, Source, TableConfig};
+pub use target::{LakeLocation, SourceOverride, Target, TargetConfig, Timeouts};
 pub use validate::{duplicate_key, owner_key, weekday, DuplicateKey};
 
 /// The whole pipeline definition.

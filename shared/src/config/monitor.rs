@@ -1,13 +1,14 @@
-//! What the monitor reads from pipeline.yaml: `owners:` (who to mention in Slack and Teams),
-//! the `owner` / `description` / `freshness` of each table, and `alerts:` (channels, routes,
-//! the digest, quiet periods, thresholds).
+//! What the monitor reads from pipeline.yaml: `owners:` (who to mention in Slack and Teams)
+//! and `alerts:` (channels, routes, the digest, quiet periods, thresholds). The `owner`,
+//! `description` and `freshness` of each table are in `meta`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use super::source::DsnRef;
+use super::duration::age;
+use crate::secret::DsnRef;
 
 /// One owner: how Slack and Teams mention them through a plain webhook.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -22,46 +23,6 @@ pub struct Owner {
     /// Teams user: UPN or e-mail, mentioned with `<at>` and its entity.
     #[serde(default)]
     pub teams: Option<String>,
-}
-
-/// `owner`, `description` and `freshness` of one table (or event type, or CDC table).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TableMeta {
-    /// A key of `owners:`; alerts about the table mention them.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// What the table holds, for the catalog.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// How old the table may get before the monitor warns, then errors.
-    #[serde(default)]
-    pub freshness: Option<Freshness>,
-}
-
-impl TableMeta {
-    /// This table's settings, each falling back to `default`'s.
-    pub fn or(&self, default: &TableMeta) -> TableMeta {
-        TableMeta {
-            owner: self.owner.clone().or_else(|| default.owner.clone()),
-            description: self
-                .description
-                .clone()
-                .or_else(|| default.description.clone()),
-            freshness: self.freshness.or(default.freshness),
-        }
-    }
-}
-
-/// A freshness SLA: the age of the newest successful load past which the monitor warns and
-/// past which it errors.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Freshness {
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub warn_after: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub error_after: Option<Duration>,
 }
 
 /// `alerts:`.
@@ -84,20 +45,20 @@ pub struct AlertsConfig {
     #[serde(default)]
     pub quiet: Vec<Quiet>,
     /// An open incident is sent again after this long (default 4h).
-    #[serde(default = "default_repeat", deserialize_with = "duration")]
+    #[serde(default = "default_repeat", deserialize_with = "age")]
     pub repeat_after: Duration,
     /// A scheduled run counts as missed this long after it was due (default 30m).
-    #[serde(default = "default_missed", deserialize_with = "duration")]
+    #[serde(default = "default_missed", deserialize_with = "age")]
     pub missed_after: Duration,
     /// Dead letters as a share of events in the last hour above which the monitor warns
     /// (default 0.05).
     #[serde(default = "default_dead_letter_rate")]
     pub dead_letter_rate: f64,
     /// CDC lag above which the monitor warns (default 30m).
-    #[serde(default = "default_cdc_lag", deserialize_with = "duration")]
+    #[serde(default = "default_cdc_lag", deserialize_with = "age")]
     pub cdc_lag: Duration,
     /// How far back failures are looked for (default 24h).
-    #[serde(default = "default_lookback", deserialize_with = "duration")]
+    #[serde(default = "default_lookback", deserialize_with = "age")]
     pub lookback: Duration,
     /// The status page's URL as the team opens it (messages link to it).
     #[serde(default)]
@@ -246,55 +207,19 @@ pub fn clock_minutes(s: &str) -> Option<u32> {
     (h < 24 && m < 60 && s.len() == 5).then_some(h * 60 + m)
 }
 
-/// Duration strings of pipeline.yaml, which also takes days (`2d`).
-pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
-    match s.strip_suffix('d') {
-        Some(n) => n
-            .parse::<u64>()
-            .map(|n| Duration::from_secs(n * 86_400))
-            .map_err(|_| format!("`{s}`: expected a number and a unit (s, m, h, d)")),
-        None => super::parse_duration(s),
-    }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_age(&s).map_err(serde::de::Error::custom)
-}
-
-fn opt_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn ages_and_clock_times() {
-        assert_eq!(parse_age("2d").unwrap(), Duration::from_secs(172_800));
-        assert_eq!(parse_age("26h").unwrap(), Duration::from_secs(93_600));
-        assert!(parse_age("3w").is_err());
+    fn clock_times() {
         assert_eq!(clock_minutes("07:30"), Some(450));
         assert_eq!(clock_minutes("24:00"), None);
         assert_eq!(clock_minutes("7:30"), None);
     }
 
     #[test]
-    fn table_settings_fall_back_to_the_defaults() {
-        let t: TableMeta = serde_yaml::from_str("{owner: ana}").unwrap();
-        let d: TableMeta =
-            serde_yaml::from_str("{owner: bo, description: x, freshness: {warn_after: 2h}}")
-                .unwrap();
-        let m = t.or(&d);
-        assert_eq!(m.owner.as_deref(), Some("ana"));
-        assert_eq!(m.description.as_deref(), Some("x"));
-        assert_eq!(
-            m.freshness.unwrap().warn_after,
-            Some(Duration::from_secs(7200))
-        );
+    fn alert_thresholds_default_alike() {
         let a: AlertsConfig = serde_yaml::from_str("{}").unwrap();
         assert_eq!(a.repeat_after, Duration::from_secs(14_400));
         assert_eq!(a.digest.at, "08:00");

@@ -1,76 +1,21 @@
-//! `sources:`: the Postgres databases, the tables pg-copy copies, and what cdc-sync replicates.
+//! `sources:`: the Postgres databases, the tables pg-copy copies, and what cdc-sync replicates;
+//! and `qualify`, how a table name written there reads as Postgres `(schema, table)`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::monitor::{Freshness, TableMeta};
+use super::meta::{table_meta, TableMeta};
 use super::Schedule;
+use crate::secret::DsnRef;
 
-/// Where a connection string (or another secret, like a webhook URL) comes from; never
-/// written inline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DsnRef {
-    /// The name of an environment variable holding the DSN.
-    Env(String),
-    /// A Secret Manager secret (`projects/P/secrets/S`, optionally `/versions/V`).
-    Secret(String),
-}
-
-/// `dsn:` as written: `{env: VAR}` or `{secret: projects/P/secrets/S}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DsnSpec {
-    /// The name of an environment variable holding the DSN.
-    env: Option<String>,
-    /// A Secret Manager secret name.
-    secret: Option<String>,
-}
-
-impl TryFrom<DsnSpec> for DsnRef {
-    type Error = String;
-
-    fn try_from(s: DsnSpec) -> std::result::Result<Self, String> {
-        match (s.env, s.secret) {
-            (Some(e), None) => Ok(DsnRef::Env(e)),
-            (None, Some(n)) => Ok(DsnRef::Secret(n)),
-            _ => Err("give exactly one of `env: VAR` or `secret: projects/P/secrets/S`".into()),
-        }
+/// Postgres `(schema, table)` of a configured table name: `orders` is `public.orders`.
+pub fn qualify(name: &str) -> (String, String) {
+    match name.split_once('.') {
+        Some((s, t)) => (s.to_string(), t.to_string()),
+        None => ("public".to_string(), name.to_string()),
     }
 }
-
-/// A map is read as `DsnSpec`; anything else is refused without repeating it, since a value
-/// written inline is most likely the secret itself.
-impl<'de> Deserialize<'de> for DsnRef {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = DsnRef;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`{env: VAR}` or `{secret: projects/P/secrets/S}`")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                m: A,
-            ) -> std::result::Result<DsnRef, A::Error> {
-                let spec = DsnSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
-                DsnRef::try_from(spec).map_err(serde::de::Error::custom)
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<DsnRef, E> {
-                Err(E::custom(INLINE))
-            }
-            fn visit_string<E: serde::de::Error>(
-                self,
-                _: String,
-            ) -> std::result::Result<DsnRef, E> {
-                Err(E::custom(INLINE))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-const INLINE: &str = "a secret is never written in pipeline.yaml (the value is not repeated here): name an environment variable `{env: VAR}` or a Secret Manager secret `{secret: projects/P/secrets/S}`";
 
 /// One Postgres database.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,60 +37,58 @@ pub struct Source {
     pub owner: Option<String>,
 }
 
-/// What cdc-sync replicates from a source, and how.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CdcConfig {
-    /// Tables in the publication (`orders` or `schema.orders`); give this, `schemas`, or
-    /// `all_tables`.
-    #[serde(default)]
-    pub tables: Vec<String>,
-    /// Every table of these Postgres schemas, including tables created later.
-    #[serde(default)]
-    pub schemas: Vec<String>,
-    /// Every table of the database, including tables created later (needs a superuser).
-    #[serde(default)]
-    pub all_tables: bool,
-    /// Publication name (default `sluice_<source>`).
-    #[serde(default)]
-    pub publication: Option<String>,
-    /// Replication slot name (default `sluice_<source>`).
-    #[serde(default)]
-    pub slot: Option<String>,
-    /// BigQuery dataset of the replica tables (default `<source>_replica`).
-    #[serde(default)]
-    pub dataset: Option<String>,
-    /// `soft` (default): deleted and truncated rows stay, flagged `_sluice_deleted`; `hard`:
-    /// they are removed.
-    #[serde(default)]
-    pub deletes: DeleteMode,
-    /// Tables that also keep an append-only `<table>_history` of every change.
-    #[serde(default)]
-    pub history: Vec<String>,
-    /// Changes read from the slot per batch (whole transactions, so a batch may hold more).
-    #[serde(default = "default_batch_changes")]
-    pub batch_changes: u32,
-    /// Warn when the slot retains more WAL than this many MiB.
-    #[serde(default = "default_retained_wal_warn_mib")]
-    pub retained_wal_warn_mib: u64,
-    /// `error` (default) or `skip` columns of unsupported types.
-    #[serde(default)]
-    pub on_unsupported: OnUnsupported,
-    /// Owner of the replicas (default: the source's `owner`).
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// Freshness SLA of every replica (default: none).
-    #[serde(default)]
-    pub freshness: Option<Freshness>,
-    /// `owner`, `description`, `freshness` of single replicated tables, by the name `tables`
-    /// (or the schema) gives them.
-    #[serde(default)]
-    pub per_table: BTreeMap<String, TableMeta>,
-    /// When `cdc-sync status` compares every replica with its source by content (a job of
-    /// its own, alerting through the ledger): `daily` (default, 06:00), `hourly`, a cron, or
-    /// `off`.
-    #[serde(default = "default_verify", deserialize_with = "verify_schedule")]
-    pub verify: Option<Schedule>,
+table_meta! {
+    /// What cdc-sync replicates from a source, and how; its `owner` and `freshness` are those of
+    /// every replica (`per_table` overrides them).
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CdcConfig {
+        /// Tables in the publication (`orders` or `schema.orders`); give this, `schemas`, or
+        /// `all_tables`.
+        #[serde(default)]
+        pub tables: Vec<String>,
+        /// Every table of these Postgres schemas, including tables created later.
+        #[serde(default)]
+        pub schemas: Vec<String>,
+        /// Every table of the database, including tables created later (needs a superuser).
+        #[serde(default)]
+        pub all_tables: bool,
+        /// Publication name (default `sluice_<source>`).
+        #[serde(default)]
+        pub publication: Option<String>,
+        /// Replication slot name (default `sluice_<source>`).
+        #[serde(default)]
+        pub slot: Option<String>,
+        /// BigQuery dataset of the replica tables (default `<source>_replica`).
+        #[serde(default)]
+        pub dataset: Option<String>,
+        /// `soft` (default): deleted and truncated rows stay, flagged `_sluice_deleted`; `hard`:
+        /// they are removed.
+        #[serde(default)]
+        pub deletes: DeleteMode,
+        /// Tables that also keep an append-only `<table>_history` of every change.
+        #[serde(default)]
+        pub history: Vec<String>,
+        /// Changes read from the slot per batch (whole transactions, so a batch may hold more).
+        #[serde(default = "default_batch_changes")]
+        pub batch_changes: u32,
+        /// Warn when the slot retains more WAL than this many MiB.
+        #[serde(default = "default_retained_wal_warn_mib")]
+        pub retained_wal_warn_mib: u64,
+        /// `error` (default) or `skip` columns of unsupported types.
+        #[serde(default)]
+        pub on_unsupported: OnUnsupported,
+        meta_defaults;
+        /// `owner`, `description`, `freshness` of single replicated tables, by the name `tables`
+        /// (or the schema) gives them.
+        #[serde(default)]
+        pub per_table: BTreeMap<String, TableMeta>,
+        /// When `cdc-sync status` compares every replica with its source by content (a job of
+        /// its own, alerting through the ledger): `daily` (default, 06:00), `hourly`, a cron, or
+        /// `off`.
+        #[serde(default = "default_verify", deserialize_with = "verify_schedule")]
+        pub verify: Option<Schedule>,
+    }
 }
 
 fn default_verify() -> Option<Schedule> {
@@ -214,53 +157,36 @@ pub enum OnUnsupported {
     Skip,
 }
 
-/// One table of a source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableConfig {
-    /// `full` or `incremental`.
-    pub mode: Mode,
-    /// Postgres schema of the table.
-    #[serde(default = "default_schema")]
-    pub schema: String,
-    /// For `incremental`: the date, timestamp or timestamptz column that assigns rows to dates.
-    #[serde(default)]
-    pub watermark_column: Option<String>,
-    /// When Cloud Scheduler starts the copy: `daily` (the day before) or `hourly` (today so far).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// `numeric` columns to land as exact STRING instead of NUMERIC/BIGNUMERIC.
-    #[serde(default)]
-    pub numeric_as_string: Vec<String>,
-    /// `error` (default) or `skip` columns of unsupported types.
-    #[serde(default)]
-    pub on_unsupported: OnUnsupported,
-    /// BigQuery clustering columns.
-    #[serde(default)]
-    pub cluster_by: Vec<String>,
-    /// A table too big to share a Cloud Run task: Terraform copies the large tables of a
-    /// schedule in a job of their own, one task per table, each reading with `--parallel`.
-    #[serde(default)]
-    pub large: bool,
-    /// A key of `owners:` (default: the source's `owner`).
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// What the table holds, for the catalog.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// How old the copy may get before the monitor warns, then errors.
-    #[serde(default)]
-    pub freshness: Option<Freshness>,
-}
-
-impl TableConfig {
-    /// Owner, description and freshness.
-    pub fn meta(&self) -> TableMeta {
-        TableMeta {
-            owner: self.owner.clone(),
-            description: self.description.clone(),
-            freshness: self.freshness,
-        }
+table_meta! {
+    /// One table of a source; its `owner` defaults to the source's.
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TableConfig {
+        /// `full` or `incremental`.
+        pub mode: Mode,
+        /// Postgres schema of the table.
+        #[serde(default = "default_schema")]
+        pub schema: String,
+        /// For `incremental`: the date, timestamp or timestamptz column that assigns rows to dates.
+        #[serde(default)]
+        pub watermark_column: Option<String>,
+        /// When Cloud Scheduler starts the copy: `daily` (the day before) or `hourly` (today so far).
+        #[serde(default)]
+        pub schedule: Schedule,
+        /// `numeric` columns to land as exact STRING instead of NUMERIC/BIGNUMERIC.
+        #[serde(default)]
+        pub numeric_as_string: Vec<String>,
+        /// `error` (default) or `skip` columns of unsupported types.
+        #[serde(default)]
+        pub on_unsupported: OnUnsupported,
+        /// BigQuery clustering columns.
+        #[serde(default)]
+        pub cluster_by: Vec<String>,
+        /// A table too big to share a Cloud Run task: Terraform copies the large tables of a
+        /// schedule in a job of their own, one task per table, each reading with `--parallel`.
+        #[serde(default)]
+        pub large: bool,
+        meta;
     }
 }
 

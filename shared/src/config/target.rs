@@ -1,16 +1,21 @@
 //! `targets:`: the environments (`local`, `dev`, `prod`, pull-request targets), and a
-//! `Target` with everything resolved for a run.
+//! `Target` with everything resolved for a run. A target carries the settings of its
+//! credentials (`no_auth`, `timeouts`); `crate::auth` builds the credentials from them, and
+//! `crate::secret_manager` reads the secrets a `DsnRef` names.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::source::{DsnRef, Source};
+use super::duration::timeout;
+use super::source::Source;
 use super::Pipeline;
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+use crate::secret::DsnRef;
 
 /// Per-environment settings. Every field is optional; unset ones take the defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,15 +77,15 @@ pub struct TargetConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// Opening a connection: TCP, then for Postgres the startup and authentication.
-    #[serde(deserialize_with = "duration_value")]
+    #[serde(deserialize_with = "timeout")]
     pub connect: Duration,
     /// One HTTP request (BigQuery, Secret Manager, tokens), from sending it to the last byte of
     /// its answer.
-    #[serde(deserialize_with = "duration_value")]
+    #[serde(deserialize_with = "timeout")]
     pub request: Duration,
     /// A Postgres statement's answer: its first row, and each next part of a long answer (COPY
     /// data, slot changes). A dead connection is noticed sooner, by TCP keepalives.
-    #[serde(deserialize_with = "duration_value")]
+    #[serde(deserialize_with = "timeout")]
     pub statement: Duration,
 }
 
@@ -92,26 +97,6 @@ impl Default for Timeouts {
             statement: Duration::from_secs(300),
         }
     }
-}
-
-/// A duration written like `10s`, `500ms`, `5m` (or plain seconds).
-fn duration_value<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Spec {
-        Seconds(u64),
-        Text(String),
-    }
-    let parsed = match Spec::deserialize(d)? {
-        Spec::Seconds(n) => Duration::from_secs(n),
-        Spec::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom)?,
-    };
-    if parsed.is_zero() {
-        return Err(serde::de::Error::custom("must be more than 0"));
-    }
-    Ok(parsed)
 }
 
 /// A target's override of a source's connection.
@@ -144,6 +129,7 @@ pub struct Target {
     pub resource_manager_endpoint: Option<String>,
     pub dataset_suffix: String,
     pub lake: LakeLocation,
+    /// No credentials (the emulators); otherwise Application Default Credentials.
     pub no_auth: bool,
     /// Whether log-ingest checks push tokens.
     pub verify_push_tokens: bool,
@@ -153,9 +139,25 @@ pub struct Target {
     pub inputs_suffix: String,
     /// How long to wait on endpoints.
     pub timeouts: Timeouts,
-    /// Who its Google calls act as: one set of credentials for all of its clients.
-    pub auth: crate::auth::Auth,
+    /// The credentials built from `no_auth` and `timeouts`, once (`Target::credentials`).
+    credentials: Credentials,
     source_overrides: BTreeMap<String, DsnRef>,
+}
+
+/// Where a target keeps the credentials built for it on first use, so that all of its clients,
+/// and those of its clones, share one set (one token cache). The type is the builder's
+/// (`crate::auth::Auth`): a target holds the settings, and the code that turns them into
+/// credentials does not live here.
+#[derive(Clone, Default)]
+struct Credentials(Arc<OnceLock<Arc<dyn Any + Send + Sync>>>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0.get() {
+            Some(_) => "Credentials(built)",
+            None => "Credentials(not yet built)",
+        })
+    }
 }
 
 impl Target {
@@ -169,6 +171,19 @@ impl Target {
         self.source_overrides
             .get(source_name)
             .unwrap_or(&source.dsn)
+    }
+
+    /// This target's credentials: built by `build` from its settings on first use, the same
+    /// ones after (for its clones too). `crate::auth::Auth::for_target` is the one caller, so
+    /// one type is kept (a `T` of another type would be built anew on every call).
+    pub(crate) fn credentials<T>(&self, build: impl Fn(&Target) -> T) -> T
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        let kept = self.credentials.0.get_or_init(|| Arc::new(build(self)));
+        kept.downcast_ref::<T>()
+            .cloned()
+            .unwrap_or_else(|| build(self))
     }
 }
 
@@ -258,11 +273,7 @@ impl Pipeline {
             no_auth: config.no_auth,
             verify_push_tokens: config.verify_push_tokens.unwrap_or(true),
             timeouts,
-            auth: if config.no_auth {
-                crate::auth::Auth::none()
-            } else {
-                crate::auth::Auth::application_default(&timeouts)
-            },
+            credentials: Credentials::default(),
             source_overrides: config
                 .sources
                 .into_iter()
@@ -270,36 +281,6 @@ impl Pipeline {
                 .collect(),
         })
     }
-}
-
-/// Resolves a DSN reference to the connection string (from Secret Manager as the target's
-/// credentials, within its timeouts).
-pub async fn resolve_dsn(r: &DsnRef, target: &Target) -> Result<Secret> {
-    match r {
-        DsnRef::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-            _ => Err(Error::config(format!(
-                "environment variable {var} (the source's dsn) is not set"
-            ))),
-        },
-        DsnRef::Secret(name) => crate::secret_manager::access(name, target).await,
-    }
-}
-
-/// A duration on the command line or in pipeline.yaml: `50m`, `300s`, `2h`, `500ms`, or plain
-/// seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number and a unit (ms, s, m, h)"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
-    })
 }
 
 /// `pr-123`, `pr_45`: a pull-request target.

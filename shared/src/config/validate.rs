@@ -1,9 +1,14 @@
 //! Checks of pipeline.yaml beyond its types. Every error names the file, the key path and
 //! its line; a key written twice is refused naming both lines.
 
-use super::monitor::{clock_minutes, Freshness};
+use super::meta::Freshness;
+use super::monitor::{clock_minutes, AlertsConfig};
+use super::source::{qualify, CdcConfig, Source, TableConfig};
 use super::{Mode, Pipeline, Schedule};
 use crate::error::{Error, Result};
+
+/// The error at a key path: the file, the path and the line of its key.
+type At<'a> = &'a dyn Fn(&[&str], String) -> Error;
 
 impl Pipeline {
     pub(super) fn validate(&self, text: &str, origin: &str) -> Result<()> {
@@ -14,112 +19,51 @@ impl Pipeline {
             Error::config(format!("{origin}: {}{line}: {msg}", path.join(".")))
         };
         for (sname, source) in &self.sources {
-            if let Some(m) = bad_name(sname) {
-                return Err(at(&["sources", sname], m));
-            }
-            if let Some(ds) = &source.dataset {
-                if let Some(m) = bad_name(ds) {
-                    return Err(at(&["sources", sname, "dataset"], m));
-                }
-            }
-            if let Some(cdc) = &source.cdc {
-                let path = ["sources", sname.as_str(), "cdc"];
-                let given = [
-                    !cdc.tables.is_empty(),
-                    !cdc.schemas.is_empty(),
-                    cdc.all_tables,
-                ];
-                if given.iter().filter(|g| **g).count() != 1 {
-                    return Err(at(
-                        &path,
-                        "give exactly one of `tables`, `schemas` or `all_tables: true`".into(),
-                    ));
-                }
-                for (key, name) in [("slot", &cdc.slot), ("publication", &cdc.publication)] {
-                    if let Some(n) = name {
-                        if n.is_empty()
-                            || !n
-                                .chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                        {
-                            return Err(at(
-                                &[&path[..], &[key]].concat(),
-                                format!("`{n}`: use lowercase letters, digits and underscores"),
-                            ));
-                        }
-                    }
-                }
-                if let Some(ds) = &cdc.dataset {
-                    if let Some(m) = bad_name(ds) {
-                        return Err(at(&[&path[..], &["dataset"]].concat(), m));
-                    }
-                }
-                if cdc.batch_changes == 0 {
-                    return Err(at(
-                        &[&path[..], &["batch_changes"]].concat(),
-                        "must be at least 1".into(),
-                    ));
-                }
-            }
-            for (tname, t) in &source.tables {
-                let path = ["sources", sname.as_str(), "tables", tname.as_str()];
-                if let Some(m) = bad_name(tname) {
-                    return Err(at(&path, m));
-                }
-                if let Schedule::Cron(c) = &t.schedule {
-                    return Err(at(
-                        &[&path[..], &["schedule"]].concat(),
-                        format!("`{c}`: a copy runs daily (for the day before) or hourly (for today so far)"),
-                    ));
-                }
-                match (t.mode, &t.watermark_column) {
-                    (Mode::Incremental, None) => {
-                        return Err(at(
-                            &path,
-                            "mode incremental needs `watermark_column` (the date or timestamp column that assigns rows to dates)".into(),
-                        ))
-                    }
-                    (Mode::Full, Some(_)) => {
-                        return Err(at(
-                            &[&path[..], &["watermark_column"]].concat(),
-                            "`watermark_column` applies to mode incremental only".into(),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
+            validate_source(&at, sname, source)?;
         }
-        if let Some(ev) = &self.events {
-            if let Some(m) = bad_name(&ev.dataset) {
-                return Err(at(&["events", "dataset"], m));
-            }
-            let b = &ev.batch;
-            if b.max_rows == 0 || b.max_rows > 50_000 {
-                return Err(at(
-                    &["events", "batch", "max_rows"],
-                    "must be between 1 and 50000 (insertAll's limit)".into(),
-                ));
-            }
-            if b.max_bytes == 0 || b.max_bytes > 9 * 1024 * 1024 {
-                return Err(at(
-                    &["events", "batch", "max_bytes"],
-                    "must be between 1 and 9437184 (insertAll takes 10 MB per request)".into(),
-                ));
-            }
-            if ev.max_payload_bytes == 0 || ev.max_payload_bytes > 8 * 1024 * 1024 {
-                return Err(at(
-                    &["events", "max_payload_bytes"],
-                    "must be between 1 and 8388608 (a BigQuery row holds 10 MB)".into(),
-                ));
-            }
-            if ev.ledger_window_s == 0 {
-                return Err(at(
-                    &["events", "ledger_window_s"],
-                    "must be at least 1".into(),
-                ));
-            }
-        }
+        self.validate_events(&at)?;
         self.validate_monitor(&at)?;
+        self.validate_targets(&at)
+    }
+
+    /// Event tables' dataset, and batch and payload limits within BigQuery's.
+    fn validate_events(&self, at: At) -> Result<()> {
+        let Some(ev) = &self.events else {
+            return Ok(());
+        };
+        if let Some(m) = bad_name(&ev.dataset) {
+            return Err(at(&["events", "dataset"], m));
+        }
+        let b = &ev.batch;
+        if b.max_rows == 0 || b.max_rows > 50_000 {
+            return Err(at(
+                &["events", "batch", "max_rows"],
+                "must be between 1 and 50000 (insertAll's limit)".into(),
+            ));
+        }
+        if b.max_bytes == 0 || b.max_bytes > 9 * 1024 * 1024 {
+            return Err(at(
+                &["events", "batch", "max_bytes"],
+                "must be between 1 and 9437184 (insertAll takes 10 MB per request)".into(),
+            ));
+        }
+        if ev.max_payload_bytes == 0 || ev.max_payload_bytes > 8 * 1024 * 1024 {
+            return Err(at(
+                &["events", "max_payload_bytes"],
+                "must be between 1 and 8388608 (a BigQuery row holds 10 MB)".into(),
+            ));
+        }
+        if ev.ledger_window_s == 0 {
+            return Err(at(
+                &["events", "ledger_window_s"],
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Targets override only sources that exist, and suffix datasets with a valid name.
+    fn validate_targets(&self, at: At) -> Result<()> {
         for (tname, t) in &self.targets {
             for s in t.sources.keys() {
                 if !self.sources.contains_key(s) {
@@ -145,79 +89,172 @@ impl Pipeline {
     }
 }
 
+/// A source's name and dataset, its `cdc:` block, and each of its tables.
+fn validate_source(at: At, sname: &str, source: &Source) -> Result<()> {
+    if let Some(m) = bad_name(sname) {
+        return Err(at(&["sources", sname], m));
+    }
+    if let Some(ds) = &source.dataset {
+        if let Some(m) = bad_name(ds) {
+            return Err(at(&["sources", sname, "dataset"], m));
+        }
+    }
+    if let Some(cdc) = &source.cdc {
+        validate_cdc(at, sname, cdc)?;
+    }
+    for (tname, t) in &source.tables {
+        validate_table(at, sname, tname, t)?;
+    }
+    Ok(())
+}
+
+/// One way to name the tables, valid slot and publication names, a dataset, a batch size.
+fn validate_cdc(at: At, sname: &str, cdc: &CdcConfig) -> Result<()> {
+    let path = ["sources", sname, "cdc"];
+    let given = [
+        !cdc.tables.is_empty(),
+        !cdc.schemas.is_empty(),
+        cdc.all_tables,
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(at(
+            &path,
+            "give exactly one of `tables`, `schemas` or `all_tables: true`".into(),
+        ));
+    }
+    for (key, name) in [("slot", &cdc.slot), ("publication", &cdc.publication)] {
+        if let Some(n) = name {
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(at(
+                    &[&path[..], &[key]].concat(),
+                    format!("`{n}`: use lowercase letters, digits and underscores"),
+                ));
+            }
+        }
+    }
+    if let Some(ds) = &cdc.dataset {
+        if let Some(m) = bad_name(ds) {
+            return Err(at(&[&path[..], &["dataset"]].concat(), m));
+        }
+    }
+    if cdc.batch_changes == 0 {
+        return Err(at(
+            &[&path[..], &["batch_changes"]].concat(),
+            "must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A table's name, a schedule a copy can keep, and a watermark exactly when incremental.
+fn validate_table(at: At, sname: &str, tname: &str, t: &TableConfig) -> Result<()> {
+    let path = ["sources", sname, "tables", tname];
+    if let Some(m) = bad_name(tname) {
+        return Err(at(&path, m));
+    }
+    if let Schedule::Cron(c) = &t.schedule {
+        return Err(at(
+            &[&path[..], &["schedule"]].concat(),
+            format!("`{c}`: a copy runs daily (for the day before) or hourly (for today so far)"),
+        ));
+    }
+    match (t.mode, &t.watermark_column) {
+        (Mode::Incremental, None) => Err(at(
+            &path,
+            "mode incremental needs `watermark_column` (the date or timestamp column that assigns rows to dates)".into(),
+        )),
+        (Mode::Full, Some(_)) => Err(at(
+            &[&path[..], &["watermark_column"]].concat(),
+            "`watermark_column` applies to mode incremental only".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Pipeline {
     /// Owners named by tables exist, channels named by routes exist, times and zones parse.
-    fn validate_monitor(&self, at: &dyn Fn(&[&str], String) -> Error) -> Result<()> {
-        let owner_ok = |path: &[&str], o: &Option<String>| -> Result<()> {
-            match o {
-                Some(o) if !self.owners.contains_key(owner_key(o)) => Err(at(
-                    path,
-                    format!(
-                        "owner `{o}` is not in `owners:` (known: {})",
-                        self.owners.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )),
-                _ => Ok(()),
-            }
-        };
-        let freshness_ok = |path: &[&str], f: &Option<Freshness>| -> Result<()> {
-            if let Some(f) = f {
-                match (f.warn_after, f.error_after) {
-                    (None, None) => {
-                        return Err(at(path, "give `warn_after`, `error_after` or both".into()))
-                    }
-                    (Some(w), Some(e)) if w > e => {
-                        return Err(at(path, "`warn_after` is longer than `error_after`".into()))
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        };
+    fn validate_monitor(&self, at: At) -> Result<()> {
         for (sname, source) in &self.sources {
-            owner_ok(&["sources", sname, "owner"], &source.owner)?;
-            for (tname, t) in &source.tables {
-                let path = ["sources", sname.as_str(), "tables", tname.as_str()];
-                owner_ok(&[&path[..], &["owner"]].concat(), &t.owner)?;
-                freshness_ok(&[&path[..], &["freshness"]].concat(), &t.freshness)?;
-            }
-            if let Some(cdc) = &source.cdc {
-                owner_ok(&["sources", sname, "cdc", "owner"], &cdc.owner)?;
-                freshness_ok(&["sources", sname, "cdc", "freshness"], &cdc.freshness)?;
-                for (tname, m) in &cdc.per_table {
-                    let path = [
-                        "sources",
-                        sname.as_str(),
-                        "cdc",
-                        "per_table",
-                        tname.as_str(),
-                    ];
-                    let (schema, table) = crate::catalog::qualify(tname);
-                    let listed = cdc.all_tables
-                        || cdc.schemas.contains(&schema)
-                        || cdc
-                            .tables
-                            .iter()
-                            .any(|t| crate::catalog::qualify(t) == (schema.clone(), table.clone()));
-                    if !listed {
-                        return Err(at(
-                            &path,
-                            format!("`{tname}` is not replicated (not in `tables` or `schemas`)"),
-                        ));
-                    }
-                    owner_ok(&[&path[..], &["owner"]].concat(), &m.owner)?;
-                    freshness_ok(&[&path[..], &["freshness"]].concat(), &m.freshness)?;
-                }
-            }
+            self.validate_source_meta(at, sname, source)?;
         }
-        if let Some(ev) = &self.events {
-            owner_ok(&["events", "owner"], &ev.owner)?;
-            freshness_ok(&["events", "freshness"], &ev.freshness)?;
-            for (name, m) in &ev.types {
-                owner_ok(&["events", "types", name, "owner"], &m.owner)?;
-                freshness_ok(&["events", "types", name, "freshness"], &m.freshness)?;
-            }
+        self.validate_events_meta(at)?;
+        self.validate_owners(at)?;
+        let Some(alerts) = &self.alerts else {
+            return Ok(());
+        };
+        self.validate_routes(at, alerts)?;
+        validate_alert_times(at, alerts)
+    }
+
+    /// An owner named at `path` is a key of `owners:`.
+    fn owner_ok(&self, at: At, path: &[&str], o: &Option<String>) -> Result<()> {
+        match o {
+            Some(o) if !self.owners.contains_key(owner_key(o)) => Err(at(
+                path,
+                format!(
+                    "owner `{o}` is not in `owners:` (known: {})",
+                    self.owners.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            _ => Ok(()),
         }
+    }
+
+    /// The owners and freshness of a source, its tables, its replicas and its replicated
+    /// tables (which must be replicated).
+    fn validate_source_meta(&self, at: At, sname: &str, source: &Source) -> Result<()> {
+        self.owner_ok(at, &["sources", sname, "owner"], &source.owner)?;
+        for (tname, t) in &source.tables {
+            let path = ["sources", sname, "tables", tname.as_str()];
+            self.owner_ok(at, &[&path[..], &["owner"]].concat(), &t.owner)?;
+            freshness_ok(at, &[&path[..], &["freshness"]].concat(), &t.freshness)?;
+        }
+        let Some(cdc) = &source.cdc else {
+            return Ok(());
+        };
+        self.owner_ok(at, &["sources", sname, "cdc", "owner"], &cdc.owner)?;
+        freshness_ok(at, &["sources", sname, "cdc", "freshness"], &cdc.freshness)?;
+        for (tname, m) in &cdc.per_table {
+            let path = ["sources", sname, "cdc", "per_table", tname.as_str()];
+            let (schema, table) = qualify(tname);
+            let listed = cdc.all_tables
+                || cdc.schemas.contains(&schema)
+                || cdc
+                    .tables
+                    .iter()
+                    .any(|t| qualify(t) == (schema.clone(), table.clone()));
+            if !listed {
+                return Err(at(
+                    &path,
+                    format!("`{tname}` is not replicated (not in `tables` or `schemas`)"),
+                ));
+            }
+            self.owner_ok(at, &[&path[..], &["owner"]].concat(), &m.owner)?;
+            freshness_ok(at, &[&path[..], &["freshness"]].concat(), &m.freshness)?;
+        }
+        Ok(())
+    }
+
+    /// The owners and freshness of the event tables, and of each event type.
+    fn validate_events_meta(&self, at: At) -> Result<()> {
+        let Some(ev) = &self.events else {
+            return Ok(());
+        };
+        self.owner_ok(at, &["events", "owner"], &ev.owner)?;
+        freshness_ok(at, &["events", "freshness"], &ev.freshness)?;
+        for (name, m) in &ev.types {
+            self.owner_ok(at, &["events", "types", name, "owner"], &m.owner)?;
+            freshness_ok(at, &["events", "types", name, "freshness"], &m.freshness)?;
+        }
+        Ok(())
+    }
+
+    /// Each owner can be mentioned: a Slack id, a Teams UPN, or both.
+    fn validate_owners(&self, at: At) -> Result<()> {
         for (name, o) in &self.owners {
             if o.slack.is_none() && o.teams.is_none() {
                 return Err(at(
@@ -244,9 +281,11 @@ impl Pipeline {
                 }
             }
         }
-        let Some(alerts) = &self.alerts else {
-            return Ok(());
-        };
+        Ok(())
+    }
+
+    /// Routes and defaults name channels that exist, routes name known owners and workers.
+    fn validate_routes(&self, at: At, alerts: &AlertsConfig) -> Result<()> {
         let channel_ok = |path: &[&str], names: &[String]| -> Result<()> {
             match names.iter().find(|c| !alerts.channels.contains_key(*c)) {
                 Some(c) => Err(at(path, format!("no channel `{c}` in `alerts.channels`"))),
@@ -260,7 +299,7 @@ impl Pipeline {
             let n = i.to_string();
             let path = ["alerts", "routes", n.as_str()];
             channel_ok(&path, &r.channels)?;
-            owner_ok(&path, &r.owner)?;
+            self.owner_ok(at, &path, &r.owner)?;
             if let Some(w) = r.worker.as_deref().filter(|w| !workers.contains(w)) {
                 return Err(at(
                     &path,
@@ -277,42 +316,63 @@ impl Pipeline {
                 "name the channels of alerts no route matches".into(),
             ));
         }
-        if clock_minutes(&alerts.digest.at).is_none() {
-            return Err(at(
-                &["alerts", "digest", "at"],
-                format!("`{}`: write HH:MM", alerts.digest.at),
-            ));
-        }
-        if alerts.digest.time_zone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(at(
-                &["alerts", "digest", "time_zone"],
-                format!(
-                    "`{}` is not an IANA time zone (like Europe/Berlin)",
-                    alerts.digest.time_zone
-                ),
-            ));
-        }
-        for (i, q) in alerts.quiet.iter().enumerate() {
-            let n = i.to_string();
-            let path = ["alerts", "quiet", n.as_str()];
-            if clock_minutes(&q.from).is_none() || clock_minutes(&q.to).is_none() {
-                return Err(at(&path, "`from` and `to` are HH:MM".into()));
-            }
-            if let Some(d) = q.days.iter().find(|d| weekday(d).is_none()) {
-                return Err(at(
-                    &path,
-                    format!("day `{d}`: mon, tue, wed, thu, fri, sat or sun"),
-                ));
-            }
-        }
-        if !(0.0..=1.0).contains(&alerts.dead_letter_rate) {
-            return Err(at(
-                &["alerts", "dead_letter_rate"],
-                "a share between 0 and 1".into(),
-            ));
-        }
         Ok(())
     }
+}
+
+/// A freshness SLA at `path` gives a threshold, and warns no later than it errors.
+fn freshness_ok(at: At, path: &[&str], f: &Option<Freshness>) -> Result<()> {
+    if let Some(f) = f {
+        match (f.warn_after, f.error_after) {
+            (None, None) => {
+                return Err(at(path, "give `warn_after`, `error_after` or both".into()))
+            }
+            (Some(w), Some(e)) if w > e => {
+                return Err(at(path, "`warn_after` is longer than `error_after`".into()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The digest's time and zone, quiet periods' times and days, and a dead-letter share.
+fn validate_alert_times(at: At, alerts: &AlertsConfig) -> Result<()> {
+    if clock_minutes(&alerts.digest.at).is_none() {
+        return Err(at(
+            &["alerts", "digest", "at"],
+            format!("`{}`: write HH:MM", alerts.digest.at),
+        ));
+    }
+    if alerts.digest.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(at(
+            &["alerts", "digest", "time_zone"],
+            format!(
+                "`{}` is not an IANA time zone (like Europe/Berlin)",
+                alerts.digest.time_zone
+            ),
+        ));
+    }
+    for (i, q) in alerts.quiet.iter().enumerate() {
+        let n = i.to_string();
+        let path = ["alerts", "quiet", n.as_str()];
+        if clock_minutes(&q.from).is_none() || clock_minutes(&q.to).is_none() {
+            return Err(at(&path, "`from` and `to` are HH:MM".into()));
+        }
+        if let Some(d) = q.days.iter().find(|d| weekday(d).is_none()) {
+            return Err(at(
+                &path,
+                format!("day `{d}`: mon, tue, wed, thu, fri, sat or sun"),
+            ));
+        }
+    }
+    if !(0.0..=1.0).contains(&alerts.dead_letter_rate) {
+        return Err(at(
+            &["alerts", "dead_letter_rate"],
+            "a share between 0 and 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// An owner as tables and mart headers write it (`@finance`, `finance`): its `owners:` key.

@@ -20,8 +20,9 @@ pub use scheduled::scheduled_queries;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::catalog::{event_tables, qualify, raw_dataset, replica_dataset};
-use crate::config::{DsnRef, Pipeline, Target};
+use crate::catalog::{event_tables, raw_dataset, replica_dataset};
+use crate::config::{qualify, Pipeline, Target};
+use crate::secret::DsnRef;
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 use serde_json::{json, Value};

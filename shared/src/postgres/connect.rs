@@ -20,9 +20,9 @@ use tokio_postgres::{Client, Row};
 
 use crate::config::Timeouts;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::secs;
 use crate::retry;
 use crate::secret::Secret;
+use crate::time::secs;
 
 use super::tls::{self, TlsSettings};
 

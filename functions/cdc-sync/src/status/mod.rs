@@ -41,7 +41,7 @@ pub async fn check(
     let target = pipeline.target(target_name)?;
     let run_id = new_run_id();
     let mut out = vec![];
-    let named: Vec<(String, String)> = tables.iter().map(|t| catalog::qualify(t)).collect();
+    let named: Vec<(String, String)> = tables.iter().map(|t| sluice::config::qualify(t)).collect();
     let mut found = std::collections::BTreeSet::new();
     for (name, source, cdc) in cdc_sources(pipeline, only)? {
         let ctx = source_ctx(pipeline, &target, name, source, cdc, &run_id).await?;

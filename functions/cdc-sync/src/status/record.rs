@@ -78,7 +78,7 @@ pub(super) async fn ledger_rows(
                 )),
             ),
         };
-        let (schema, table) = catalog::qualify(&t.table);
+        let (schema, table) = sluice::config::qualify(&t.table);
         ctx.record(RunRecord {
             status,
             error,
