@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Value};
 use sluice::bigquery::BigQuery;
-use sluice::config::{resolve_dsn, DsnRef, Pipeline};
+use sluice::config::Pipeline;
+use sluice::secret::DsnRef;
+use sluice::secret_manager::resolve_dsn;
 use sluice_tests::Stack;
 
 #[derive(Default)]

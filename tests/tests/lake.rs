@@ -146,7 +146,7 @@ async fn gcs_objects_carry_the_content_type_they_are_opened_with() {
     use tokio::io::AsyncWriteExt;
     let stack = Stack::from_env();
     let lake = fake_gcs_lake(&stack).await;
-    let page = Path::from(monitor::page::PAGE_PATH);
+    let page = Path::from(monitor::PAGE_PATH);
     lake.put(
         &page,
         Bytes::from_static(b"<!doctype html><title>status</title>"),
@@ -164,7 +164,7 @@ async fn gcs_objects_carry_the_content_type_they_are_opened_with() {
     w.shutdown().await.unwrap();
     let http = reqwest::Client::new();
     for (name, want) in [
-        (monitor::page::PAGE_PATH, "text/html; charset=utf-8"),
+        (monitor::PAGE_PATH, "text/html; charset=utf-8"),
         ("raw/s/t/dt=2024-05-01/_manifest.json", "application/json"),
         (
             "raw/s/t/dt=2024-05-01/part-00000.parquet",

@@ -822,7 +822,7 @@ async fn the_status_page_shows_every_section_in_a_headless_browser() {
 
     let shot = std::env::temp_dir().join(format!("status_{}.png", s.env.id));
     let dom = chromium(&path, &shot);
-    for id in monitor::page::SECTION_IDS {
+    for id in monitor::SECTION_IDS {
         assert!(
             dom.contains(&format!("<section id=\"{id}\">")),
             "section {id} missing"

@@ -2,9 +2,9 @@
 //! stream remembered (`continuity`) with every table to be snapshotted again.
 
 use sluice::config::Pipeline;
-use sluice::secret_manager::resolve_dsn;
 use sluice::lake::Lake;
 use sluice::postgres::connect;
+use sluice::secret_manager::resolve_dsn;
 use sluice::{Error, Result};
 
 use crate::source::cdc_sources;

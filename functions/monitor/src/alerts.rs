@@ -1,16 +1,19 @@
 //! Alert state in `ops.alerts`: one message per incident however often `check` runs, a
 //! repeat after `alerts.repeat_after`, a recovery notice when it clears, warnings held in
 //! quiet periods. Rows are appended (never updated: streamed rows cannot be), and the
-//! newest row of an incident is its state. `plan` decides from the state and the findings
-//! alone (pure, tested below); `check` sends and records what it decided.
+//! newest row of an incident is its state (`read_state`). `plan` decides from the state and
+//! the findings alone (pure, tested in `alerts/tests.rs`); `check` sends and records what it
+//! decided, and `row` is what it records.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{json, Value};
+use sluice::bigquery::{BigQuery, Param};
 use sluice::config::{clock_minutes, weekday, AlertsConfig, Severity};
+use sluice::Result;
 
-use crate::findings::Finding;
+use crate::findings::{self, Finding};
 
 /// The newest row of an incident.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +36,113 @@ pub struct Incident {
     pub finding: Value,
 }
 
+impl Incident {
+    /// The incident as its `ops.alerts` row (`row`) records it: what reading the row back
+    /// would give.
+    pub fn from_row(r: &Value) -> Incident {
+        let text = |c: &str| r[c].as_str().map(str::to_string);
+        let at = |c: &str| findings::ts(r[c].as_str());
+        let json = |c: &str| findings::json_cell(r[c].as_str());
+        let now = at("recorded_at").unwrap_or_default();
+        Incident {
+            key: text("incident_key").unwrap_or_default(),
+            kind: text("kind").unwrap_or_default(),
+            severity: r["severity"]
+                .as_str()
+                .and_then(Severity::parse)
+                .unwrap_or(Severity::Warn),
+            status: text("status").unwrap_or_default(),
+            title: text("title").unwrap_or_default(),
+            worker: text("worker"),
+            subject: text("subject"),
+            owner: text("owner"),
+            run_id: text("run_id"),
+            first_seen: at("first_seen").unwrap_or(now),
+            last_seen: at("last_seen").unwrap_or(now),
+            last_sent_at: at("last_sent_at"),
+            sent_to: json("sent_to"),
+            delivery_failures: r["delivery_failures"].as_i64().unwrap_or(0),
+            finding: json("finding"),
+        }
+    }
+}
+
+/// The newest row of every incident in `alerts` (a quoted table) as of `now`.
+pub async fn read_state(
+    bq: &BigQuery,
+    alerts: &str,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, Incident>> {
+    let since = Param::scalar(
+        "since",
+        "TIMESTAMP",
+        sluice::time::bigquery_timestamp(now - chrono::Duration::days(findings::HISTORY_DAYS)),
+    );
+    let q = bq
+        .query(
+            &state_sql(alerts),
+            &[
+                since,
+                Param::scalar("now", "TIMESTAMP", sluice::time::bigquery_timestamp(now)),
+            ],
+        )
+        .await?;
+    let (ts, json) = (findings::ts, findings::json_cell);
+    let list = findings::rows(&q, |g| Incident {
+        key: g("incident_key").unwrap_or_default().into(),
+        kind: g("kind").unwrap_or_default().into(),
+        severity: g("severity")
+            .and_then(Severity::parse)
+            .unwrap_or(Severity::Warn),
+        status: g("status").unwrap_or_default().into(),
+        title: g("title").unwrap_or_default().into(),
+        worker: g("worker").map(str::to_string),
+        subject: g("subject").map(str::to_string),
+        owner: g("owner").map(str::to_string),
+        run_id: g("run_id").map(str::to_string),
+        first_seen: ts(g("first_seen")).unwrap_or(now),
+        last_seen: ts(g("last_seen")).unwrap_or(now),
+        last_sent_at: ts(g("last_sent_at")),
+        sent_to: json(g("sent_to")),
+        delivery_failures: g("delivery_failures")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        finding: json(g("finding")),
+    });
+    Ok(list.into_iter().map(|i| (i.key.clone(), i)).collect())
+}
+
+/// What a check did about an incident, as `ops.alerts.event` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Found for the first time (or again after it was resolved).
+    Opened,
+    /// Still open, and sent again after `alerts.repeat_after`.
+    Repeated,
+    /// Still open; nothing to send.
+    Seen,
+    /// Gone.
+    Resolved,
+    /// A message waits for the end of a quiet period.
+    Held,
+    /// Open, but its first message did not reach every channel: sent again to those missed.
+    Retry,
+}
+
+impl Event {
+    /// As `ops.alerts.event` records it and `monitor check` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Opened => "opened",
+            Event::Repeated => "repeated",
+            Event::Seen => "seen",
+            Event::Resolved => "resolved",
+            Event::Held => "held",
+            Event::Retry => "retry",
+        }
+    }
+}
+
 /// Which message a step sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Send {
@@ -42,6 +152,7 @@ pub enum Send {
 }
 
 impl Send {
+    /// As `ops.alerts.sent_to.message` records it.
     pub fn as_str(self) -> &'static str {
         match self {
             Send::Alert => "alert",
@@ -55,8 +166,7 @@ impl Send {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub key: String,
-    /// opened, repeated, seen, resolved, held, retry.
-    pub event: &'static str,
+    pub event: Event,
     /// The status after this step, if the message (when any) is delivered everywhere.
     pub status: &'static str,
     pub send: Option<Send>,
@@ -101,7 +211,7 @@ fn delivered_before(i: &Incident, send: Send) -> BTreeSet<String> {
         .as_object()
         .map(|m| {
             m.iter()
-                .filter(|(_, v)| v.as_str() == Some("delivered"))
+                .filter(|(_, v)| v.as_str() == Some(Outcome::DELIVERED))
                 .map(|(k, _)| k.clone())
                 .collect()
         })
@@ -122,16 +232,16 @@ pub fn plan(
         let prev = state.get(&f.key).filter(|i| i.status != "resolved");
         let quiet = held(a, f.severity, now);
         let (event, send) = match prev {
-            None => ("opened", Some(Send::Alert)),
-            Some(i) if i.last_sent_at.is_none() => ("retry", Some(Send::Alert)),
+            None => (Event::Opened, Some(Send::Alert)),
+            Some(i) if i.last_sent_at.is_none() => (Event::Retry, Some(Send::Alert)),
             Some(i) if i.last_sent_at.is_some_and(|t| now - t >= repeat) => {
-                ("repeated", Some(Send::Repeat))
+                (Event::Repeated, Some(Send::Repeat))
             }
-            Some(_) => ("seen", None),
+            Some(_) => (Event::Seen, None),
         };
         let (event, send) = match (send, quiet) {
-            (Some(Send::Repeat), true) => ("seen", None),
-            (Some(_), true) => ("held", None),
+            (Some(Send::Repeat), true) => (Event::Seen, None),
+            (Some(_), true) => (Event::Held, None),
             other => (event, other.0),
         };
         steps.push(Step {
@@ -153,11 +263,11 @@ pub fn plan(
         }
         let never_sent = i.last_sent_at.is_none();
         let (event, status, send) = if never_sent {
-            ("resolved", "resolved", None)
+            (Event::Resolved, "resolved", None)
         } else if held(a, i.severity, now) {
-            ("held", "resolving", None)
+            (Event::Held, "resolving", None)
         } else {
-            ("resolved", "resolved", Some(Send::Recovery))
+            (Event::Resolved, "resolved", Some(Send::Recovery))
         };
         steps.push(Step {
             key: key.clone(),
@@ -192,8 +302,40 @@ pub fn route(
         .unwrap_or_else(|| a.default.clone())
 }
 
-/// What sending a step's message did, per channel: "delivered" or the error.
-pub type Delivery = BTreeMap<String, String>;
+/// What sending a message to one channel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Why not, after every retry.
+    Failed(String),
+}
+
+impl Outcome {
+    /// How `ops.alerts.sent_to` records a delivered message.
+    pub const DELIVERED: &'static str = "delivered";
+
+    /// As recorded and printed: `delivered`, or the error.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Outcome::Delivered => Outcome::DELIVERED,
+            Outcome::Failed(e) => e,
+        }
+    }
+
+    /// The channel took the message.
+    pub fn is_delivered(&self) -> bool {
+        *self == Outcome::Delivered
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What sending a step's message did, per channel.
+pub type Delivery = BTreeMap<String, Outcome>;
 
 /// The `ops.alerts` row of a step after its sends.
 pub fn row(step: &Step, delivery: &Delivery, check_run_id: &str, now: DateTime<Utc>) -> Value {
@@ -202,8 +344,8 @@ pub fn row(step: &Step, delivery: &Delivery, check_run_id: &str, now: DateTime<U
         .previous
         .as_ref()
         .filter(|p| p.status != "resolved" || step.finding.is_none());
-    let all_delivered = delivery.values().all(|v| v == "delivered");
-    let failures = delivery.values().filter(|v| *v != "delivered").count() as i64;
+    let all_delivered = delivery.values().all(Outcome::is_delivered);
+    let failures = delivery.values().filter(|v| !v.is_delivered()).count() as i64;
     let mut status = step.status;
     if step.send == Some(Send::Recovery) && !all_delivered {
         status = "resolving";
@@ -217,9 +359,9 @@ pub fn row(step: &Step, delivery: &Delivery, check_run_id: &str, now: DateTime<U
             let mut channels: serde_json::Map<String, Value> = step
                 .delivered
                 .iter()
-                .map(|c| (c.clone(), json!("delivered")))
+                .map(|c| (c.clone(), json!(Outcome::DELIVERED)))
                 .collect();
-            channels.extend(delivery.iter().map(|(k, v)| (k.clone(), json!(v))));
+            channels.extend(delivery.iter().map(|(k, v)| (k.clone(), json!(v.as_str()))));
             json!({"message": s.as_str(), "complete": all_delivered, "channels": channels})
         }
         None => prev.map(|p| p.sent_to.clone()).unwrap_or(Value::Null),
@@ -230,7 +372,7 @@ pub fn row(step: &Step, delivery: &Delivery, check_run_id: &str, now: DateTime<U
                 f.kind.to_string(),
                 f.severity,
                 f.title.clone(),
-                Some(f.worker.clone()),
+                Some(f.worker.as_str().to_string()),
                 Some(f.subject.clone()),
                 f.owner.clone(),
                 f.run_id.clone(),
@@ -262,7 +404,7 @@ pub fn row(step: &Step, delivery: &Delivery, check_run_id: &str, now: DateTime<U
         "kind": kind,
         "severity": severity.as_str(),
         "status": status,
-        "event": step.event,
+        "event": step.event.as_str(),
         "title": title,
         "worker": worker,
         "subject": subject,
@@ -285,7 +427,7 @@ pub fn finding_json(f: &Finding) -> Value {
     json!({
         "kind": f.kind,
         "severity": f.severity.as_str(),
-        "worker": f.worker,
+        "worker": f.worker.as_str(),
         "subject": f.subject,
         "owner": f.owner,
         "title": f.title,
@@ -306,171 +448,4 @@ pub fn state_sql(alerts: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
-    }
-
-    fn finding(key: &str, severity: Severity) -> Finding {
-        Finding {
-            key: key.into(),
-            kind: "failed",
-            severity,
-            worker: "pg-copy".into(),
-            subject: "shop.orders".into(),
-            owner: Some("ana".into()),
-            title: "pg-copy failed".into(),
-            error: None,
-            logical_date: None,
-            run_id: None,
-            facts: vec![],
-        }
-    }
-
-    /// Feeds a step's row back as the incident's state, as the next check reads it.
-    fn apply(
-        state: &mut BTreeMap<String, Incident>,
-        step: &Step,
-        d: &Delivery,
-        now: DateTime<Utc>,
-    ) {
-        let r = row(step, d, "c", now);
-        let tsv = |v: &Value| {
-            v.as_str()
-                .map(|s| DateTime::parse_from_rfc3339(s).unwrap().to_utc())
-        };
-        state.insert(
-            step.key.clone(),
-            Incident {
-                key: step.key.clone(),
-                kind: r["kind"].as_str().unwrap().into(),
-                severity: Severity::parse(r["severity"].as_str().unwrap()).unwrap(),
-                status: r["status"].as_str().unwrap().into(),
-                title: r["title"].as_str().unwrap().into(),
-                worker: None,
-                subject: None,
-                owner: None,
-                run_id: None,
-                first_seen: tsv(&r["first_seen"]).unwrap(),
-                last_seen: tsv(&r["last_seen"]).unwrap(),
-                last_sent_at: tsv(&r["last_sent_at"]),
-                sent_to: serde_json::from_str(r["sent_to"].as_str().unwrap()).unwrap(),
-                delivery_failures: r["delivery_failures"].as_i64().unwrap(),
-                finding: Value::Null,
-            },
-        );
-    }
-
-    fn ok(channels: &[&str]) -> Delivery {
-        channels
-            .iter()
-            .map(|c| (c.to_string(), "delivered".to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn one_message_per_incident_a_repeat_later_and_a_recovery() {
-        let a: AlertsConfig = serde_yaml::from_str("{repeat_after: 4h}").unwrap();
-        let mut state = BTreeMap::new();
-        let f = [finding("failed:x", Severity::Error)];
-        let mut sent = vec![];
-        let times = [
-            "2026-12-03T10:00:00Z",
-            "2026-12-03T10:10:00Z",
-            "2026-12-03T14:05:00Z",
-            "2026-12-03T14:15:00Z",
-        ];
-        for now in times {
-            for s in plan(&state, &f, &a, t(now)) {
-                sent.push((now, s.event, s.send));
-                apply(
-                    &mut state,
-                    &s,
-                    &if s.send.is_some() {
-                        ok(&["ops"])
-                    } else {
-                        Delivery::new()
-                    },
-                    t(now),
-                );
-            }
-        }
-        let now = t("2026-12-03T14:25:00Z");
-        for s in plan(&state, &[], &a, now) {
-            sent.push(("2026-12-03T14:25:00Z", s.event, s.send));
-            apply(&mut state, &s, &ok(&["ops"]), now);
-        }
-        assert_eq!(
-            sent,
-            [
-                (times[0], "opened", Some(Send::Alert)),
-                (times[1], "seen", None),
-                (times[2], "repeated", Some(Send::Repeat)),
-                (times[3], "seen", None),
-                ("2026-12-03T14:25:00Z", "resolved", Some(Send::Recovery)),
-            ]
-        );
-        assert_eq!(state["failed:x"].status, "resolved");
-        assert_eq!(state["failed:x"].first_seen, t(times[0]));
-        // Resolved incidents stay quiet; the same problem again is a new alert.
-        assert!(plan(&state, &[], &a, now).is_empty());
-        assert_eq!(plan(&state, &f, &a, now)[0].event, "opened");
-    }
-
-    #[test]
-    fn a_failed_delivery_is_retried_to_the_channels_that_missed_it() {
-        let a: AlertsConfig = serde_yaml::from_str("{}").unwrap();
-        let mut state = BTreeMap::new();
-        let f = [finding("failed:x", Severity::Error)];
-        let now = t("2026-12-03T10:00:00Z");
-        let s = &plan(&state, &f, &a, now)[0];
-        let mut d = ok(&["slack"]);
-        d.insert("teams".into(), "HTTP 500 (after 5 attempts)".into());
-        apply(&mut state, s, &d, now);
-        assert_eq!(state["failed:x"].last_sent_at, None);
-        assert_eq!(state["failed:x"].delivery_failures, 1);
-        let s = &plan(&state, &f, &a, t("2026-12-03T10:10:00Z"))[0];
-        assert_eq!((s.event, s.send), ("retry", Some(Send::Alert)));
-        assert_eq!(s.delivered, BTreeSet::from(["slack".to_string()]));
-        // A recovery that does not get through is tried again at the next check.
-        apply(&mut state, s, &ok(&["teams"]), t("2026-12-03T10:10:00Z"));
-        let s = &plan(&state, &[], &a, t("2026-12-03T10:20:00Z"))[0];
-        let mut d = Delivery::new();
-        d.insert("slack".into(), "HTTP 429 (after 5 attempts)".into());
-        apply(&mut state, s, &d, t("2026-12-03T10:20:00Z"));
-        assert_eq!(state["failed:x"].status, "resolving");
-        let s = &plan(&state, &[], &a, t("2026-12-03T10:30:00Z"))[0];
-        assert_eq!((s.event, s.send), ("resolved", Some(Send::Recovery)));
-    }
-
-    #[test]
-    fn quiet_periods_hold_warnings_until_they_end() {
-        let a: AlertsConfig = serde_yaml::from_str(
-            "{digest: {time_zone: Europe/Berlin}, quiet: [{from: '22:00', to: '07:00'}, {from: '00:00', to: '23:59', days: [sat, sun], errors_too: true}]}",
-        )
-        .unwrap();
-        // 05:30 UTC is 06:30 in Berlin in December: quiet for warnings, not errors.
-        let thu = t("2026-12-03T05:30:00Z");
-        assert!(held(&a, Severity::Warn, thu));
-        assert!(!held(&a, Severity::Error, thu));
-        assert!(!held(&a, Severity::Warn, t("2026-12-03T06:30:00Z")));
-        // Saturday noon in Berlin: everything waits.
-        assert!(held(&a, Severity::Error, t("2026-12-05T11:00:00Z")));
-        let state = BTreeMap::new();
-        let s = &plan(&state, &[finding("stale:x", Severity::Warn)], &a, thu)[0];
-        assert_eq!((s.event, s.send), ("held", None));
-    }
-
-    #[test]
-    fn routes_match_owner_worker_and_severity() {
-        let a: AlertsConfig = serde_yaml::from_str(
-            "{default: [ops], routes: [{owner: '@ana', channels: [fin]}, {worker: cdc-sync, severity: error, channels: [eng]}]}",
-        )
-        .unwrap();
-        assert_eq!(route(&a, Some("ana"), "pg-copy", Severity::Warn), ["fin"]);
-        assert_eq!(route(&a, None, "cdc-sync", Severity::Error), ["eng"]);
-        assert_eq!(route(&a, None, "cdc-sync", Severity::Warn), ["ops"]);
-    }
-}
+mod tests;

@@ -1,17 +1,54 @@
 //! `monitor digest`: the daily message. It says the monitor is alive, then yesterday (in the
 //! digest's time zone): runs per worker, failures, the DQ report (checks declared but not
-//! computed listed as such), freshness, dead letters by reason, and query cost.
+//! computed listed as such), freshness, dead letters by reason, and query cost. The runs and
+//! failures are the pipeline's: the monitor's own rows (one per check) are left out.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use sluice::bigquery::Param;
 use sluice::config::Severity;
+use sluice::ledger::Worker;
 use sluice::Result;
 
+use crate::alerts;
+use crate::context::Monitor;
+use crate::delivery::Channels;
 use crate::findings::{self, Observed};
 use crate::message::{cut, Message, Tone};
-use crate::Monitor;
+
+/// The day a digest reports, when not yesterday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Day {
+    /// Today, in the digest's time zone.
+    Today,
+    Date(NaiveDate),
+}
+
+impl Day {
+    /// The date, in the digest's time zone `tz` as of `now`.
+    pub fn date(self, tz: &str, now: DateTime<Utc>) -> NaiveDate {
+        match self {
+            Day::Date(d) => d,
+            Day::Today => yesterday(tz, now + chrono::Duration::days(1)).0,
+        }
+    }
+}
+
+/// `monitor digest`: the digest of `day` (default yesterday) as a message, the ops tables and
+/// views made first where missing.
+pub async fn digest(m: &Monitor, now: DateTime<Utc>, day: Option<Day>) -> Result<Message> {
+    m.ensure_tables().await?;
+    crate::views::ensure(m, false).await?;
+    let day = day.map(|d| d.date(&m.alerts.digest.time_zone, now));
+    let d = data(m, now, day).await?;
+    Ok(message(
+        &d,
+        &m.pipeline.name,
+        &m.target.name,
+        m.status_page_url(),
+    ))
+}
 
 /// What the digest reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +67,15 @@ pub struct DigestData {
     pub dead_letters: Vec<(String, u64)>,
     /// Bytes billed and jobs of the day, or why it is unknown.
     pub cost: std::result::Result<(f64, u64), String>,
+}
+
+/// Sends the digest to its channels (`alerts.digest.channels`, else the default ones): each
+/// channel, in order, with what sending did.
+pub async fn send(m: &Monitor, msg: &Message) -> Vec<(String, std::result::Result<(), String>)> {
+    Channels::resolve(&m.alerts, &m.target)
+        .await
+        .send_digest(&m.alerts, msg)
+        .await
 }
 
 /// Yesterday in `tz`, and the UTC instants it starts and ends at.
@@ -56,7 +102,7 @@ pub fn day_window(tz: &str, day: NaiveDate) -> (NaiveDate, DateTime<Utc>, DateTi
 
 /// Reads the digest's data.
 /// The day reported is `day`, else yesterday in the digest's time zone.
-pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Result<DigestData> {
+async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Result<DigestData> {
     let tz = &m.alerts.digest.time_zone;
     let (day, from, to) = match day {
         Some(d) => day_window(tz, d),
@@ -67,9 +113,10 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Re
     };
     let window = [ts("from", from), ts("to", to)];
     let runs = m.ops_table(sluice::ops::RUNS.name);
+    let monitor = Worker::Monitor.as_str();
     let q = m.bq.query(&format!(
         "SELECT worker, COUNTIF(status = 'success') AS ok, COUNTIF(status = 'failed') AS failed, COUNTIF(status = 'skipped') AS skipped\n\
-         FROM {runs} WHERE started_at >= @from AND started_at < @to GROUP BY worker"), &window).await?;
+         FROM {runs} WHERE started_at >= @from AND started_at < @to AND worker != '{monitor}' GROUP BY worker"), &window).await?;
     let num = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let runs_by_worker = findings::rows(&q, |g| {
         (
@@ -81,7 +128,7 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Re
     .collect();
     let q = m.bq.query(&format!(
         "SELECT worker, COALESCE(CONCAT(source, '.', table_name), table_name, source, '') AS unit, CAST(logical_date AS STRING) AS ds, error\n\
-         FROM {runs} WHERE status = 'failed' AND started_at >= @from AND started_at < @to ORDER BY started_at LIMIT 20"), &window).await?;
+         FROM {runs} WHERE status = 'failed' AND started_at >= @from AND started_at < @to AND worker != '{monitor}' ORDER BY started_at LIMIT 20"), &window).await?;
     let failures = findings::rows(&q, |g| {
         let ds = g("ds").map(|d| format!(" ({d})")).unwrap_or_default();
         format!(
@@ -156,8 +203,7 @@ pub async fn data(m: &Monitor, now: DateTime<Utc>, day: Option<NaiveDate>) -> Re
             Err(e) => Err(cut(&e.into_message(), 200)),
         }
     };
-    let open_alerts = m
-        .state(now)
+    let open_alerts = alerts::read_state(&m.bq, &m.ops_table(sluice::ops::ALERTS.name), now)
         .await?
         .values()
         .filter(|i| i.status != "resolved")
@@ -339,6 +385,20 @@ mod tests {
         assert_eq!(from.to_rfc3339(), "2026-12-01T23:00:00+00:00");
         assert_eq!(to.to_rfc3339(), "2026-12-02T23:00:00+00:00");
         assert_eq!(yesterday("UTC", now).0.to_string(), "2026-12-02");
+    }
+
+    #[test]
+    fn today_is_the_local_day() {
+        let late = DateTime::parse_from_rfc3339("2026-12-03T23:30:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            Day::Today.date("Europe/Berlin", late).to_string(),
+            "2026-12-04"
+        );
+        assert_eq!(Day::Today.date("UTC", late).to_string(), "2026-12-03");
+        let d = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(Day::Date(d).date("Europe/Berlin", late), d);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! ops views, one BigQuery data source per view (aliases `ds0`, `ds1`, ... as in the
 //! template, or a blank report when none is given).
 
+use sluice::config::Pipeline;
+use sluice::Result;
+
 use crate::message::percent_encode as enc;
 use crate::views;
 
@@ -16,6 +19,13 @@ pub const REPORT_VIEWS: &[&str] = &[
     "catalog_tables",
     "storage_cost",
 ];
+
+/// `monitor looker-url`: the URL over the ops views of `target`.
+pub fn for_target(p: &Pipeline, target: &str, template: Option<&str>) -> Result<String> {
+    let target = p.target(target)?;
+    let ops = target.dataset(&p.bigquery.ops_dataset);
+    Ok(url(&target.project, &ops, &p.name, template))
+}
 
 /// The URL: `template` is a report to copy (its data sources aliased `ds0`...), else blank.
 pub fn url(project: &str, ops_dataset: &str, pipeline: &str, template: Option<&str>) -> String {

@@ -1,12 +1,13 @@
 //! The monitor command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use monitor::{DigestDay, Made, Mark, Monitor};
 use sluice::cli::{run_main, CommonArgs};
 use sluice::telemetry;
 
@@ -54,7 +55,7 @@ enum Command {
         /// Report this day instead of yesterday: YYYY-MM-DD or `today`, in the digest's time
         /// zone.
         #[arg(long, value_parser = day)]
-        day: Option<Day>,
+        day: Option<DigestDay>,
     },
     /// Write the status page (status/index.html in the lake) and print where it is.
     Page,
@@ -80,27 +81,14 @@ enum Command {
         #[arg(long, default_value = "us-central1")]
         region: String,
     },
-    /// Write every cloud target's view queries for Terraform (terraform/views.json), which
-    /// creates the views where the monitor may not.
-    ExportViews {
-        /// Where to write (default: stdout).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Day {
-    Today,
-    Date(chrono::NaiveDate),
-}
-
-fn day(s: &str) -> Result<Day, String> {
+fn day(s: &str) -> Result<DigestDay, String> {
     if s == "today" {
-        return Ok(Day::Today);
+        return Ok(DigestDay::Today);
     }
     chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map(Day::Date)
+        .map(DigestDay::Date)
         .map_err(|_| format!("`{s}`: expected `today` or a day like 2026-12-03"))
 }
 
@@ -111,7 +99,6 @@ fn instant(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 async fn try_main(cli: Cli) -> Result<ExitCode> {
-    telemetry::init(cli.common.log_format());
     let pipeline = cli.common.pipeline()?;
     let base = cli.common.pipeline_dir();
     if let Some(dir) = cli.marts.as_ref().filter(|d| !d.is_dir()) {
@@ -119,46 +106,17 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
     }
     let marts = monitor::marts_dir(&base, cli.marts.clone());
     let now = cli.now.unwrap_or_else(Utc::now);
-    if let Command::ExportViews { out } = &cli.command {
-        let text = serde_json::to_string_pretty(&monitor::views::export(&pipeline)?)? + "\n";
-        match out {
-            Some(path) => {
-                std::fs::write(path, text)
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-                println!("wrote {}", path.display());
-            }
-            None => print!("{text}"),
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     if let Command::LookerUrl { template } = &cli.command {
-        let target = pipeline.target(cli.common.target()?)?;
-        let ops = target.dataset(&pipeline.bigquery.ops_dataset);
+        let target = cli.common.target()?;
         println!(
             "{}",
-            monitor::looker::url(&target.project, &ops, &pipeline.name, template.as_deref())
+            monitor::looker_url(&pipeline, target, template.as_deref())?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let m = monitor::Monitor::open(pipeline, &base, &marts, cli.common.target()?)?;
+    let m = Monitor::open(pipeline, &base, &marts, cli.common.target()?)?;
     if let Command::Doctor { region } = &cli.command {
-        println!(
-            "sluice doctor: target {} (project {})",
-            m.target.name, m.target.project
-        );
-        let opts = monitor::doctor::Options {
-            region: region.clone(),
-        };
-        let report = monitor::doctor::doctor(&m, &base, &opts).await?;
-        for c in &report.checks {
-            println!("{c}");
-        }
-        println!("{}", report.summary());
-        return Ok(if report.count(monitor::doctor::Mark::Fail) > 0 {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+        return doctor(&m, &base, region).await;
     }
     let span = tracing::info_span!("monitor", run_id = %m.run_id, target = %m.target.name);
     let _g = span.enter();
@@ -166,158 +124,117 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Check {
             no_page,
             fail_on_findings,
-        } => {
-            let s = monitor::check(&m, now, !no_page).await?;
-            for (key, event, send, delivery) in &s.steps {
-                let to: Vec<String> = delivery.iter().map(|(c, r)| format!("{c}: {r}")).collect();
-                println!(
-                    "{event:<9} {key}{}",
-                    match send {
-                        Some(kind) => format!(
-                            "  [{} → {}]",
-                            kind.as_str(),
-                            if to.is_empty() {
-                                "no channel".into()
-                            } else {
-                                to.join(", ")
-                            }
-                        ),
-                        None => String::new(),
-                    }
-                );
-            }
-            let delivered: usize = s
-                .steps
-                .iter()
-                .map(|(_, _, _, d)| d.values().filter(|v| *v == "delivered").count())
-                .sum();
-            println!(
-                "{} findings, {delivered} messages delivered (run {})",
-                s.findings.len(),
-                s.run_id
-            );
-            if let Some(p) = &s.page {
-                println!("status page: {p}");
-            }
-            if !s.undelivered.is_empty() {
-                for (key, ch, e) in &s.undelivered {
-                    eprintln!("monitor: alert {key} not delivered to channel {ch}: {e}");
-                }
-                return Ok(ExitCode::FAILURE);
-            }
-            if fail_on_findings && !s.findings.is_empty() {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        Command::Digest { dry_run, day } => {
-            m.ensure_tables().await?;
-            monitor::views::ensure(&m, false).await?;
-            let d = monitor::digest::data(
-                &m,
-                now,
-                day.map(|d| match d {
-                    Day::Date(d) => d,
-                    Day::Today => {
-                        monitor::digest::yesterday(
-                            &m.alerts.digest.time_zone,
-                            now + chrono::Duration::days(1),
-                        )
-                        .0
-                    }
-                }),
-            )
-            .await?;
-            let msg =
-                monitor::digest::message(&d, &m.pipeline.name, &m.target.name, m.status_page_url());
-            println!("{}\n{}", msg.title, msg.text.join("\n"));
-            if dry_run {
-                return Ok(ExitCode::SUCCESS);
-            }
-            let channels = if m.alerts.digest.channels.is_empty() {
-                m.alerts.default.clone()
-            } else {
-                m.alerts.digest.channels.clone()
-            };
-            let hooks = m.webhooks().await;
-            let http = monitor::webhook::client();
-            let mut failed = false;
-            for ch in channels {
-                let Some(h) = hooks.get(&ch) else { continue };
-                let sent = match h {
-                    Ok(h) => h.send(&http, &msg).await,
-                    Err(e) => Err(e.clone()),
-                };
-                match sent {
-                    Ok(()) => println!("digest sent to {ch}"),
-                    Err(e) => {
-                        eprintln!("monitor: digest not delivered to channel {ch}: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        } => check(&m, now, !no_page, fail_on_findings).await,
+        Command::Digest { dry_run, day } => digest(&m, now, day, dry_run).await,
         Command::Page => {
-            m.ensure_tables().await?;
-            println!("{}", monitor::page::publish(&m, now).await?);
+            println!("{}", monitor::write_page(&m, now).await?);
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Views => {
-            m.ensure_tables().await?;
-            for v in monitor::views::ensure(&m, true).await? {
-                match v {
-                    monitor::views::Made::Created(v) => println!("view {v}"),
-                    monitor::views::Made::Skipped(v, why) => println!("skipped {v}: {why}"),
-                }
-            }
-        }
-        Command::TestViews => {
-            let dag = monitor::views::dag()?;
-            let selected: Vec<String> = dag.marts.keys().cloned().collect();
-            let (results, untested) = sluice::marts::run_fixtures(&m.bq, &dag, &selected).await?;
-            let mut failed = 0;
-            for r in &results {
-                match &r.failure {
-                    None => println!("ok    {}: {}", r.mart, r.case),
-                    Some(f) => {
-                        failed += 1;
-                        println!("FAIL  {}: {}\n{f}", r.mart, r.case);
-                    }
-                }
-            }
-            for u in &untested {
-                println!("no tests  {u}");
-            }
-            println!("{} cases, {failed} failed", results.len());
-            if failed > 0 || !untested.is_empty() {
-                bail!(
-                    "{failed} view tests failed, {} views without tests",
-                    untested.len()
-                );
-            }
-        }
+        Command::Views => views(&m).await,
+        Command::TestViews => test_views(&m).await,
         Command::Preview => {
-            let observed =
-                monitor::findings::Observed::read(&m.bq, &m.pipeline, &m.target, &m.alerts, now)
-                    .await?;
-            let found =
-                monitor::findings::findings(&m.pipeline, &m.declared, &observed, &m.alerts, now);
-            let steps = monitor::alerts::plan(&Default::default(), &found, &m.alerts, now);
-            let out: Vec<serde_json::Value> = steps
-                .iter()
-                .map(|s| {
-                    let msg = m.message(s);
-                    serde_json::json!({"incident": s.key, "slack": msg.slack(), "teams": msg.teams()})
-                })
-                .collect();
+            let out = monitor::preview(&m, now).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
         }
-        Command::LookerUrl { .. } | Command::ExportViews { .. } | Command::Doctor { .. } => {}
+        Command::LookerUrl { .. } | Command::Doctor { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `monitor views`: a line per view made or skipped.
+async fn views(m: &Monitor) -> Result<ExitCode> {
+    for v in monitor::make_views(m).await? {
+        match v {
+            Made::Created(v) => println!("view {v}"),
+            Made::Skipped(v, why) => println!("skipped {v}: {why}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `monitor test-views`: a line per case; an error when a case failed or a view has none.
+async fn test_views(m: &Monitor) -> Result<ExitCode> {
+    let t = monitor::test_views(m).await?;
+    print!("{}", t.report());
+    if t.failed() > 0 || !t.untested.is_empty() {
+        bail!(
+            "{} view tests failed, {} views without tests",
+            t.failed(),
+            t.untested.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `monitor check`: a line per incident; non-zero when a message was not delivered, or
+/// (`fail_on_findings`) when anything was found.
+async fn check(
+    m: &Monitor,
+    now: DateTime<Utc>,
+    write_page: bool,
+    fail_on_findings: bool,
+) -> Result<ExitCode> {
+    let s = monitor::check(m, now, write_page).await?;
+    print!("{}", s.report());
+    for (key, ch, e) in &s.undelivered {
+        eprintln!("monitor: alert {key} not delivered to channel {ch}: {e}");
+    }
+    let failed = !s.undelivered.is_empty() || (fail_on_findings && !s.findings.is_empty());
+    Ok(exit(!failed))
+}
+
+/// `monitor digest`: prints the digest, then (unless `dry_run`) sends it.
+async fn digest(
+    m: &Monitor,
+    now: DateTime<Utc>,
+    day: Option<DigestDay>,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let msg = monitor::digest(m, now, day).await?;
+    println!("{}\n{}", msg.title, msg.text.join("\n"));
+    if dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    for (ch, sent) in monitor::send_digest(m, &msg).await {
+        match sent {
+            Ok(()) => println!("digest sent to {ch}"),
+            Err(e) => {
+                eprintln!("monitor: digest not delivered to channel {ch}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(exit(!failed))
+}
+
+/// `monitor doctor`: a line per check and the counts; non-zero on any ✗.
+async fn doctor(m: &Monitor, base: &Path, region: &str) -> Result<ExitCode> {
+    println!(
+        "sluice doctor: target {} (project {})",
+        m.target.name, m.target.project
+    );
+    let opts = monitor::DoctorOptions {
+        region: region.to_string(),
+    };
+    let report = monitor::doctor(m, base, &opts).await?;
+    for c in &report.checks {
+        println!("{c}");
+    }
+    println!("{}", report.summary());
+    Ok(exit(report.count(Mark::Fail) == 0))
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
-    run_main("monitor", try_main(Cli::parse()))
+    let cli = Cli::parse();
+    telemetry::init(cli.common.log_format());
+    run_main("monitor", try_main(cli))
 }

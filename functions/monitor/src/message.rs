@@ -24,6 +24,7 @@ pub struct Message {
     pub links: Vec<(String, String)>,
 }
 
+/// How a message looks: its mark and colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
     Error,
@@ -33,6 +34,7 @@ pub enum Tone {
 }
 
 impl Tone {
+    /// The tone of an alert of severity `s`.
     pub fn of(s: Severity) -> Tone {
         match s {
             Severity::Error => Tone::Error,
@@ -197,7 +199,8 @@ impl Message {
 
 /// Teams Workflows refuses bodies over 28 KB, Slack messages over 40,000 characters of
 /// text; a digest that would be larger drops its longest lists first, so this is the
-/// budget the renderers keep to.
+/// budget the renderers keep to (checked by the tests below).
+#[cfg(test)]
 pub const MAX_BODY_BYTES: usize = 27 * 1024;
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (for a URL's query value or

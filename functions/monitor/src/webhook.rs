@@ -15,7 +15,6 @@ use crate::message::Message;
 /// A channel with its URL resolved.
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    pub name: String,
     pub kind: ChannelKind,
     url: Secret,
 }
@@ -45,11 +44,7 @@ impl Webhook {
                 "alerts.channels.{name}.url: not an http(s) URL"
             )));
         }
-        Ok(Webhook {
-            name: name.to_string(),
-            kind: c.kind,
-            url,
-        })
+        Ok(Webhook { kind: c.kind, url })
     }
 
     /// The body this channel takes.

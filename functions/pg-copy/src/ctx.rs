@@ -7,9 +7,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use sluice::bigquery::BigQuery;
 use sluice::config::{Pipeline, Target};
-use sluice::secret_manager::resolve_dsn;
 use sluice::lake::Lake;
 use sluice::ledger::{Ledger, Recorder, Worker};
+use sluice::secret_manager::resolve_dsn;
 use sluice::{Error, ErrorKind, Result};
 
 use crate::extract::{Counters, ExtractOptions};

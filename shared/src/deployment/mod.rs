@@ -22,8 +22,8 @@ use std::path::Path;
 
 use crate::catalog::{event_tables, raw_dataset, replica_dataset};
 use crate::config::{qualify, Pipeline, Target};
-use crate::secret::DsnRef;
 use crate::schedule::Schedule;
+use crate::secret::DsnRef;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 

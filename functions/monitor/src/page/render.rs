@@ -1,51 +1,13 @@
-//! The status page: one self-contained HTML file (no external scripts, fonts or styles)
-//! written to the lake at `status/index.html` by each `check`. Sections: where everything
-//! lives, open alerts, freshness against each SLA, the run heatmap, DQ results over time,
-//! dead letters, the lineage (inline SVG), and the catalog with a search box. `render` is a
-//! pure function of `PageData`; `publish` reads the data and writes the file.
+//! The status page as HTML: a pure function of `PageData`, one function per section, in the
+//! order of `SECTION_IDS` (each a `<section id=...>`, each linked from the navigation).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use chrono::{DateTime, Utc};
-use sluice::bigquery::Param;
-use sluice::config::{LakeLocation, Severity};
-use sluice::Result;
+use sluice::config::Severity;
 
+use super::data::PageData;
 use crate::alerts::Incident;
-use crate::declared::Table;
-use crate::findings::{self, TableFreshness};
-use crate::Monitor;
-
-/// Where the page lives in the lake.
-pub const PAGE_PATH: &str = "status/index.html";
-
-/// Everything the page shows.
-#[derive(Debug, Clone, Default)]
-pub struct PageData {
-    pub pipeline: String,
-    pub target: String,
-    pub project: String,
-    pub location: String,
-    pub lake: String,
-    pub ops_dataset: String,
-    pub generated_at: DateTime<Utc>,
-    pub tables: Vec<Table>,
-    /// Datasets as the target writes them, by the name pipeline.yaml gives.
-    pub datasets: BTreeMap<String, String>,
-    pub freshness: Vec<TableFreshness>,
-    pub alerts: Vec<Incident>,
-    /// (worker, unit) → runs and failures per UTC hour, last 7 days.
-    pub heatmap: BTreeMap<(String, String), [(u32, u32); 24]>,
-    /// mart → ds → (passed, failed).
-    pub dq: BTreeMap<String, BTreeMap<String, (u32, u32)>>,
-    /// (day, event type, reason, messages).
-    pub dead_letters: Vec<(String, String, String, u64)>,
-    /// `dataset.table` → (column, type).
-    pub columns: BTreeMap<String, Vec<(String, String)>>,
-    /// Lineage edges: from → to (`pg:shop`, `events:topic`, `dataset.table`).
-    pub edges: Vec<(String, String)>,
-}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -94,6 +56,20 @@ var m=location.hash.match(/^#q=(.*)$/);if(m){box.value=decodeURIComponent(m[1]);
 /// The page, as HTML.
 pub fn render(d: &PageData) -> String {
     let mut h = String::new();
+    head(&mut h, d);
+    where_things_live(&mut h, d);
+    open_alerts(&mut h, d);
+    freshness(&mut h, d);
+    heatmap(&mut h, d);
+    data_quality(&mut h, d);
+    dead_letters(&mut h, d);
+    lineage(&mut h, d);
+    catalog(&mut h, d);
+    h
+}
+
+/// The document head, the header and the navigation.
+fn head(h: &mut String, d: &PageData) {
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -105,7 +81,10 @@ pub fn render(d: &PageData) -> String {
         t = esc(&d.target),
         g = d.generated_at.format("%Y-%m-%d %H:%M"),
     );
-    // Where everything lives.
+}
+
+/// Where everything lives: the project, the lake, the ops dataset, each dataset.
+fn where_things_live(h: &mut String, d: &PageData) {
     let console = |ds: &str| {
         format!(
             "https://console.cloud.google.com/bigquery?project={}&ws=!1m4!1m3!3m2!1s{}!2s{}",
@@ -136,7 +115,10 @@ pub fn render(d: &PageData) -> String {
         );
     }
     h.push_str("</tbody></table></section>");
-    // Open alerts.
+}
+
+/// The open alerts, with how their delivery went.
+fn open_alerts(h: &mut String, d: &PageData) {
     let open: Vec<&Incident> = d.alerts.iter().filter(|a| a.status != "resolved").collect();
     let _ = write!(h, "<section id=\"alerts\"><h2>Open alerts <span class=\"muted\" id=\"alerts-count\">{}</span></h2>", open.len());
     if open.is_empty() {
@@ -167,7 +149,10 @@ pub fn render(d: &PageData) -> String {
         h.push_str("</tbody></table>");
     }
     h.push_str("</section>");
-    // Freshness.
+}
+
+/// Freshness against each SLA.
+fn freshness(h: &mut String, d: &PageData) {
     h.push_str("<section id=\"freshness\"><h2>Freshness</h2><table><thead><tr><th>Table</th><th>Owner</th><th>Last loaded</th><th>SLA (warn / error)</th><th>Status</th></tr></thead><tbody>");
     let hours = |x: Option<std::time::Duration>| {
         x.map(|x| format!("{} h", x.as_secs_f64() / 3600.0))
@@ -192,7 +177,10 @@ pub fn render(d: &PageData) -> String {
         );
     }
     h.push_str("</tbody></table></section>");
-    // Heatmap.
+}
+
+/// Runs per worker and unit by UTC hour, last 7 days.
+fn heatmap(h: &mut String, d: &PageData) {
     h.push_str("<section id=\"heatmap\"><h2>Run heatmap <span class=\"muted\">runs per UTC hour, last 7 days</span></h2><table class=\"hm\"><thead><tr><th class=\"l\">worker · unit</th>");
     for hour in 0..24 {
         let _ = write!(h, "<th>{hour:02}</th>");
@@ -229,7 +217,10 @@ pub fn render(d: &PageData) -> String {
         h.push_str("</tr>");
     }
     h.push_str("</tbody></table></section>");
-    // DQ over time.
+}
+
+/// DQ results over time: checks passed / failed per mart and logical date.
+fn data_quality(h: &mut String, d: &PageData) {
     let days: BTreeSet<&String> = d.dq.values().flat_map(|m| m.keys()).collect();
     h.push_str("<section id=\"dq\"><h2>Data quality <span class=\"muted\">checks passed / failed per logical date</span></h2>");
     if d.dq.is_empty() {
@@ -258,7 +249,10 @@ pub fn render(d: &PageData) -> String {
         h.push_str("</tbody></table>");
     }
     h.push_str("</section>");
-    // Dead letters.
+}
+
+/// Dead letters by day, event type and reason.
+fn dead_letters(h: &mut String, d: &PageData) {
     let total: u64 = d.dead_letters.iter().map(|r| r.3).sum();
     let _ = write!(h, "<section id=\"dead-letters\"><h2>Dead letters <span class=\"muted\">last 7 days: <span id=\"dead-letter-total\">{total}</span></span></h2>");
     if d.dead_letters.is_empty() {
@@ -277,13 +271,19 @@ pub fn render(d: &PageData) -> String {
         h.push_str("</tbody></table>");
     }
     h.push_str("</section>");
-    // Lineage.
+}
+
+/// The lineage, as an inline SVG.
+fn lineage(h: &mut String, d: &PageData) {
     let _ = write!(
         h,
         "<section id=\"lineage\"><h2>Lineage</h2>{}</section>",
         lineage_svg(&d.edges)
     );
-    // Catalog.
+}
+
+/// The catalog with its search box, and the script that filters it; the end of the page.
+fn catalog(h: &mut String, d: &PageData) {
     let _ = write!(h, "<section id=\"catalog\"><h2>Catalog <span class=\"muted\"><span id=\"catalog-count\">{}</span> tables</span></h2>\
         <input type=\"search\" id=\"catalog-search\" placeholder=\"Search tables, columns, owners\" aria-label=\"Search the catalog\">\
         <table><thead><tr><th>Table</th><th>Producer</th><th>Owner</th><th>Schedule</th><th>Description</th><th>Columns</th></tr></thead><tbody>", d.tables.len());
@@ -317,7 +317,6 @@ pub fn render(d: &PageData) -> String {
         h,
         "</tbody></table></section></main><script>{SCRIPT}</script></body></html>"
     );
-    h
 }
 
 /// The lineage as an inline SVG: a column per step from sources to marts, a curve per edge.
@@ -373,164 +372,6 @@ pub fn lineage_svg(edges: &[(String, String)]) -> String {
     }
     s.push_str("</svg>");
     s
-}
-
-/// Lineage edges of the pipeline: Postgres sources and the event topic to the tables they
-/// land, tables to the marts that read them.
-pub fn edges(m: &Monitor) -> Vec<(String, String)> {
-    let mut out = BTreeSet::new();
-    for t in &m.declared.tables {
-        let name = format!("{}.{}", t.dataset, t.table);
-        match t.worker {
-            sluice::ledger::Worker::PgCopy | sluice::ledger::Worker::CdcSync => {
-                out.insert((
-                    format!("postgres:{}", t.source.clone().unwrap_or_default()),
-                    name,
-                ));
-            }
-            sluice::ledger::Worker::LogIngest => {
-                let topic = m
-                    .pipeline
-                    .events
-                    .as_ref()
-                    .and_then(|e| e.topic.clone())
-                    .unwrap_or_else(|| format!("{}-events", m.pipeline.name));
-                out.insert((format!("pubsub:{topic}"), name.clone()));
-                // Marts read the one-row-per-message view log-ingest keeps beside the table.
-                out.insert((
-                    name,
-                    format!("{}.{}", t.dataset, sluice::catalog::dedup_view(&t.table)),
-                ));
-            }
-            sluice::ledger::Worker::MartBuild | sluice::ledger::Worker::Monitor => {}
-        }
-    }
-    for (id, mart) in &m.dag.marts {
-        for r in &mart.references {
-            out.insert((r.name.short(), id.clone()));
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Reads what the page shows, as of `now`, with the open incidents the check left.
-pub async fn data(m: &Monitor, now: DateTime<Utc>) -> Result<PageData> {
-    let runs = m.ops_table(sluice::ops::RUNS.name);
-    let ts = |n: &str, d: DateTime<Utc>| {
-        Param::scalar(n, "TIMESTAMP", sluice::time::bigquery_timestamp(d))
-    };
-    let week = ts("since", now - chrono::Duration::days(7));
-    let q = m.bq.query(&format!(
-        "SELECT worker, COALESCE(table_name, source, worker) AS unit, EXTRACT(HOUR FROM started_at) AS hour, COUNT(*) AS runs, COUNTIF(status = 'failed') AS failed\n\
-         FROM {runs} WHERE started_at >= @since GROUP BY worker, unit, hour"), std::slice::from_ref(&week)).await?;
-    let mut heatmap: BTreeMap<(String, String), [(u32, u32); 24]> = BTreeMap::new();
-    for (w, u, hour, n, f) in findings::rows(&q, |g| {
-        let num = |c: &str| g(c).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        (
-            g("worker").unwrap_or_default().to_string(),
-            g("unit").unwrap_or_default().to_string(),
-            num("hour"),
-            num("runs"),
-            num("failed"),
-        )
-    }) {
-        heatmap.entry((w, u)).or_insert([(0, 0); 24])[(hour as usize).min(23)] = (n, f);
-    }
-    let q = m.bq.query(&format!(
-        "SELECT mart, CAST(ds AS STRING) AS ds, COUNTIF(passed) AS passed, COUNTIF(NOT passed) AS failed FROM (\n\
-         SELECT * FROM {} WHERE ds >= DATE_SUB(DATE(@since), INTERVAL 7 DAY)\n\
-         QUALIFY ROW_NUMBER() OVER (PARTITION BY mart, check_name, ds ORDER BY recorded_at DESC) = 1) GROUP BY mart, ds",
-        m.ops_table(sluice::ops::DQ_RESULTS.name)), std::slice::from_ref(&week)).await?;
-    let mut dq: BTreeMap<String, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
-    for (mart, ds, p, f) in findings::rows(&q, |g| {
-        let num = |c: &str| g(c).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        (
-            g("mart").unwrap_or_default().to_string(),
-            g("ds").unwrap_or_default().to_string(),
-            num("passed"),
-            num("failed"),
-        )
-    }) {
-        dq.entry(mart).or_default().insert(ds, (p, f));
-    }
-    let q = m.bq.query(&format!(
-        "SELECT CAST(DATE(received_at) AS STRING) AS day, IFNULL(event_type, '') AS event_type, reason_code, COUNT(DISTINCT message_id) AS n\n\
-         FROM {} WHERE received_at >= @since GROUP BY day, event_type, reason_code ORDER BY day DESC, n DESC",
-        m.ops_table(sluice::ops::DEAD_LETTER.name)), &[week]).await?;
-    let dead_letters = findings::rows(&q, |g| {
-        (
-            g("day").unwrap_or_default().to_string(),
-            g("event_type").unwrap_or_default().to_string(),
-            g("reason_code").unwrap_or_default().to_string(),
-            g("n").and_then(|v| v.parse().ok()).unwrap_or(0),
-        )
-    });
-    let datasets: BTreeMap<String, String> = m
-        .declared
-        .tables
-        .iter()
-        .map(|t| (t.dataset.clone(), m.target.dataset(&t.dataset)))
-        .collect();
-    let names: Vec<String> = datasets.values().cloned().collect();
-    let q = m.bq.query(&format!(
-        "SELECT table_schema, table_name, column_name, data_type FROM `{}.{}.INFORMATION_SCHEMA.COLUMNS` WHERE table_schema IN UNNEST(@datasets) ORDER BY table_schema, table_name, ordinal_position",
-        m.bq.project(), crate::views::region(&m.pipeline.bigquery.location)), &[Param::strings("datasets", &names)]).await?;
-    let mut columns: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for (t, c, ty) in findings::rows(&q, |g| {
-        (
-            format!(
-                "{}.{}",
-                g("table_schema").unwrap_or_default(),
-                g("table_name").unwrap_or_default()
-            ),
-            g("column_name").unwrap_or_default().to_string(),
-            g("data_type").unwrap_or_default().to_string(),
-        )
-    }) {
-        columns.entry(t).or_default().push((c, ty));
-    }
-    let observed = findings::Observed::read(&m.bq, &m.pipeline, &m.target, &m.alerts, now).await?;
-    Ok(PageData {
-        pipeline: m.pipeline.name.clone(),
-        target: m.target.name.clone(),
-        project: m.bq.project().to_string(),
-        location: m.pipeline.bigquery.location.clone(),
-        lake: lake_uri(&m.target.lake),
-        ops_dataset: m.ops.clone(),
-        generated_at: now,
-        tables: m.declared.tables.clone(),
-        datasets,
-        freshness: findings::freshness(&m.declared, &observed, now),
-        alerts: m.state(now).await?.into_values().collect(),
-        heatmap,
-        dq,
-        dead_letters,
-        columns,
-        edges: edges(m),
-    })
-}
-
-/// Where the lake is, as people write it: `gs://bucket` or the local directory.
-pub(crate) fn lake_uri(l: &LakeLocation) -> String {
-    match l {
-        LakeLocation::Gcs { bucket } => format!("gs://{bucket}"),
-        LakeLocation::Local { dir, bucket } => dir.join(bucket).display().to_string(),
-    }
-}
-
-/// Renders the page and writes it to the lake; returns where it is.
-pub async fn publish(m: &Monitor, now: DateTime<Utc>) -> Result<String> {
-    let html = render(&data(m, now).await?);
-    let lake =
-        sluice::lake::Lake::open(&m.target.lake, &sluice::auth::Auth::for_target(&m.target))?;
-    let path = object_store::path::Path::from(PAGE_PATH);
-    lake.put(&path, bytes::Bytes::from(html)).await?;
-    Ok(match &m.target.lake {
-        LakeLocation::Gcs { bucket } => format!("gs://{bucket}/{PAGE_PATH}"),
-        LakeLocation::Local { dir, bucket } => {
-            dir.join(bucket).join(PAGE_PATH).display().to_string()
-        }
-    })
 }
 
 #[cfg(test)]
