@@ -219,193 +219,12 @@ impl Mart {
                 " the dataset directory and file name must be letters, digits and underscores (`{dataset}/{name}`)"
             )));
         }
-        let Some((yaml, header_line)) = split_header(text) else {
-            return Err(Error::config("1: no header: start the file with a /* ... */ comment holding YAML (description, owner, materialized, ...)"));
-        };
-        if let Some(d) = crate::config::duplicate_key(&yaml) {
-            let line = d.lines.first().copied().unwrap_or(d.mapping_line) + header_line - 1;
-            return Err(Error::config(format!(
-                "{line}: header: {}",
-                d.describe(header_line - 1)
-            )));
-        }
-        let header: Header = if yaml.trim().is_empty() {
-            Header::default()
-        } else {
-            serde_yaml::from_str(&yaml).map_err(|e| {
-                let line = e
-                    .location()
-                    .map_or(header_line, |l| header_line + l.line() - 1);
-                // serde_yaml adds "at line L column C", which counts inside the header.
-                let msg = e.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg);
-                Error::config(format!("{line}: header: {msg}"))
-            })?
-        };
-        let statements = Parser::parse_sql(&BigQueryDialect {}, text).map_err(|e| {
-            let msg = e.to_string();
-            let msg = msg.trim_start_matches("sql parser error: ");
-            match msg.rsplit_once(" at Line: ") {
-                Some((what, at)) => {
-                    let line = at.split(',').next().unwrap_or("?");
-                    Error::config(format!("{line}: SQL: {what}"))
-                }
-                // Only the end of the text lacks a position.
-                None => Error::config(format!("{}: SQL: {msg}", text.trim_end().lines().count())),
-            }
-        })?;
-        let query = match statements.as_slice() {
-            [Statement::Query(q)] => q.clone(),
-            [] => return Err(Error::config(" no SELECT after the header")),
-            [_] => {
-                return Err(Error::config(
-                    " the SQL must be one SELECT (mart-build writes the table)",
-                ))
-            }
-            _ => {
-                return Err(Error::config(format!(
-                    " the SQL must be one SELECT, not {} statements",
-                    statements.len()
-                )))
-            }
-        };
-        let ctes = cte_names(&query);
-        let mut references: Vec<Reference> = vec![];
-        let mut bad: Option<String> = None;
-        let _ = visit_relations(&query, |rel| {
-            let parts = name_parts(rel);
-            let line = rel
-                .0
-                .first()
-                .and_then(|p| p.as_ident())
-                .map_or(0, |i| i.span.start.line);
-            let name = match parts.as_slice() {
-                [one] if ctes.contains(&one.to_ascii_lowercase()) => {
-                    return ControlFlow::Continue(())
-                }
-                [one] => {
-                    bad = Some(format!(
-                        "{line}: table `{one}` needs its dataset (`dataset.{one}`)"
-                    ));
-                    return ControlFlow::Break(());
-                }
-                _ => TableName::parse(&parts.join(".")),
-            };
-            match name {
-                Some(name) => {
-                    if !references.iter().any(|r| r.name == name) {
-                        references.push(Reference { name, line });
-                    }
-                    ControlFlow::Continue(())
-                }
-                None => {
-                    bad = Some(format!("{line}: cannot read table name `{rel}`"));
-                    ControlFlow::Break(())
-                }
-            }
-        });
-        if let Some(e) = bad {
-            return Err(Error::config(e));
-        }
-        for d in &header.depends_on {
-            let name = TableName::parse(d).ok_or_else(|| {
-                Error::config(format!(
-                    "{header_line}: header: depends_on `{d}` is not `dataset.table`"
-                ))
-            })?;
-            if !references.iter().any(|r| r.name == name) {
-                references.push(Reference {
-                    name,
-                    line: header_line as u64,
-                });
-            }
-        }
+        let (header, header_line) = read_header(text)?;
+        let query = read_query(text)?;
+        let references = references(&query, &header, header_line)?;
         let params = parameters(&query);
-        if let Some((p, line)) = params
-            .iter()
-            .find(|(p, _)| !PARAMETERS.contains(&p.as_str()))
-        {
-            return Err(Error::config(format!(
-                "{line}: SQL: unknown parameter @{p} (marts get @ds, @ds_start and @ds_end)"
-            )));
-        }
-        let h = &header;
-        let at = |msg: String| Error::config(format!("{header_line}: header: {msg}"));
-        if h.materialized == Materialized::View {
-            if let Some((p, line)) = params.iter().next() {
-                return Err(Error::config(format!(
-                    "{line}: SQL: a view cannot take parameters (@{p}); use materialized: table, or filter in the readers"
-                )));
-            }
-        }
-        match h.materialized {
-            Materialized::Partition if h.partition_by.is_none() => {
-                return Err(at(
-                    "materialized: partition needs partition_by (a DATE column)".into(),
-                ))
-            }
-            Materialized::Merge if h.unique_key.0.is_empty() => {
-                return Err(at("materialized: merge needs unique_key".into()))
-            }
-            Materialized::View if !h.fail_conditions.is_empty() => {
-                return Err(at(
-                    "a view builds nothing, so it takes no fail_conditions".into()
-                ))
-            }
-            _ => {}
-        }
-        if h.runner == Runner::ScheduledQuery {
-            if !h.fail_conditions.is_empty() || !h.dq_metrics.is_empty() {
-                return Err(at("runner: scheduled_query runs no checks (use runner: mart-build for fail_conditions and dq_metrics)".into()));
-            }
-            if matches!(h.materialized, Materialized::Merge | Materialized::View) {
-                return Err(at(format!(
-                    "runner: scheduled_query writes a table or a partition, not materialized: {}",
-                    h.materialized.as_str()
-                )));
-            }
-        }
-
-        let mut names = BTreeSet::new();
-        let mut checks = |specs: &[CheckSpec], kind: &str| -> Result<Vec<Check>> {
-            let prefix = if kind == "fail_conditions" {
-                "fc"
-            } else {
-                "dq"
-            };
-            specs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let c = s
-                        .resolve(h, &format!("{prefix}{i}_values"))
-                        .map_err(|e| e.within(&format!("{header_line}: header: {kind}[{i}]")))?;
-                    if !names.insert(c.name.clone()) {
-                        return Err(at(format!(
-                            "{kind}[{i}]: a check named `{}` is already defined",
-                            c.name
-                        )));
-                    }
-                    Ok(c)
-                })
-                .collect()
-        };
-        let mut fail_conditions = checks(&h.fail_conditions, "fail_conditions")?;
-        let dq_metrics = checks(&h.dq_metrics, "dq_metrics")?;
-        if h.materialized == Materialized::Merge {
-            // MERGE fails when a key matches two built rows: say so before it does.
-            let spec = CheckSpec {
-                name: Some("unique_key".into()),
-                unique: Some(h.unique_key.clone()),
-                ..CheckSpec::default()
-            };
-            if !names.contains("unique_key") {
-                fail_conditions.push(
-                    spec.resolve(h, "")
-                        .map_err(|e| e.within(&format!("{header_line}: header")))?,
-                );
-            }
-        }
+        check_header(&header, &params, header_line)?;
+        let (fail_conditions, dq_metrics) = resolve_checks(&header, header_line)?;
         Ok(Mart {
             id: TableName {
                 project: None,
@@ -420,6 +239,210 @@ impl Mart {
             dq_metrics,
         })
     }
+}
+
+/// The YAML header of a mart's text, and the line it starts on.
+fn read_header(text: &str) -> Result<(Header, usize)> {
+    let Some((yaml, header_line)) = split_header(text) else {
+        return Err(Error::config("1: no header: start the file with a /* ... */ comment holding YAML (description, owner, materialized, ...)"));
+    };
+    if let Some(d) = crate::config::duplicate_key(&yaml) {
+        let line = d.lines.first().copied().unwrap_or(d.mapping_line) + header_line - 1;
+        return Err(Error::config(format!(
+            "{line}: header: {}",
+            d.describe(header_line - 1)
+        )));
+    }
+    if yaml.trim().is_empty() {
+        return Ok((Header::default(), header_line));
+    }
+    let header = serde_yaml::from_str(&yaml).map_err(|e| {
+        let line = e
+            .location()
+            .map_or(header_line, |l| header_line + l.line() - 1);
+        // serde_yaml adds "at line L column C", which counts inside the header.
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        Error::config(format!("{line}: header: {msg}"))
+    })?;
+    Ok((header, header_line))
+}
+
+/// The one SELECT of a mart's text.
+fn read_query(text: &str) -> Result<Box<Query>> {
+    let statements = Parser::parse_sql(&BigQueryDialect {}, text).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.trim_start_matches("sql parser error: ");
+        match msg.rsplit_once(" at Line: ") {
+            Some((what, at)) => {
+                let line = at.split(',').next().unwrap_or("?");
+                Error::config(format!("{line}: SQL: {what}"))
+            }
+            // Only the end of the text lacks a position.
+            None => Error::config(format!("{}: SQL: {msg}", text.trim_end().lines().count())),
+        }
+    })?;
+    match statements.as_slice() {
+        [Statement::Query(q)] => Ok(q.clone()),
+        [] => Err(Error::config(" no SELECT after the header")),
+        [_] => Err(Error::config(
+            " the SQL must be one SELECT (mart-build writes the table)",
+        )),
+        _ => Err(Error::config(format!(
+            " the SQL must be one SELECT, not {} statements",
+            statements.len()
+        ))),
+    }
+}
+
+/// The tables a mart reads: those its SQL names (CTEs aside), then its header's `depends_on`.
+fn references(query: &Query, header: &Header, header_line: usize) -> Result<Vec<Reference>> {
+    let ctes = cte_names(query);
+    let mut references: Vec<Reference> = vec![];
+    let mut bad: Option<String> = None;
+    let _ = visit_relations(query, |rel| {
+        let parts = name_parts(rel);
+        let line = rel
+            .0
+            .first()
+            .and_then(|p| p.as_ident())
+            .map_or(0, |i| i.span.start.line);
+        let name = match parts.as_slice() {
+            [one] if ctes.contains(&one.to_ascii_lowercase()) => return ControlFlow::Continue(()),
+            [one] => {
+                bad = Some(format!(
+                    "{line}: table `{one}` needs its dataset (`dataset.{one}`)"
+                ));
+                return ControlFlow::Break(());
+            }
+            _ => TableName::parse(&parts.join(".")),
+        };
+        match name {
+            Some(name) => {
+                if !references.iter().any(|r| r.name == name) {
+                    references.push(Reference { name, line });
+                }
+                ControlFlow::Continue(())
+            }
+            None => {
+                bad = Some(format!("{line}: cannot read table name `{rel}`"));
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(e) = bad {
+        return Err(Error::config(e));
+    }
+    for d in &header.depends_on {
+        let name = TableName::parse(d).ok_or_else(|| {
+            Error::config(format!(
+                "{header_line}: header: depends_on `{d}` is not `dataset.table`"
+            ))
+        })?;
+        if !references.iter().any(|r| r.name == name) {
+            references.push(Reference {
+                name,
+                line: header_line as u64,
+            });
+        }
+    }
+    Ok(references)
+}
+
+/// What the header and the SQL must agree on: known parameters, and what each
+/// materialization and runner allows.
+fn check_header(h: &Header, params: &BTreeMap<String, u64>, header_line: usize) -> Result<()> {
+    if let Some((p, line)) = params
+        .iter()
+        .find(|(p, _)| !PARAMETERS.contains(&p.as_str()))
+    {
+        return Err(Error::config(format!(
+            "{line}: SQL: unknown parameter @{p} (marts get @ds, @ds_start and @ds_end)"
+        )));
+    }
+    let at = |msg: String| Error::config(format!("{header_line}: header: {msg}"));
+    if h.materialized == Materialized::View {
+        if let Some((p, line)) = params.iter().next() {
+            return Err(Error::config(format!(
+                "{line}: SQL: a view cannot take parameters (@{p}); use materialized: table, or filter in the readers"
+            )));
+        }
+    }
+    match h.materialized {
+        Materialized::Partition if h.partition_by.is_none() => {
+            return Err(at(
+                "materialized: partition needs partition_by (a DATE column)".into(),
+            ))
+        }
+        Materialized::Merge if h.unique_key.0.is_empty() => {
+            return Err(at("materialized: merge needs unique_key".into()))
+        }
+        Materialized::View if !h.fail_conditions.is_empty() => {
+            return Err(at(
+                "a view builds nothing, so it takes no fail_conditions".into()
+            ))
+        }
+        _ => {}
+    }
+    if h.runner == Runner::ScheduledQuery {
+        if !h.fail_conditions.is_empty() || !h.dq_metrics.is_empty() {
+            return Err(at("runner: scheduled_query runs no checks (use runner: mart-build for fail_conditions and dq_metrics)".into()));
+        }
+        if matches!(h.materialized, Materialized::Merge | Materialized::View) {
+            return Err(at(format!(
+                "runner: scheduled_query writes a table or a partition, not materialized: {}",
+                h.materialized.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The header's checks resolved (`fail_conditions`, `dq_metrics`), names unique, and a
+/// merge's key checked before the MERGE would fail on it.
+fn resolve_checks(h: &Header, header_line: usize) -> Result<(Vec<Check>, Vec<Check>)> {
+    let at = |msg: String| Error::config(format!("{header_line}: header: {msg}"));
+    let mut names = BTreeSet::new();
+    let mut checks = |specs: &[CheckSpec], kind: &str| -> Result<Vec<Check>> {
+        let prefix = if kind == "fail_conditions" {
+            "fc"
+        } else {
+            "dq"
+        };
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let c = s
+                    .resolve(h, &format!("{prefix}{i}_values"))
+                    .map_err(|e| e.within(&format!("{header_line}: header: {kind}[{i}]")))?;
+                if !names.insert(c.name.clone()) {
+                    return Err(at(format!(
+                        "{kind}[{i}]: a check named `{}` is already defined",
+                        c.name
+                    )));
+                }
+                Ok(c)
+            })
+            .collect()
+    };
+    let mut fail_conditions = checks(&h.fail_conditions, "fail_conditions")?;
+    let dq_metrics = checks(&h.dq_metrics, "dq_metrics")?;
+    if h.materialized == Materialized::Merge {
+        // MERGE fails when a key matches two built rows: say so before it does.
+        let spec = CheckSpec {
+            name: Some("unique_key".into()),
+            unique: Some(h.unique_key.clone()),
+            ..CheckSpec::default()
+        };
+        if !names.contains("unique_key") {
+            fail_conditions.push(
+                spec.resolve(h, "")
+                    .map_err(|e| e.within(&format!("{header_line}: header")))?,
+            );
+        }
+    }
+    Ok((fail_conditions, dq_metrics))
 }
 
 #[cfg(test)]
