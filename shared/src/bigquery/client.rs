@@ -68,7 +68,9 @@ impl BigQuery {
             .labelled("sluice_run", run_id))
     }
 
-    /// A client for the emulator at `endpoint` (tests, local profile).
+    /// A client for the emulator at `endpoint`, without credentials (the tests and the bench;
+    /// workers reach the emulator through their target).
+    #[cfg(feature = "test-utils")]
     pub fn emulator(endpoint: &str, project: &str) -> Result<BigQuery> {
         BigQuery::new(endpoint, project, "US", Auth::none(), Timeouts::default())
     }
