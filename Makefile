@@ -36,12 +36,12 @@ image:
 	elif command -v buildah >/dev/null; then buildah bud --layers -t $(IMAGE) .; \
 	else echo "make image: needs Docker with a running daemon, or buildah (scripts/deploy-check.sh install adds it)" >&2; exit 1; fi
 
-## deployment: write terraform/deployment.json (what Terraform deploys per target) from pipeline.yaml, schemas/ and marts/, and terraform/views.json (the monitor's ops views)
+## deployment: write terraform/deployment.json (what Terraform deploys per target) from pipeline.yaml, schemas/ and marts/, and terraform/views.json (the monitor's ops views), with the sluice-deploy tool (tools/deploy)
 deployment:
-	cargo run -q -p mart-build -- export-deployment --out terraform/deployment.json
-	cargo run -q -p monitor -- export-views --out terraform/views.json
+	cargo run -q -p sluice-deploy -- export-deployment --out terraform/deployment.json
+	cargo run -q -p sluice-deploy -- export-views --out terraform/views.json
 
-## deploy-check: the offline deployment checks alone (needs the workers built: cargo build --workspace --bins)
+## deploy-check: the offline deployment checks alone (needs the workers and sluice-deploy built: cargo build --workspace --bins)
 deploy-check:
 	scripts/deploy-check.sh all
 
@@ -62,6 +62,6 @@ stack-up:
 stack-down:
 	$(STACK) down
 
-## tf-check: the deployment checks that need no image (Terraform: fmt, terraform test, provider schema, checkov, policies; cloudbuild.yaml; workflows); needs mart-build and monitor built (cargo build -p mart-build -p monitor)
+## tf-check: the deployment checks that need no image (Terraform: fmt, terraform test, provider schema, checkov, policies; cloudbuild.yaml; workflows); needs sluice-deploy built (cargo build -p sluice-deploy)
 tf-check:
 	scripts/deploy-check.sh terraform cloudbuild workflows

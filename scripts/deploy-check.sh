@@ -5,14 +5,16 @@
 #   scripts/deploy-check.sh install     install the checkers (cached in ~/.cache/sluice)
 #   scripts/deploy-check.sh image       hadolint the Dockerfile; assemble the image from its runtime
 #                                       stage and the built workers; container-structure-test it;
-#                                       run each worker's --help and `log-ingest check` inside
+#                                       run each worker's --help, `log-ingest check`, `mart-build
+#                                       plan` and `monitor looker-url` inside
 #   scripts/deploy-check.sh terraform   fmt, terraform test, provider schema, checkov, policy tests
 #   scripts/deploy-check.sh cloudbuild  cloudbuild.yaml: substitutions, logging, its steps run
 #   scripts/deploy-check.sh workflows   actionlint on .github/workflows
 #   scripts/deploy-check.sh all         all of the above (the default); several may be named
 #
-# BIN_DIR (default target/debug) holds the workers: the image is assembled from them, and the
-# terraform checks compare deployment.json and views.json with what mart-build and monitor write.
+# BIN_DIR (default target/debug) holds the workers and sluice-deploy: the image is assembled from
+# the workers, and the terraform checks compare deployment.json and views.json with what
+# sluice-deploy writes.
 # DEPLOY_CHECK_PYTHON (e.g. python3 on a GitHub runner) runs the terraform and cloudbuild checks
 # with that interpreter instead of the CPython 3.13 built from Debian's source package, and
 # without the image tools (buildah, skopeo, hadolint): what the pull-request workflow does.
@@ -159,13 +161,16 @@ cmd_image() {
     { cat "$LOGS/image-log-ingest-check.log" >&2; die "'log-ingest check' failed inside the image"; }
   run_inside /usr/local/bin/mart-build plan >"$LOGS/image-mart-build-plan.log" 2>&1 ||
     { cat "$LOGS/image-mart-build-plan.log" >&2; die "'mart-build plan' failed inside the image"; }
-  # The monitor reads pipeline.yaml, schemas/ and marts/ of the image, and carries its views.
-  run_inside /usr/local/bin/monitor export-views >"$LOGS/image-monitor-views.log" 2>&1 ||
-    { cat "$LOGS/image-monitor-views.log" >&2; die "'monitor export-views' failed inside the image"; }
+  # The monitor reads the image's pipeline.yaml and carries its views (the report's data
+  # sources name them); offline, like mart-build plan.
+  run_inside /usr/local/bin/monitor --target prod looker-url >"$LOGS/image-monitor-looker-url.log" 2>&1 ||
+    { cat "$LOGS/image-monitor-looker-url.log" >&2; die "'monitor looker-url' failed inside the image"; }
+  grep -q 'tableId=freshness' "$LOGS/image-monitor-looker-url.log" ||
+    { cat "$LOGS/image-monitor-looker-url.log" >&2; die "'monitor looker-url' named no ops view inside the image"; }
   local size gz
   size=$(stat -c %s "$WORK/sluice.tar")
   gz=$(gzip -1 -c "$WORK/sluice.tar" | wc -c)
-  say "image ok: runs as 65532:65532, five workers' --help, log-ingest check, mart-build plan and monitor export-views pass inside;" \
+  say "image ok: runs as 65532:65532, five workers' --help, log-ingest check, mart-build plan and monitor looker-url pass inside;" \
     "$((size / 1048576)) MiB uncompressed, $((gz / 1048576)) MiB gzipped (from $BIN_DIR)"
 }
 
@@ -201,11 +206,12 @@ cmd_terraform() {
   : >"$tfcli"
   say "terraform fmt -check -recursive terraform"
   terraform fmt -check -recursive "$TF_DIR" || die "terraform files are not formatted (above); run: terraform fmt -recursive terraform"
-  say "terraform/deployment.json is what mart-build derives from pipeline.yaml, schemas/ and marts/"
-  "$BIN_DIR/mart-build" --config "$ROOT/pipeline.yaml" export-deployment --check "$TF_DIR/deployment.json" >/dev/null ||
+  [ -x "$BIN_DIR/sluice-deploy" ] || die "$BIN_DIR/sluice-deploy is missing; build it first: cargo build -p sluice-deploy"
+  say "terraform/deployment.json is what sluice-deploy derives from pipeline.yaml, schemas/ and marts/"
+  "$BIN_DIR/sluice-deploy" --config "$ROOT/pipeline.yaml" export-deployment --check "$TF_DIR/deployment.json" >/dev/null ||
     die "terraform/deployment.json is stale; run: make deployment"
-  say "terraform/views.json is what monitor export-views writes"
-  "$BIN_DIR/monitor" --config "$ROOT/pipeline.yaml" export-views | cmp -s - "$TF_DIR/views.json" ||
+  say "terraform/views.json is what sluice-deploy export-views writes"
+  "$BIN_DIR/sluice-deploy" --config "$ROOT/pipeline.yaml" export-views --check "$TF_DIR/views.json" >/dev/null ||
     die "terraform/views.json is stale; run: make deployment"
   say "terraform test of modules/plan (offline, no provider)"
   TF_CLI_CONFIG_FILE=$tfcli TF_DATA_DIR=$WORK/tf-plan terraform -chdir="$TF_DIR/modules/plan" init -backend=false -input=false >"$LOGS/tf-plan-init.log" 2>&1 ||
@@ -277,7 +283,7 @@ cmd_workflows() {
 
 # ---------------------------------------------------------------- main
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -gt 0 ] || set -- all
 for c in "$@"; do
   case "$c" in

@@ -24,7 +24,7 @@ locals {
 check "target_is_in_the_deployment_file" {
   assert {
     condition     = contains(keys(local.deployment_all.targets), var.target)
-    error_message = "${var.deployment_file} has no target ${var.target}: run `mart-build export-deployment --for ${var.target} --out terraform/${var.deployment_file}`."
+    error_message = "${var.deployment_file} has no target ${var.target}: run `cargo run -p sluice-deploy -- export-deployment --for ${var.target} --out terraform/${var.deployment_file}`."
   }
 }
 

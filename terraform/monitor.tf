@@ -1,7 +1,7 @@
 # The monitor's part of ops: the ledger tables exist from the first apply (the monitor may
 # write only alerts and declared_tables, so it cannot create the others), the views for the
-# BigQuery console and Looker Studio (their SQL from `monitor export-views`), the table-level
-# writes, and the lake's status/ prefix for the status page.
+# BigQuery console and Looker Studio (their SQL from `sluice-deploy export-views`), the
+# table-level writes, and the lake's status/ prefix for the status page.
 
 locals {
   views_all   = jsondecode(file("${path.module}/${var.views_file}"))
@@ -12,7 +12,7 @@ locals {
 check "views_are_exported_for_the_target" {
   assert {
     condition     = contains(keys(local.views_all.targets), var.target)
-    error_message = "${var.views_file} has no target ${var.target}: run `make deployment` (monitor export-views)."
+    error_message = "${var.views_file} has no target ${var.target}: run `make deployment` (sluice-deploy export-views)."
   }
 }
 

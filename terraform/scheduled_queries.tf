@@ -1,5 +1,5 @@
 # BigQuery scheduled queries for marts with `runner: scheduled_query`, from deployment.json
-# (the same SQL `mart-build export-scheduled-queries` prints). They run as their own account,
+# (the same SQL `sluice-deploy export-scheduled-queries` prints). They run as their own account,
 # which may write their marts' datasets and read the inputs.
 
 locals {

@@ -1,6 +1,6 @@
 variable "target" {
   type        = string
-  description = "The pipeline.yaml target this deployment is: dev, prod, or a pull-request name like pr-123 (whose entry `mart-build export-deployment --for pr-123` adds to the deployment file). It must equal the selected workspace (`terraform workspace select TARGET`): each target has its own state."
+  description = "The pipeline.yaml target this deployment is: dev, prod, or a pull-request name like pr-123 (whose entry `sluice-deploy export-deployment --for pr-123` adds to the deployment file). It must equal the selected workspace (`terraform workspace select TARGET`): each target has its own state."
   default     = "prod"
   validation {
     condition     = can(regex("^(dev|prod|pr[-_][a-z0-9]+|[a-z][a-z0-9_-]*)$", var.target)) && var.target != "default"
@@ -10,7 +10,7 @@ variable "target" {
 
 variable "deployment_file" {
   type        = string
-  description = "JSON written by `make deployment` (mart-build export-deployment): what each target deploys."
+  description = "JSON written by `make deployment` (sluice-deploy export-deployment): what each target deploys."
   default     = "deployment.json"
 }
 
@@ -81,7 +81,7 @@ variable "lake_retention_days" {
 }
 
 variable "views_file" {
-  description = "The monitor's ops views per target, written by `monitor export-views` (make deployment), relative to this module."
+  description = "The monitor's ops views per target, written by `sluice-deploy export-views` (make deployment), relative to this module."
   type        = string
   default     = "views.json"
 }

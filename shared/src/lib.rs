@@ -1,8 +1,10 @@
 //! The sluice library: what every worker shares, each decision in one place.
 //!
 //! - `config`: pipeline.yaml (`source`, `events`, `target`, `validate`); `catalog`: where the
-//!   pipeline lands each table; `ops`: sluice's own tables; `ledger`: run ids, ledger rows, the
-//!   one policy for a failed ledger write, freshness queries.
+//!   pipeline lands each table; `inventory`: every table and scheduled unit the pipeline
+//!   declares, walked once (what marts may read, the monitor expects, Terraform deploys);
+//!   `ops`: sluice's own tables; `ledger`: run ids, ledger rows, the one policy for a failed
+//!   ledger write, freshness queries.
 //! - `cli`: the shared command line and a worker's `main`; `progress`; `telemetry` (logs).
 //! - `bigquery`: REST client (`client`, `tables`, `jobs`, `insert`, `errors`), typed schemas and
 //!   their evolution (`schema`), `staging`, shared SQL (`sql`).
@@ -24,6 +26,7 @@ pub mod deployment;
 pub mod error;
 pub mod google;
 pub mod http;
+pub mod inventory;
 pub mod lake;
 pub mod ledger;
 #[cfg(feature = "marts")]

@@ -85,24 +85,6 @@ enum Command {
         #[arg(long)]
         select: Vec<String>,
     },
-    /// Print, as JSON for Terraform, the BigQuery scheduled queries of marts with
-    /// `runner: scheduled_query`.
-    ExportScheduledQueries,
-    /// Write, as JSON for Terraform, what each target deploys: datasets, what each worker
-    /// writes, reads and needs, the Cloud Run jobs with their arguments and schedules, the
-    /// log-ingest service and its topics, the scheduled queries (terraform/deployment.json).
-    ExportDeployment {
-        /// Targets to include (default: every target of pipeline.yaml but those with
-        /// `no_auth`); repeatable, e.g. `--for prod --for pr-123`.
-        #[arg(long = "for")]
-        targets: Vec<String>,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Only compare with this file: exit non-zero, saying how to refresh it, when it differs.
-        #[arg(long, conflicts_with = "out")]
-        check: Option<PathBuf>,
-    },
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -197,46 +179,6 @@ async fn try_main(cli: Cli) -> Result<ExitCode> {
             );
             if failed > 0 {
                 return Ok(ExitCode::FAILURE);
-            }
-        }
-        Command::ExportScheduledQueries => {
-            let t = pipeline.target(cli.common.target()?)?;
-            let timings = sluice::marts::schedules(&pipeline, &dag).checked()?;
-            let json = sluice::deployment::scheduled_queries(
-                &dag,
-                &timings,
-                &Placement::for_target(&t),
-                &t.location,
-            )?;
-            println!("{}", serde_json::to_string_pretty(&json)?);
-        }
-        Command::ExportDeployment {
-            targets,
-            out,
-            check,
-        } => {
-            let json = sluice::deployment::deployment(
-                &pipeline,
-                &dag,
-                &cli.common.pipeline_dir(),
-                &targets,
-            )?;
-            let text = serde_json::to_string_pretty(&json)? + "\n";
-            if let Some(file) = check {
-                let old = std::fs::read_to_string(&file).unwrap_or_default();
-                if old != text {
-                    anyhow::bail!(
-                        "{} is stale: pipeline.yaml, schemas/ or marts/ changed since it was written; run `make deployment`",
-                        file.display()
-                    );
-                }
-                println!("{} is up to date", file.display());
-            } else if let Some(file) = out {
-                std::fs::write(&file, text)
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
-                eprintln!("wrote {}", file.display());
-            } else {
-                print!("{text}");
             }
         }
     }

@@ -1,226 +1,45 @@
-//! What pipeline.yaml and `marts/` declare: every table the pipeline lands or builds, with
-//! its producer, owner, description, schedule and freshness SLA, and every scheduled unit of
-//! work (what the heartbeat expects in `ops.runs`). Names come from `sluice::catalog` and the
-//! mart DAG, so the monitor sees the tables the workers write; marts' times from
-//! `sluice::marts`, so it expects each mart when the deployment runs it.
+//! What the heartbeat expects: the tables of the pipeline's inventory (`sluice::inventory`)
+//! the monitor watches, with owner, description, schedule and freshness SLA, and the units
+//! whose ledger rows it expects by their schedules. The inventory names what the workers
+//! write and times marts as the deployment runs them, so the monitor expects what runs.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::catalog;
-use sluice::config::{owner_key, Freshness, Pipeline, Schedule, TableMeta, Target};
-use sluice::ledger::Worker;
-use sluice::marts::{Dag, Runner};
+use sluice::config::{Pipeline, Target};
+use sluice::inventory::{Inventory, Kind};
+use sluice::marts::Dag;
 
-/// A table the pipeline lands or builds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Table {
-    /// Dataset before the target's suffix.
-    pub dataset: String,
-    pub table: String,
-    pub worker: Worker,
-    /// The ledger's `source` of the unit that lands it (source name, or mart dataset).
-    pub source: Option<String>,
-    /// The ledger's `table_name` of that unit (None: any row of the source, as cdc-sync).
-    pub unit_table: Option<String>,
-    /// The `owners:` key.
-    pub owner: Option<String>,
-    pub description: Option<String>,
-    /// Cron of its schedule (None: continuous, as events).
-    pub cron: Option<String>,
-    pub freshness: Option<Freshness>,
-}
+pub use sluice::inventory::{Table, Unit};
 
-/// A unit of work a schedule says must run: its ledger rows are `worker` with `source` (and
-/// `table_name`, when given).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
-    pub worker: Worker,
-    pub source: String,
-    pub table: Option<String>,
-    pub schedule: Schedule,
-    pub owner: Option<String>,
-}
-
-impl Unit {
-    /// `pg-copy shop.orders`, `cdc-sync shop`.
-    pub fn label(&self) -> String {
-        match &self.table {
-            Some(t) => format!("{} {}.{t}", self.worker, self.source),
-            None => format!("{} {}", self.worker, self.source),
-        }
-    }
-}
-
-/// Everything declared.
+/// Everything declared that the monitor watches.
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
+    /// By dataset and table; not the one-row-per-message views (their tables are watched).
     pub tables: Vec<Table>,
+    /// The units whose runs are expected (not cdc-sync's content checks, not the monitor's).
     pub units: Vec<Unit>,
-}
-
-fn key(o: &Option<String>) -> Option<String> {
-    o.as_deref().map(|o| owner_key(o).to_string())
 }
 
 impl Declared {
     /// From the pipeline, the event schemas under `base` (the directory of pipeline.yaml) and
     /// the checked marts.
     pub fn of(p: &Pipeline, base: &Path, dag: &Dag) -> Declared {
-        let mut d = Declared::default();
-        for (sname, s) in &p.sources {
-            let raw = catalog::raw_dataset(p, sname).to_string();
-            let source_default = TableMeta {
-                owner: s.owner.clone(),
-                ..TableMeta::default()
-            };
-            for (t, config) in &s.tables {
-                let meta = config.meta().or(&source_default);
-                d.tables.push(Table {
-                    dataset: raw.clone(),
-                    table: t.clone(),
-                    worker: Worker::PgCopy,
-                    source: Some(sname.clone()),
-                    unit_table: Some(t.clone()),
-                    owner: key(&meta.owner),
-                    description: meta.description,
-                    cron: Some(config.schedule.cron()),
-                    freshness: meta.freshness,
-                });
-                d.units.push(Unit {
-                    worker: Worker::PgCopy,
-                    source: sname.clone(),
-                    table: Some(t.clone()),
-                    schedule: config.schedule.clone(),
-                    owner: key(&meta.owner),
-                });
-            }
-            if let Some(cdc) = &s.cdc {
-                let ds = catalog::replica_dataset(cdc, sname);
-                let cdc_default = TableMeta {
-                    owner: cdc.owner.clone().or_else(|| s.owner.clone()),
-                    description: None,
-                    freshness: cdc.freshness,
-                };
-                let mut names: Vec<String> = cdc.tables.clone();
-                names.extend(
-                    cdc.per_table
-                        .keys()
-                        .filter(|k| !cdc.tables.contains(k))
-                        .cloned(),
-                );
-                for name in names {
-                    let (schema, table) = sluice::config::qualify(&name);
-                    let meta = cdc
-                        .per_table
-                        .get(&name)
-                        .cloned()
-                        .unwrap_or_default()
-                        .or(&cdc_default);
-                    let mut push = |table: String, description: Option<String>| {
-                        d.tables.push(Table {
-                            dataset: ds.clone(),
-                            table,
-                            worker: Worker::CdcSync,
-                            source: Some(sname.clone()),
-                            unit_table: None,
-                            owner: key(&meta.owner),
-                            description,
-                            cron: Some(sluice::schedule::CDC_CRON.into()),
-                            freshness: meta.freshness,
-                        })
-                    };
-                    push(
-                        catalog::replica_table(&schema, &table),
-                        meta.description.clone().or_else(|| {
-                            Some(format!("Replica of {schema}.{table} in source {sname}."))
-                        }),
-                    );
-                    if catalog::keeps_history(&cdc.history, &schema, &table) {
-                        push(
-                            catalog::history_table(&schema, &table),
-                            Some(format!("Every change of {schema}.{table}, append-only.")),
-                        );
-                    }
-                }
-                d.units.push(Unit {
-                    worker: Worker::CdcSync,
-                    source: sname.clone(),
-                    table: None,
-                    schedule: Schedule::Cron(sluice::schedule::CDC_CRON.into()),
-                    owner: key(&cdc_default.owner),
-                });
-            }
+        Declared::read(&Inventory::of(p, base, dag))
+    }
+
+    /// What of an inventory the monitor watches.
+    pub fn read(inv: &Inventory) -> Declared {
+        Declared {
+            tables: inv
+                .tables
+                .iter()
+                .filter(|t| t.kind != Kind::Dedup)
+                .cloned()
+                .collect(),
+            units: inv.units.iter().filter(|u| u.expected).cloned().collect(),
         }
-        if let Some(ev) = &p.events {
-            let dir = base.join(&ev.schemas);
-            let default = TableMeta {
-                owner: ev.owner.clone(),
-                description: None,
-                freshness: ev.freshness,
-            };
-            for (event_type, table) in catalog::event_tables(&dir).unwrap_or_default() {
-                let doc: Value = std::fs::read_to_string(dir.join(format!("{event_type}.json")))
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or(Value::Null);
-                let meta = ev
-                    .types
-                    .get(&event_type)
-                    .cloned()
-                    .unwrap_or_default()
-                    .or(&default);
-                d.tables.push(Table {
-                    dataset: ev.dataset.clone(),
-                    table: table.clone(),
-                    worker: Worker::LogIngest,
-                    source: None,
-                    unit_table: Some(table),
-                    owner: key(&meta.owner),
-                    description: meta
-                        .description
-                        .or_else(|| doc["description"].as_str().map(str::to_string)),
-                    cron: None,
-                    freshness: meta.freshness,
-                });
-            }
-        }
-        // A mart runs when the deployment starts it: at the time derived from its inputs, not
-        // at what its header says, or every mart would look missed (`sluice::marts`). A
-        // mart whose time is refused cannot be deployed; it keeps its header's schedule here.
-        let timings = sluice::marts::schedules(p, dag).marts;
-        for (id, m) in &dag.marts {
-            let h = &m.header;
-            let schedule = timings
-                .get(id)
-                .map(|t| t.schedule())
-                .unwrap_or_else(|| h.schedule.clone().unwrap_or_default());
-            d.tables.push(Table {
-                dataset: m.id.dataset.clone(),
-                table: m.id.table.clone(),
-                worker: Worker::MartBuild,
-                source: Some(m.id.dataset.clone()),
-                unit_table: Some(m.id.table.clone()),
-                owner: key(&h.owner),
-                description: h.description.clone(),
-                cron: Some(schedule.cron()),
-                freshness: h.freshness,
-            });
-            // Scheduled queries write no ledger rows: BigQuery's transfer runs are theirs.
-            if h.runner == Runner::MartBuild {
-                d.units.push(Unit {
-                    worker: Worker::MartBuild,
-                    source: m.id.dataset.clone(),
-                    table: Some(m.id.table.clone()),
-                    schedule,
-                    owner: key(&h.owner),
-                });
-            }
-        }
-        d.tables
-            .sort_by(|a, b| (&a.dataset, &a.table).cmp(&(&b.dataset, &b.table)));
-        d
     }
 
     /// The table `dataset.table` (before the suffix).
@@ -281,6 +100,8 @@ impl Declared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice::config::Schedule;
+    use sluice::ledger::Worker;
 
     #[test]
     fn every_landed_table_and_scheduled_unit_is_declared() {
@@ -322,6 +143,7 @@ mod tests {
             d.tables[2].freshness.unwrap().error_after,
             Some(Duration::from_secs(3600))
         );
+        // Not the replicas' daily content check, nor the monitor's own check and digest.
         let units: Vec<String> = d.units.iter().map(|u| u.label()).collect();
         assert_eq!(units, ["pg-copy shop.orders", "cdc-sync shop"]);
         assert_eq!(d.units[0].schedule, Schedule::Hourly);

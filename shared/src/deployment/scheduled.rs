@@ -1,4 +1,4 @@
-//! `mart-build export-scheduled-queries`: marts with `runner: scheduled_query`, as the JSON
+//! `sluice-deploy export-scheduled-queries`: marts with `runner: scheduled_query`, as the JSON
 //! that Terraform reads to create BigQuery scheduled queries (Data Transfer configs).
 //!
 //! A scheduled query gets `@run_date` and `@run_time` from BigQuery, not `@ds`, so the mart's

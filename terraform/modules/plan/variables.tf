@@ -1,5 +1,5 @@
 variable "deployment" {
-  description = "One target of terraform/deployment.json (written by `mart-build export-deployment`): datasets, workers, schedules, service, scheduled queries."
+  description = "One target of terraform/deployment.json (written by `sluice-deploy export-deployment`): datasets, workers, schedules, service, scheduled queries."
   type = object({
     project           = string
     location          = string

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use mart_build::{MartResult, Options, Outcome, Summary};
-use sluice::marts::{Dag, Landed};
 use sluice::config::Pipeline;
+use sluice::marts::{Dag, Landed};
 use sluice_tests::marts::{daily_mart, write_marts, DAILY_CHECKS};
 use sluice_tests::{d, TestEnv};
 
