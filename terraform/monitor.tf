@@ -1,5 +1,5 @@
 # The monitor's part of ops: the ledger tables exist from the first apply (the monitor may
-# write only alerts and declared_tables, so it cannot create the others), the views for the
+# write only alerts, declared_tables and its own rows in runs, so it cannot create the others), the views for the
 # BigQuery console and Looker Studio (their SQL from `sluice-deploy export-views`), the
 # table-level writes, and the lake's status/ prefix for the status page.
 

@@ -1,4 +1,4 @@
-//! Support for the end-to-end tests (`tests/main.rs`, one binary) and the bench, against the
+//! Support for the end-to-end tests (`tests/tests/main.rs`, one binary) and the bench, against the
 //! local stack (`scripts/local-stack.sh up`).
 //!
 //! Each test gets its own Postgres database, BigQuery dataset suffix, lake bucket and scratch

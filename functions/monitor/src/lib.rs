@@ -15,7 +15,7 @@
 //! - `page/`: the status page (its data, then the HTML section by section).
 //! - `doctor/`: what a deployment still lacks, one line per need (`monitor doctor`).
 //! - `digest`: the daily message; `views`: the SQL views for the console and Looker Studio
-//!   (`views/ops/*.sql`, each with its unit tests), made and tested by `ops_views`; `looker`:
+//!   (`shared/views/ops/*.sql`, each with its unit tests), made and tested by `ops_views`; `looker`:
 //!   the Linking API URL.
 //!
 //! The face below is what `main` and the tests use.

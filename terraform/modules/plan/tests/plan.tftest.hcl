@@ -97,8 +97,8 @@ run "prod_grants_are_per_resource" {
     error_message = "the monitor reads ops and edits no dataset"
   }
   assert {
-    condition     = keys(output.table_grants) == ["monitor/ops.alerts", "monitor/ops.declared_tables"] && output.table_grants["monitor/ops.alerts"].role == "roles/bigquery.dataEditor"
-    error_message = "the monitor writes ops.alerts and ops.declared_tables only: ${jsonencode(keys(output.table_grants))}"
+    condition     = keys(output.table_grants) == ["monitor/ops.alerts", "monitor/ops.declared_tables", "monitor/ops.runs"] && output.table_grants["monitor/ops.runs"].role == "roles/bigquery.dataEditor"
+    error_message = "the monitor writes ops.alerts, ops.declared_tables and its own ledger rows in ops.runs only: ${jsonencode(keys(output.table_grants))}"
   }
   assert {
     condition     = keys(output.ops_tables) == ["alerts", "dead_letter", "declared_tables", "dq_results", "runs"]
