@@ -47,6 +47,4 @@ pub use looker::for_target as looker_url;
 pub use message::Message;
 pub use ops_views::{make_views, test_views, ViewTests};
 pub use page::{refresh as write_page, SECTION_IDS};
-/// `terraform/views.json` for the deployment's tool (the monitor no longer writes it).
-pub use views::export as export_views;
 pub use views::Made;

@@ -3,7 +3,7 @@
 //! parsing and placing, the export for Terraform) is in the shared library
 //! (`sluice::deployment::views`), re-exported here.
 
-pub use sluice::deployment::views::{create_sql, dag, export, reads_jobs, region, FILES};
+pub use sluice::deployment::views::{create_sql, dag, reads_jobs, region, FILES};
 use sluice::Result;
 
 use crate::Monitor;
