@@ -2,7 +2,6 @@
 //! its rows dead-lettered (mart-build's rows in are what the mart's SELECT returned, so it is
 //! not held to this).
 
-use sluice::config::Severity;
 use sluice::ledger::Worker;
 
 use super::finding::Finding;
@@ -18,32 +17,13 @@ pub fn counts(declared: &Declared, o: &Observed) -> Vec<Finding> {
                 && r.rows_in != r.rows_loaded + r.rows_dead_lettered
         })
         .map(|r| {
-            let subject = r.subject();
-            let date = r.logical_date.clone();
-            Finding {
-                key: format!(
-                    "counts:{}:{subject}:{}",
-                    r.worker,
-                    date.as_deref().unwrap_or("")
-                ),
-                kind: "counts",
-                severity: Severity::Error,
-                worker: r.worker,
-                subject: subject.clone(),
-                owner: declared.owner_of(
-                    r.worker.as_str(),
-                    r.source.as_deref(),
-                    r.table.as_deref(),
-                ),
-                title: format!(
+            let title = |subject: &str, _: Option<&str>| {
+                format!(
                     "{} counts do not add up: {subject}: {} in, {} loaded + {} dead-lettered",
                     r.worker, r.rows_in, r.rows_loaded, r.rows_dead_lettered
-                ),
-                error: None,
-                logical_date: date,
-                run_id: Some(r.run_id.clone()),
-                facts: r.count_facts(),
-            }
+                )
+            };
+            Finding::of_run("counts", r, declared, title, None)
         })
         .collect()
 }

@@ -1,7 +1,5 @@
 //! Failed units: the last ledger row of a unit says `failed`.
 
-use sluice::config::Severity;
-
 use super::finding::Finding;
 use super::observed::Observed;
 use crate::declared::Declared;
@@ -11,32 +9,11 @@ pub fn failed(declared: &Declared, o: &Observed) -> Vec<Finding> {
     o.pipeline_runs()
         .filter(|r| r.status == "failed")
         .map(|r| {
-            let subject = r.subject();
-            let date = r.logical_date.clone();
-            Finding {
-                key: format!(
-                    "failed:{}:{subject}:{}",
-                    r.worker,
-                    date.as_deref().unwrap_or("")
-                ),
-                kind: "failed",
-                severity: Severity::Error,
-                worker: r.worker,
-                subject: subject.clone(),
-                owner: declared.owner_of(
-                    r.worker.as_str(),
-                    r.source.as_deref(),
-                    r.table.as_deref(),
-                ),
-                title: match &date {
-                    Some(d) => format!("{} failed: {subject} for {d}", r.worker),
-                    None => format!("{} failed: {subject}", r.worker),
-                },
-                error: r.error.clone(),
-                logical_date: date,
-                run_id: Some(r.run_id.clone()),
-                facts: r.count_facts(),
-            }
+            let title = |subject: &str, date: Option<&str>| match date {
+                Some(d) => format!("{} failed: {subject} for {d}", r.worker),
+                None => format!("{} failed: {subject}", r.worker),
+            };
+            Finding::of_run("failed", r, declared, title, r.error.clone())
         })
         .collect()
 }

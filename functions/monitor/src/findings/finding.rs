@@ -5,6 +5,9 @@ use std::time::Duration;
 use sluice::config::Severity;
 use sluice::ledger::Worker;
 
+use super::observed::LastRun;
+use crate::declared::Declared;
+
 /// Something wrong, as one incident: `key` names it across checks (the same problem found
 /// again is the same incident).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,39 @@ pub struct Finding {
     pub run_id: Option<String>,
     /// Labelled facts (rows in / loaded / dead-lettered, age, lag ...).
     pub facts: Vec<(String, String)>,
+}
+
+impl Finding {
+    /// An error about one unit's last ledger row: keyed by kind, worker, subject and logical
+    /// date, owned as the unit is, with the row's run id and counts. `title` gets the subject
+    /// and the date.
+    pub fn of_run(
+        kind: &'static str,
+        r: &LastRun,
+        declared: &Declared,
+        title: impl FnOnce(&str, Option<&str>) -> String,
+        error: Option<String>,
+    ) -> Finding {
+        let subject = r.subject();
+        let date = r.logical_date.clone();
+        Finding {
+            key: format!(
+                "{kind}:{}:{subject}:{}",
+                r.worker,
+                date.as_deref().unwrap_or("")
+            ),
+            kind,
+            severity: Severity::Error,
+            worker: r.worker,
+            title: title(&subject, date.as_deref()),
+            owner: declared.owner_of(r.worker.as_str(), r.source.as_deref(), r.table.as_deref()),
+            subject,
+            error,
+            logical_date: date,
+            run_id: Some(r.run_id.clone()),
+            facts: r.count_facts(),
+        }
+    }
 }
 
 /// `45 min`, `5 h`, `3 days`.
